@@ -1,0 +1,136 @@
+using System.Buffers;
+using System.Diagnostics;
+using InferenceServer.Inference;
+using InferenceServer.Tensors;
+using Microsoft.ML.OnnxRuntime;
+
+namespace InferenceServer.Backends.OnnxRuntime;
+
+/// <summary>One ONNX Runtime session. Inputs are handed to the engine as <see cref="OrtValue"/>s over the pinned pooled request buffers (no copy); outputs are copied once into pooled buffers.</summary>
+internal sealed class OnnxRuntimeModel : IBackendModel
+{
+    private static readonly RunOptions SharedRunOptions = new();
+    private readonly InferenceSession _session;
+
+    public OnnxRuntimeModel(InferenceSession session, ModelSignature signature, string executionProvider)
+    {
+        _session = session;
+        Signature = signature;
+        ExecutionProvider = executionProvider;
+    }
+
+    public ModelSignature Signature { get; }
+
+    public string ExecutionProvider { get; }
+
+    public void Execute(InferenceRequest request, IReadOnlyList<string> outputs, InferenceResponse response, ref ExecutionTimings timings)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var count = request.Inputs.Count;
+        var names = new string[count];
+        var values = new OrtValue[count];
+        var pins = new MemoryHandle[count];
+        try
+        {
+            for (var i = 0; i < count; i++)
+            {
+                var tensor = request.Inputs[i];
+                names[i] = tensor.Name;
+                values[i] = CreateValue(tensor, ref pins[i]);
+            }
+            var ran = Stopwatch.GetTimestamp();
+            timings.InputTicks += ran - start;
+
+            IDisposableReadOnlyCollection<OrtValue> results;
+            try
+            {
+                results = _session.Run(SharedRunOptions, names, values, outputs as IReadOnlyCollection<string> ?? outputs.ToArray());
+            }
+            catch (OnnxRuntimeException e)
+            {
+                // The inputs passed validation against the configuration, so what the engine still refuses
+                // (a shape the graph cannot take) is the client's to fix; anything else is the engine's failure.
+                var message = CleanMessage(e.Message);
+                throw e.Message.Contains("[ErrorCode:InvalidArgument]", StringComparison.Ordinal)
+                    ? InferenceException.InvalidArgument("the model rejected the inputs: " + message)
+                    : new InferenceException(InferenceErrorKind.Internal, "model execution failed: " + message);
+            }
+            var copied = Stopwatch.GetTimestamp();
+            timings.InferTicks += copied - ran;
+            using (results)
+            {
+                var j = 0;
+                foreach (var value in results)
+                {
+                    response.Outputs.Add(CopyOut(outputs[j++], value));
+                }
+            }
+            timings.OutputTicks += Stopwatch.GetTimestamp() - copied;
+        }
+        finally
+        {
+            for (var i = 0; i < count; i++)
+            {
+                values[i]?.Dispose();
+                pins[i].Dispose();
+            }
+        }
+    }
+
+    public void Dispose() => _session.Dispose();
+
+    private static OrtValue CreateValue(Tensor tensor, ref MemoryHandle pin)
+    {
+        if (tensor.DataType == DataType.Bytes)
+        {
+            var value = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, tensor.Shape);
+            ReadOnlySpan<byte> data = tensor.Data.Span;
+            for (var index = 0; !data.IsEmpty; index++)
+            {
+                value.StringTensorSetElementAt(BytesElements.ReadNext(ref data), index);
+            }
+            return value;
+        }
+        pin = tensor.Data.Array.AsMemory().Pin();
+        unsafe
+        {
+            return OrtValue.CreateTensorValueWithData(
+                OrtMemoryInfo.DefaultInstance, OnnxRuntimeBackend.ToOrt(tensor.DataType), tensor.Shape, (IntPtr)pin.Pointer, tensor.Data.Length);
+        }
+    }
+
+    private static Tensor CopyOut(string name, OrtValue value)
+    {
+        if (!value.IsTensor)
+        {
+            throw new InferenceException(InferenceErrorKind.Internal, $"output '{name}' is not a tensor");
+        }
+        var info = value.GetTensorTypeAndShape();
+        var type = OnnxRuntimeBackend.FromOrt(info.ElementDataType)
+            ?? throw new InferenceException(InferenceErrorKind.Internal, $"output '{name}' has unsupported element type {info.ElementDataType}");
+        var shape = info.Shape;
+        if (type != DataType.Bytes)
+        {
+            return new Tensor(name, type, shape, TensorBuffer.CopyOf(value.GetTensorMutableRawData()));
+        }
+        var elements = (int)info.ElementCount;
+        using var writer = new TensorWriter(DataType.Bytes, elements);
+        for (var i = 0; i < elements; i++)
+        {
+            writer.WriteBytes(value.GetStringElementAsSpan(i));
+        }
+        return new Tensor(name, type, shape, writer.Detach());
+    }
+
+    /// <summary>Strips ONNX Runtime's "[ErrorCode:X]" prefix and source locations from an engine message.</summary>
+    internal static string CleanMessage(string message)
+    {
+        var text = message;
+        if (text.StartsWith("[ErrorCode:", StringComparison.Ordinal))
+        {
+            var end = text.IndexOf(']');
+            text = end > 0 ? text[(end + 1)..].TrimStart() : text;
+        }
+        return text.Trim();
+    }
+}

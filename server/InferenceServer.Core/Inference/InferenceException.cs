@@ -1,0 +1,37 @@
+namespace InferenceServer.Inference;
+
+/// <summary>What went wrong, in the terms every protocol adapter maps to its own status codes.</summary>
+public enum InferenceErrorKind
+{
+    /// <summary>The client's request is malformed or does not fit the model (400 / INVALID_ARGUMENT).</summary>
+    InvalidArgument,
+    /// <summary>No such model or version (404 / NOT_FOUND).</summary>
+    NotFound,
+    /// <summary>This server cannot serve the model now (503 / UNAVAILABLE).</summary>
+    Unavailable,
+    /// <summary>A size or load limit was exceeded (413 or 429 / RESOURCE_EXHAUSTED).</summary>
+    ResourceExhausted,
+    /// <summary>The operation is not allowed in the server's current mode (400 / FAILED_PRECONDITION).</summary>
+    FailedPrecondition,
+    /// <summary>The engine failed (500 / INTERNAL).</summary>
+    Internal,
+}
+
+/// <summary>The one error type that crosses from the core to the protocol adapters; its message is safe to show a client.</summary>
+public sealed class InferenceException : Exception
+{
+    /// <summary>Creates an error of <paramref name="kind"/> with a client-facing message.</summary>
+    public InferenceException(InferenceErrorKind kind, string message, Exception? inner = null) : base(message, inner) => Kind = kind;
+
+    /// <summary>The category of the error.</summary>
+    public InferenceErrorKind Kind { get; }
+
+    /// <summary>An <see cref="InferenceErrorKind.InvalidArgument"/> error.</summary>
+    public static InferenceException InvalidArgument(string message) => new(InferenceErrorKind.InvalidArgument, message);
+
+    /// <summary>A <see cref="InferenceErrorKind.NotFound"/> error.</summary>
+    public static InferenceException NotFound(string message) => new(InferenceErrorKind.NotFound, message);
+
+    /// <summary>An <see cref="InferenceErrorKind.Unavailable"/> error.</summary>
+    public static InferenceException Unavailable(string message) => new(InferenceErrorKind.Unavailable, message);
+}

@@ -1,0 +1,64 @@
+using System.Diagnostics;
+using InferenceServer.Tensors;
+
+namespace InferenceServer.Inference;
+
+/// <summary>
+/// One inference request as every protocol adapter decodes it: the model, the input tensors over pooled buffers and
+/// the outputs wanted. Disposing it returns the input buffers.
+/// </summary>
+public sealed class InferenceRequest : IDisposable
+{
+    /// <summary>Creates a request for <paramref name="modelName"/>; an empty <paramref name="modelVersion"/> means the latest ready version.</summary>
+    public InferenceRequest(string modelName, string? modelVersion = null)
+    {
+        ArgumentNullException.ThrowIfNull(modelName);
+        ModelName = modelName;
+        ModelVersion = modelVersion ?? "";
+    }
+
+    /// <summary>The model's name.</summary>
+    public string ModelName { get; }
+
+    /// <summary>The requested version, or empty for the latest ready one.</summary>
+    public string ModelVersion { get; }
+
+    /// <summary>The client's request id, echoed in the response.</summary>
+    public string Id { get; set; } = "";
+
+    /// <summary>Request parameters (string, bool, long or double values), accepted and passed along.</summary>
+    public Dictionary<string, object> Parameters { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The input tensors; the request owns them.</summary>
+    public List<Tensor> Inputs { get; } = [];
+
+    /// <summary>The outputs to return, by name; empty means every output of the model.</summary>
+    public List<string> RequestedOutputs { get; } = [];
+
+    /// <summary>When the server received the request (<see cref="Stopwatch.GetTimestamp"/>), for queue statistics.</summary>
+    public long ReceivedTimestamp { get; set; } = Stopwatch.GetTimestamp();
+
+    /// <summary>Adds an input, failing on a duplicate name.</summary>
+    public void AddInput(Tensor tensor)
+    {
+        foreach (var existing in Inputs)
+        {
+            if (existing.Name == tensor.Name)
+            {
+                tensor.Dispose();
+                throw InferenceException.InvalidArgument($"input '{tensor.Name}' is given more than once");
+            }
+        }
+        Inputs.Add(tensor);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var input in Inputs)
+        {
+            input.Dispose();
+        }
+        Inputs.Clear();
+    }
+}

@@ -1,0 +1,104 @@
+using InferenceServer.Tensors;
+
+namespace InferenceServer.Repository;
+
+/// <summary>One input or output of a model: name, element type and dimensions (-1 is variable; without the batch dimension when the model batches).</summary>
+public sealed record TensorConfig(string Name, DataType DataType, long[] Dims, bool Optional = false);
+
+/// <summary>
+/// A model's complete configuration: what <c>config.yaml</c> said, completed from the model itself. This is what
+/// requests are validated against and what the configuration endpoint returns.
+/// </summary>
+public sealed class ModelConfig
+{
+    /// <summary>The model's name (its directory in the repository).</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The backend that runs the model ("onnxruntime").</summary>
+    public string Backend { get; init; } = "onnxruntime";
+
+    /// <summary>Triton's platform string for the backend ("onnxruntime_onnx").</summary>
+    public string Platform { get; init; } = "onnxruntime_onnx";
+
+    /// <summary>Largest batch a request may carry; 0 when the model has no batch dimension.</summary>
+    public int MaxBatchSize { get; init; }
+
+    /// <summary>The inputs (dims exclude the batch dimension when <see cref="MaxBatchSize"/> &gt; 0).</summary>
+    public required IReadOnlyList<TensorConfig> Inputs { get; init; }
+
+    /// <summary>The outputs (dims exclude the batch dimension when <see cref="MaxBatchSize"/> &gt; 0).</summary>
+    public required IReadOnlyList<TensorConfig> Outputs { get; init; }
+
+    /// <summary>Which versions in the repository are served.</summary>
+    public VersionPolicy VersionPolicy { get; init; } = VersionPolicy.Latest(1);
+
+    /// <summary>The file inside a version directory that holds the model.</summary>
+    public string DefaultModelFilename { get; init; } = "model.onnx";
+
+    /// <summary>The device asked for ("cpu", "cuda:0").</summary>
+    public string Device { get; init; } = "cpu";
+
+    /// <summary>The execution provider the engine actually uses ("CPUExecutionProvider", "CUDAExecutionProvider").</summary>
+    public string ExecutionProvider { get; init; } = "CPUExecutionProvider";
+
+    /// <summary>Whether a model asked to run on a GPU may fall back to the CPU when the runtime has no GPU support.</summary>
+    public bool AllowCpuFallback { get; init; }
+
+    /// <summary>Free-form parameters (backend settings such as <c>intra_op_num_threads</c>).</summary>
+    public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The input called <paramref name="name"/>, or null.</summary>
+    public TensorConfig? FindInput(string name) => Find(Inputs, name);
+
+    /// <summary>The output called <paramref name="name"/>, or null.</summary>
+    public TensorConfig? FindOutput(string name) => Find(Outputs, name);
+
+    private static TensorConfig? Find(IReadOnlyList<TensorConfig> tensors, string name)
+    {
+        foreach (var t in tensors)
+        {
+            if (t.Name == name)
+            {
+                return t;
+            }
+        }
+        return null;
+    }
+}
+
+/// <summary>Which of the numbered version directories a model serves.</summary>
+public abstract record VersionPolicy
+{
+    /// <summary>The <paramref name="count"/> highest versions (Triton's default is 1).</summary>
+    public static VersionPolicy Latest(int count) => new LatestPolicy(count);
+
+    /// <summary>Every version present.</summary>
+    public static VersionPolicy All { get; } = new AllPolicy();
+
+    /// <summary>Exactly the listed versions (those present).</summary>
+    public static VersionPolicy Specific(IReadOnlyList<long> versions) => new SpecificPolicy(versions);
+
+    /// <summary>The versions to serve out of those present.</summary>
+    public abstract IReadOnlyList<long> Select(IReadOnlyList<long> available);
+
+    /// <summary>Serve the highest <see cref="Count"/> versions.</summary>
+    public sealed record LatestPolicy(int Count) : VersionPolicy
+    {
+        /// <inheritdoc />
+        public override IReadOnlyList<long> Select(IReadOnlyList<long> available) => available.OrderDescending().Take(Count).Order().ToArray();
+    }
+
+    /// <summary>Serve every version.</summary>
+    public sealed record AllPolicy : VersionPolicy
+    {
+        /// <inheritdoc />
+        public override IReadOnlyList<long> Select(IReadOnlyList<long> available) => available.Order().ToArray();
+    }
+
+    /// <summary>Serve the listed versions.</summary>
+    public sealed record SpecificPolicy(IReadOnlyList<long> Versions) : VersionPolicy
+    {
+        /// <inheritdoc />
+        public override IReadOnlyList<long> Select(IReadOnlyList<long> available) => available.Where(Versions.Contains).Order().ToArray();
+    }
+}

@@ -1,0 +1,181 @@
+using InferenceServer.Tensors;
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace InferenceServer.Repository;
+
+/// <summary>
+/// <c>config.yaml</c> (or <c>config.json</c>, or <c>config.yml</c>) beside a model's version directories, as written:
+/// every field optional. See the README's "Model repository" section for the schema.
+/// </summary>
+public sealed class ModelConfigFile
+{
+    /// <summary>The file names looked for, in order.</summary>
+    public static readonly string[] FileNames = ["config.yaml", "config.yml", "config.json"];
+
+    /// <summary>Must equal the directory name when given.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>"onnxruntime" (the only backend of tensor models so far).</summary>
+    public string? Backend { get; set; }
+
+    /// <summary>Triton's platform string; "onnxruntime_onnx" is accepted.</summary>
+    public string? Platform { get; set; }
+
+    /// <summary>0 for no batch dimension; omitted to derive it from the model.</summary>
+    public int? MaxBatchSize { get; set; }
+
+    /// <summary>Inputs to declare or check; undeclared ones are taken from the model.</summary>
+    public List<TensorEntry>? Input { get; set; }
+
+    /// <summary>Outputs to declare or check; undeclared ones are taken from the model.</summary>
+    public List<TensorEntry>? Output { get; set; }
+
+    /// <summary>latest / all / specific.</summary>
+    public VersionPolicyEntry? VersionPolicy { get; set; }
+
+    /// <summary>The model file inside each version directory (default model.onnx).</summary>
+    public string? DefaultModelFilename { get; set; }
+
+    /// <summary>"cpu" or "cuda:N"; default: the server's default device.</summary>
+    public string? Device { get; set; }
+
+    /// <summary>Run on the CPU when the device asked for is not available in this build.</summary>
+    public bool? AllowCpuFallback { get; set; }
+
+    /// <summary>Backend parameters, e.g. intra_op_num_threads.</summary>
+    public Dictionary<string, string>? Parameters { get; set; }
+
+    /// <summary>One declared input or output.</summary>
+    public sealed class TensorEntry
+    {
+        /// <summary>The tensor's name in the model.</summary>
+        public string? Name { get; set; }
+
+        /// <summary>"FP32" or "TYPE_FP32" (BYTES is also "TYPE_STRING").</summary>
+        public string? DataType { get; set; }
+
+        /// <summary>Dimensions without the batch dimension; -1 for variable.</summary>
+        public List<long>? Dims { get; set; }
+
+        /// <summary>Whether a request may leave this input out.</summary>
+        public bool? Optional { get; set; }
+    }
+
+    /// <summary>Exactly one of the three policies.</summary>
+    public sealed class VersionPolicyEntry
+    {
+        /// <summary>Serve the highest num_versions versions.</summary>
+        public LatestEntry? Latest { get; set; }
+
+        /// <summary>Serve every version (an empty mapping: <c>all: {}</c>).</summary>
+        public Dictionary<string, object>? All { get; set; }
+
+        /// <summary>Serve the listed versions.</summary>
+        public SpecificEntry? Specific { get; set; }
+    }
+
+    /// <summary>latest: { num_versions: N }.</summary>
+    public sealed class LatestEntry
+    {
+        /// <summary>How many of the highest versions to serve.</summary>
+        public int? NumVersions { get; set; }
+    }
+
+    /// <summary>specific: { versions: [...] }.</summary>
+    public sealed class SpecificEntry
+    {
+        /// <summary>The versions to serve.</summary>
+        public List<long>? Versions { get; set; }
+    }
+
+    private static readonly IDeserializer Deserializer = new DeserializerBuilder()
+        .WithNamingConvention(UnderscoredNamingConvention.Instance)
+        .Build();
+
+    /// <summary>Reads the model's configuration file, or returns null when it has none; throws <see cref="ModelConfigException"/> when it is invalid.</summary>
+    public static ModelConfigFile? Load(string modelDirectory)
+    {
+        foreach (var fileName in FileNames)
+        {
+            var path = Path.Combine(modelDirectory, fileName);
+            if (File.Exists(path))
+            {
+                return Parse(File.ReadAllText(path), fileName);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Parses configuration text (YAML, or JSON, which YAML reads as well).</summary>
+    public static ModelConfigFile Parse(string text, string source = "config")
+    {
+        try
+        {
+            return Deserializer.Deserialize<ModelConfigFile?>(text) ?? new ModelConfigFile();
+        }
+        catch (YamlException e)
+        {
+            throw new ModelConfigException($"{source}: {e.Message} (line {e.Start.Line}, column {e.Start.Column})");
+        }
+    }
+
+    /// <summary>The version policy this file asks for (default: the latest version).</summary>
+    public VersionPolicy ResolveVersionPolicy()
+    {
+        if (VersionPolicy is null)
+        {
+            return Repository.VersionPolicy.Latest(1);
+        }
+        var chosen = (VersionPolicy.Latest is null ? 0 : 1) + (VersionPolicy.All is null ? 0 : 1) + (VersionPolicy.Specific is null ? 0 : 1);
+        if (chosen != 1)
+        {
+            throw new ModelConfigException("version_policy must name exactly one of latest, all, specific");
+        }
+        if (VersionPolicy.Latest is { } latest)
+        {
+            var n = latest.NumVersions ?? 1;
+            return n >= 1 ? Repository.VersionPolicy.Latest(n) : throw new ModelConfigException("version_policy.latest.num_versions must be at least 1");
+        }
+        if (VersionPolicy.Specific is { } specific)
+        {
+            if (specific.Versions is not { Count: > 0 } versions || versions.Any(v => v < 1))
+            {
+                throw new ModelConfigException("version_policy.specific.versions must list positive version numbers");
+            }
+            return Repository.VersionPolicy.Specific(versions);
+        }
+        return Repository.VersionPolicy.All;
+    }
+
+    /// <summary>Converts the declared tensors, checking names and types.</summary>
+    internal static List<TensorConfig> ResolveTensors(List<TensorEntry>? entries, string kind)
+    {
+        var result = new List<TensorConfig>();
+        foreach (var e in entries ?? [])
+        {
+            if (string.IsNullOrEmpty(e.Name))
+            {
+                throw new ModelConfigException($"every {kind} needs a name");
+            }
+            if (e.DataType is null || !DataTypes.TryParse(e.DataType, out var type))
+            {
+                throw new ModelConfigException($"{kind} '{e.Name}' has unknown data_type '{e.DataType}'");
+            }
+            if (e.Dims is null || e.Dims.Any(d => d < -1))
+            {
+                throw new ModelConfigException($"{kind} '{e.Name}' needs dims (each -1 or a size)");
+            }
+            if (result.Any(r => r.Name == e.Name))
+            {
+                throw new ModelConfigException($"{kind} '{e.Name}' is declared twice");
+            }
+            result.Add(new TensorConfig(e.Name, type, e.Dims.ToArray(), e.Optional ?? false));
+        }
+        return result;
+    }
+}
+
+/// <summary>A model's configuration is invalid or does not match the model; the model becomes UNAVAILABLE with this reason.</summary>
+public sealed class ModelConfigException(string message) : Exception(message);

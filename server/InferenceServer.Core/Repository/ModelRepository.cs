@@ -1,0 +1,376 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using InferenceServer.Backends;
+using InferenceServer.Inference;
+using Microsoft.Extensions.Logging;
+
+namespace InferenceServer.Repository;
+
+/// <summary>One row of the repository index: a model version (or a model that was never loaded) and its state.</summary>
+public sealed record ModelIndexEntry(string Name, string Version, string State, string Reason);
+
+/// <summary>
+/// The model repository: scans <c>&lt;repo&gt;/&lt;model&gt;/&lt;version&gt;/</c>, loads the versions each model's policy
+/// selects, keeps their states, and hands requests a lease on a ready version. A model that fails to load is
+/// UNAVAILABLE with its reason; the others keep serving.
+/// </summary>
+public sealed partial class ModelRepository : IDisposable
+{
+    private readonly ModelRepositoryOptions _options;
+    private readonly IReadOnlyList<IModelBackend> _backends;
+    private readonly ILogger<ModelRepository> _logger;
+    private readonly ConcurrentDictionary<string, ModelVersion[]> _models = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _modelLocks = new(StringComparer.Ordinal);
+
+    /// <summary>Creates a repository over <see cref="ModelRepositoryOptions.Path"/>; nothing is loaded until <see cref="LoadStartupModelsAsync"/>.</summary>
+    public ModelRepository(ModelRepositoryOptions options, IEnumerable<IModelBackend> backends, ILogger<ModelRepository> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(backends);
+        ArgumentNullException.ThrowIfNull(logger);
+        _options = options;
+        _backends = backends.ToArray();
+        _logger = logger;
+        RootPath = Path.GetFullPath(options.Path);
+    }
+
+    /// <summary>The repository directory (absolute).</summary>
+    public string RootPath { get; }
+
+    /// <summary>The model control mode.</summary>
+    public ModelControlMode ControlMode => _options.ModelControlMode;
+
+    /// <summary>True once start-up loading has finished.</summary>
+    public bool StartupComplete { get; private set; }
+
+    /// <summary>Loads the start-up models: all of them, or in explicit mode those named in the options.</summary>
+    public async Task LoadStartupModelsAsync(CancellationToken cancellationToken)
+    {
+        if (!Directory.Exists(RootPath))
+        {
+            Log.RepositoryMissing(_logger, RootPath);
+            StartupComplete = true;
+            return;
+        }
+        IEnumerable<string> names = ScanModelNames();
+        if (_options.ModelControlMode == ModelControlMode.Explicit && !_options.StartupModels.Contains("*"))
+        {
+            names = _options.StartupModels;
+        }
+        await Parallel.ForEachAsync(
+            names,
+            new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, _options.LoadParallelism), CancellationToken = cancellationToken },
+            async (name, ct) =>
+            {
+                try
+                {
+                    await LoadCoreAsync(name, ct).ConfigureAwait(false);
+                }
+                catch (InferenceException e)
+                {
+                    Log.StartupModelSkipped(_logger, name, e.Message);
+                }
+            }).ConfigureAwait(false);
+        StartupComplete = true;
+    }
+
+    /// <summary>Loads (or reloads) a model through the API; explicit model control only.</summary>
+    public Task LoadAsync(string name, CancellationToken cancellationToken)
+    {
+        RequireExplicitControl("load");
+        return LoadCoreAsync(name, cancellationToken);
+    }
+
+    /// <summary>Unloads a model through the API; explicit model control only. Requests in flight finish first.</summary>
+    public async Task UnloadAsync(string name, CancellationToken cancellationToken)
+    {
+        RequireExplicitControl("unload");
+        ValidateName(name);
+        var gate = _modelLocks.GetOrAdd(name, static _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (!_models.TryGetValue(name, out var versions))
+            {
+                throw InferenceException.NotFound($"model '{name}' is not loaded");
+            }
+            foreach (var v in versions)
+            {
+                v.Retire("unloaded");
+            }
+            Log.ModelUnloaded(_logger, name);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Takes a lease on the requested version of a model (empty: the highest ready version). Throws NotFound for an
+    /// unknown model or version and Unavailable for one that is not ready.
+    /// </summary>
+    public ModelLease Acquire(string name, string version)
+    {
+        var selected = Select(name, version);
+        if (!selected.TryAcquire(out var model))
+        {
+            throw NotReady(selected);
+        }
+        return new ModelLease(selected, model);
+    }
+
+    /// <summary>The version a request names (empty: the highest ready one, else the highest), whatever its state.</summary>
+    public ModelVersion Select(string name, string version)
+    {
+        if (!_models.TryGetValue(name, out var versions) || versions.All(v => v.Reason == "unloaded"))
+        {
+            throw InferenceException.NotFound($"unknown model '{name}'");
+        }
+        if (string.IsNullOrEmpty(version))
+        {
+            for (var i = versions.Length - 1; i >= 0; i--)
+            {
+                if (versions[i].State == ModelState.Ready)
+                {
+                    return versions[i];
+                }
+            }
+            return versions[^1];
+        }
+        if (!long.TryParse(version, NumberStyles.None, CultureInfo.InvariantCulture, out var number))
+        {
+            throw InferenceException.NotFound($"model '{name}' has no version '{version}'");
+        }
+        foreach (var v in versions)
+        {
+            if (v.Version == number)
+            {
+                return v;
+            }
+        }
+        throw InferenceException.NotFound($"model '{name}' has no version {number}");
+    }
+
+    /// <summary>The ready version a request names, for metadata and configuration; throws like <see cref="Acquire"/>.</summary>
+    public ModelVersion GetReady(string name, string version)
+    {
+        var selected = Select(name, version);
+        return selected.State == ModelState.Ready ? selected : throw NotReady(selected);
+    }
+
+    /// <summary>Whether the named model version is ready; throws NotFound for an unknown one.</summary>
+    public bool IsReady(string name, string version) => Select(name, version).State == ModelState.Ready;
+
+    /// <summary>The ready versions of a model, ascending.</summary>
+    public IReadOnlyList<long> ReadyVersions(string name) =>
+        _models.TryGetValue(name, out var versions) ? versions.Where(v => v.State == ModelState.Ready).Select(v => v.Version).ToArray() : [];
+
+    /// <summary>Every model version the repository holds (loaded, failed or unloaded), by name then version.</summary>
+    public IEnumerable<ModelVersion> Versions(string? name = null) =>
+        _models.Where(kv => name is null || kv.Key == name).OrderBy(kv => kv.Key, StringComparer.Ordinal).SelectMany(kv => kv.Value);
+
+    /// <summary>Server readiness: with strict readiness, start-up is done and every model version that should be loaded is ready.</summary>
+    public bool IsServerReady =>
+        StartupComplete && (!_options.StrictReadiness || _models.Values.All(vs => vs.All(v => v.State == ModelState.Ready || v.Reason == "unloaded")));
+
+    /// <summary>The repository index: every model directory, with the state of each version known.</summary>
+    public IReadOnlyList<ModelIndexEntry> Index(bool readyOnly)
+    {
+        var rows = new List<ModelIndexEntry>();
+        var names = new SortedSet<string>(ScanModelNames(), StringComparer.Ordinal);
+        names.UnionWith(_models.Keys);
+        foreach (var name in names)
+        {
+            if (_models.TryGetValue(name, out var versions))
+            {
+                foreach (var v in versions)
+                {
+                    if (!readyOnly || v.State == ModelState.Ready)
+                    {
+                        rows.Add(new ModelIndexEntry(name, v.Version.ToString(CultureInfo.InvariantCulture), StateName(v.State), v.Reason));
+                    }
+                }
+            }
+            else if (!readyOnly)
+            {
+                rows.Add(new ModelIndexEntry(name, "", "", ""));
+            }
+        }
+        return rows;
+    }
+
+    /// <summary>The index's name for a state.</summary>
+    public static string StateName(ModelState state) => state switch
+    {
+        ModelState.Ready => "READY",
+        ModelState.Loading => "LOADING",
+        ModelState.Unloading => "UNLOADING",
+        _ => "UNAVAILABLE",
+    };
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var versions in _models.Values)
+        {
+            foreach (var v in versions)
+            {
+                v.Retire("server stopped");
+            }
+        }
+        _models.Clear();
+    }
+
+    private async Task LoadCoreAsync(string name, CancellationToken cancellationToken)
+    {
+        ValidateName(name);
+        var directory = Path.Combine(RootPath, name);
+        if (!Directory.Exists(directory))
+        {
+            throw InferenceException.NotFound($"model '{name}' is not in the repository");
+        }
+        var gate = _modelLocks.GetOrAdd(name, static _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // The engine's load is synchronous and may take seconds; keep it off the caller's thread.
+            var loaded = await Task.Run(() => LoadVersions(name, directory), cancellationToken).ConfigureAwait(false);
+            if (_models.TryGetValue(name, out var previous))
+            {
+                foreach (var v in previous)
+                {
+                    v.Retire("reloaded");
+                }
+            }
+            _models[name] = loaded;
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private ModelVersion[] LoadVersions(string name, string directory)
+    {
+        ModelConfigFile? file;
+        VersionPolicy policy;
+        try
+        {
+            file = ModelConfigFile.Load(directory);
+            if (file?.Name is { } configured && configured != name)
+            {
+                throw new ModelConfigException($"config name '{configured}' does not match the directory name '{name}'");
+            }
+            policy = file?.ResolveVersionPolicy() ?? VersionPolicy.Latest(1);
+        }
+        catch (ModelConfigException e)
+        {
+            Log.ModelFailed(_logger, name, 0, e.Message);
+            return [ModelVersion.Failed(name, 0, "invalid configuration: " + e.Message)];
+        }
+
+        var available = Directory.EnumerateDirectories(directory)
+            .Select(d => long.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v > 0 ? v : 0)
+            .Where(v => v > 0)
+            .ToArray();
+        var selected = policy.Select(available);
+        if (selected.Count == 0)
+        {
+            const string reason = "no version directory matches the version policy";
+            Log.ModelFailed(_logger, name, 0, reason);
+            return [ModelVersion.Failed(name, 0, reason)];
+        }
+        return selected.Select(v => LoadVersion(name, directory, v, file)).ToArray();
+    }
+
+    private ModelVersion LoadVersion(string name, string directory, long version, ModelConfigFile? file)
+    {
+        IBackendModel? model = null;
+        try
+        {
+            var backend = SelectBackend(file);
+            var fileName = file?.DefaultModelFilename ?? backend.DefaultModelFilename;
+            if (!ModelNames.IsValid(fileName))
+            {
+                throw new ModelConfigException($"default_model_filename '{fileName}' must be a plain file name");
+            }
+            var request = new BackendLoadRequest(
+                name,
+                version,
+                Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture), fileName),
+                file?.Device ?? _options.DefaultDevice,
+                file?.AllowCpuFallback ?? false,
+                file?.Parameters ?? new Dictionary<string, string>());
+            model = backend.Load(request);
+            var config = ModelConfigResolver.Resolve(name, file, backend, model, request.Device, _options.DefaultMaxBatchSize);
+            Log.ModelLoaded(_logger, name, version, model.ExecutionProvider);
+            return ModelVersion.Ready(name, version, config, model);
+        }
+        catch (Exception e) when (e is ModelLoadException or ModelConfigException)
+        {
+            model?.Dispose();
+            Log.ModelFailed(_logger, name, version, e.Message);
+            return ModelVersion.Failed(name, version, e.Message);
+        }
+    }
+
+    private IModelBackend SelectBackend(ModelConfigFile? file)
+    {
+        var wanted = file?.Backend;
+        if (wanted is null && file?.Platform is { } platform)
+        {
+            return _backends.FirstOrDefault(b => b.Platform == platform)
+                ?? throw new ModelConfigException($"platform '{platform}' is not supported (supported: {string.Join(", ", _backends.Select(b => b.Platform))})");
+        }
+        wanted ??= _backends[0].Name;
+        return _backends.FirstOrDefault(b => b.Name == wanted)
+            ?? throw new ModelConfigException($"backend '{wanted}' is not supported (supported: {string.Join(", ", _backends.Select(b => b.Name))})");
+    }
+
+    private IEnumerable<string> ScanModelNames() =>
+        Directory.Exists(RootPath)
+            ? Directory.EnumerateDirectories(RootPath).Select(Path.GetFileName).OfType<string>().Where(n => ModelNames.IsValid(n))
+            : [];
+
+    private void RequireExplicitControl(string operation)
+    {
+        if (_options.ModelControlMode != ModelControlMode.Explicit)
+        {
+            throw new InferenceException(
+                InferenceErrorKind.FailedPrecondition,
+                $"explicit model {operation} is not allowed: the server was not started with --model-control-mode explicit");
+        }
+    }
+
+    private static void ValidateName(string name)
+    {
+        if (!ModelNames.IsValid(name))
+        {
+            throw InferenceException.InvalidArgument($"'{name}' is not a valid model name (letters, digits, '_', '-', '.'; no path separators)");
+        }
+    }
+
+    private static InferenceException NotReady(ModelVersion version) =>
+        version.Reason == "unloaded"
+            ? InferenceException.NotFound($"model '{version.Name}' version {version.Version} is not loaded")
+            : InferenceException.Unavailable($"model '{version.Name}' version {version.Version} is not ready: {version.Reason}");
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "Model repository '{Path}' does not exist; serving no models")]
+        public static partial void RepositoryMissing(ILogger logger, string path);
+
+        [LoggerMessage(2, LogLevel.Information, "Loaded model '{Name}' version {Version} on {Provider}")]
+        public static partial void ModelLoaded(ILogger logger, string name, long version, string provider);
+
+        [LoggerMessage(3, LogLevel.Error, "Model '{Name}' version {Version} is UNAVAILABLE: {Reason}")]
+        public static partial void ModelFailed(ILogger logger, string name, long version, string reason);
+
+        [LoggerMessage(4, LogLevel.Information, "Unloaded model '{Name}'")]
+        public static partial void ModelUnloaded(ILogger logger, string name);
+
+        [LoggerMessage(5, LogLevel.Warning, "Start-up model '{Name}' skipped: {Reason}")]
+        public static partial void StartupModelSkipped(ILogger logger, string name, string reason);
+    }
+}

@@ -1,0 +1,121 @@
+using InferenceServer.Backends;
+using InferenceServer.Statistics;
+
+namespace InferenceServer.Repository;
+
+/// <summary>The state of a model version, as the repository index reports it.</summary>
+public enum ModelState
+{
+    /// <summary>Being loaded.</summary>
+    Loading,
+    /// <summary>Serving.</summary>
+    Ready,
+    /// <summary>Not serving; see the reason.</summary>
+    Unavailable,
+    /// <summary>Being unloaded.</summary>
+    Unloading,
+}
+
+/// <summary>
+/// One version of a model: its state, configuration, statistics and, when ready, the loaded backend model.
+/// Requests hold a reference (<see cref="ModelLease"/>) so an unload waits for them before the engine is released.
+/// </summary>
+public sealed class ModelVersion
+{
+    private readonly IBackendModel? _model;
+    private int _references;
+
+    private ModelVersion(string name, long version, ModelState state, string reason, ModelConfig? config, IBackendModel? model)
+    {
+        Name = name;
+        Version = version;
+        State = state;
+        Reason = reason;
+        Config = config;
+        _model = model;
+        _references = model is null ? 0 : 1;
+    }
+
+    /// <summary>The model's name.</summary>
+    public string Name { get; }
+
+    /// <summary>The version number.</summary>
+    public long Version { get; }
+
+    /// <summary>The state.</summary>
+    public ModelState State { get; private set; }
+
+    /// <summary>Why it is not ready (empty when ready).</summary>
+    public string Reason { get; private set; }
+
+    /// <summary>The complete configuration; null when loading failed before it could be derived.</summary>
+    public ModelConfig? Config { get; }
+
+    /// <summary>Statistics of the requests this version served.</summary>
+    public ModelStatistics Statistics { get; } = new();
+
+    internal static ModelVersion Ready(string name, long version, ModelConfig config, IBackendModel model) =>
+        new(name, version, ModelState.Ready, "", config, model);
+
+    internal static ModelVersion Failed(string name, long version, string reason, ModelConfig? config = null) =>
+        new(name, version, ModelState.Unavailable, reason, config, null);
+
+    internal bool TryAcquire(out IBackendModel model)
+    {
+        model = _model!;
+        while (true)
+        {
+            var current = Volatile.Read(ref _references);
+            if (current <= 0 || State != ModelState.Ready)
+            {
+                return false;
+            }
+            if (Interlocked.CompareExchange(ref _references, current + 1, current) == current)
+            {
+                return true;
+            }
+        }
+    }
+
+    internal void Release()
+    {
+        if (Interlocked.Decrement(ref _references) == 0)
+        {
+            _model?.Dispose();
+        }
+    }
+
+    /// <summary>Stops new requests; the engine is released once the requests in flight finish.</summary>
+    internal void Retire(string reason)
+    {
+        var wasReady = State == ModelState.Ready;
+        State = ModelState.Unavailable;
+        Reason = reason;
+        if (wasReady)
+        {
+            Release();
+        }
+    }
+}
+
+/// <summary>A request's hold on a ready model version; dispose it when the request is done.</summary>
+public readonly struct ModelLease : IDisposable
+{
+    internal ModelLease(ModelVersion version, IBackendModel model)
+    {
+        Version = version;
+        Model = model;
+    }
+
+    /// <summary>The version serving the request.</summary>
+    public ModelVersion Version { get; }
+
+    /// <summary>The loaded engine.</summary>
+    public IBackendModel Model { get; }
+
+    /// <summary>The version's configuration.</summary>
+    public ModelConfig Config => Version.Config!;
+
+    /// <inheritdoc />
+    public void Dispose() => Version?.Release();
+}

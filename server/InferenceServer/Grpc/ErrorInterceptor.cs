@@ -1,0 +1,66 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using InferenceServer.Inference;
+
+namespace InferenceServer.Grpc;
+
+/// <summary>The gRPC error contract: core errors become the matching status code; anything unexpected is INTERNAL with no details.</summary>
+internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Interceptor
+{
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
+        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(request, context);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw Translate(e, context);
+        }
+    }
+
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
+        DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(requestStream, responseStream, context);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw Translate(e, context);
+        }
+    }
+
+    public static StatusCode StatusCodeOf(InferenceErrorKind kind) => kind switch
+    {
+        InferenceErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+        InferenceErrorKind.NotFound => StatusCode.NotFound,
+        InferenceErrorKind.Unavailable => StatusCode.Unavailable,
+        InferenceErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
+        InferenceErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
+        _ => StatusCode.Internal,
+    };
+
+    private RpcException Translate(Exception e, ServerCallContext context)
+    {
+        switch (e)
+        {
+            case InferenceException inference:
+                return new RpcException(new Status(StatusCodeOf(inference.Kind), inference.Message));
+            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+                return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled"));
+            default:
+                Log.Unhandled(logger, context.Method, e);
+                return new RpcException(new Status(StatusCode.Internal, "internal server error"));
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Error, "Unhandled error serving {Method}")]
+        public static partial void Unhandled(ILogger logger, string method, Exception exception);
+    }
+}

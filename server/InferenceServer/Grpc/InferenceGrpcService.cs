@@ -1,0 +1,79 @@
+using Grpc.Core;
+using InferenceServer.Inference;
+using InferenceServer.Protocol;
+using InferenceServer.Repository;
+
+namespace InferenceServer.Grpc;
+
+/// <summary>inference.GRPCInferenceService: the Open Inference Protocol v2 over gRPC with Triton's extensions. A thin adapter over the core; errors are translated by <see cref="ErrorInterceptor"/>.</summary>
+internal sealed class InferenceGrpcService(ModelRepository repository, InferenceDispatcher dispatcher) : GRPCInferenceService.GRPCInferenceServiceBase
+{
+    public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
+        Task.FromResult(new ServerLiveResponse { Live = true });
+
+    public override Task<ServerReadyResponse> ServerReady(ServerReadyRequest request, ServerCallContext context) =>
+        Task.FromResult(new ServerReadyResponse { Ready = repository.IsServerReady });
+
+    public override Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context) =>
+        Task.FromResult(new ModelReadyResponse { Ready = repository.IsReady(request.Name, request.Version) });
+
+    public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context) =>
+        Task.FromResult(ProtocolMessages.ServerMetadata());
+
+    public override Task<ModelMetadataResponse> ModelMetadata(ModelMetadataRequest request, ServerCallContext context) =>
+        Task.FromResult(ProtocolMessages.ModelMetadata(repository, repository.GetReady(request.Name, request.Version)));
+
+    public override Task<ModelConfigResponse> ModelConfig(ModelConfigRequest request, ServerCallContext context) =>
+        Task.FromResult(new ModelConfigResponse { Config = ProtocolMessages.ModelConfig(repository.GetReady(request.Name, request.Version).Config!) });
+
+    public override Task<ModelStatisticsResponse> ModelStatistics(ModelStatisticsRequest request, ServerCallContext context) =>
+        Task.FromResult(ProtocolMessages.Statistics(repository, request.Name, request.Version));
+
+    public override async Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
+    {
+        using var inference = GrpcTensorCodec.Decode(request);
+        using var response = await dispatcher.InferAsync(inference, context.CancellationToken);
+        return GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0);
+    }
+
+    public override async Task ModelStreamInfer(
+        IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream, ServerCallContext context)
+    {
+        // Each request on the stream gets one response; an error is reported in its response and the stream goes on.
+        await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
+        {
+            ModelStreamInferResponse reply;
+            try
+            {
+                using var inference = GrpcTensorCodec.Decode(request);
+                using var response = await dispatcher.InferAsync(inference, context.CancellationToken);
+                reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };
+            }
+            catch (InferenceException e)
+            {
+                reply = new ModelStreamInferResponse { ErrorMessage = e.Message, InferResponse = new ModelInferResponse { Id = request.Id, ModelName = request.ModelName } };
+            }
+            await responseStream.WriteAsync(reply, context.CancellationToken);
+        }
+    }
+
+    public override Task<RepositoryIndexResponse> RepositoryIndex(RepositoryIndexRequest request, ServerCallContext context) =>
+        Task.FromResult(ProtocolMessages.Index(repository, request.Ready));
+
+    public override async Task<RepositoryModelLoadResponse> RepositoryModelLoad(RepositoryModelLoadRequest request, ServerCallContext context)
+    {
+        await repository.LoadAsync(request.ModelName, context.CancellationToken);
+        if (repository.ReadyVersions(request.ModelName).Count == 0)
+        {
+            var reasons = string.Join("; ", repository.Versions(request.ModelName).Select(v => v.Reason).Distinct());
+            throw InferenceException.Unavailable($"model '{request.ModelName}' failed to load: {reasons}");
+        }
+        return new RepositoryModelLoadResponse();
+    }
+
+    public override async Task<RepositoryModelUnloadResponse> RepositoryModelUnload(RepositoryModelUnloadRequest request, ServerCallContext context)
+    {
+        await repository.UnloadAsync(request.ModelName, context.CancellationToken);
+        return new RepositoryModelUnloadResponse();
+    }
+}
