@@ -1,0 +1,328 @@
+using System.Globalization;
+using System.Text;
+
+namespace InferenceServer.ModelBuilder;
+
+/// <summary>
+/// The sample model repository served by a fresh clone: <c>simple</c>, <c>linear</c> (versions 1 and 2)
+/// and <c>string_normalizer</c>. Layout: <c>&lt;repo&gt;/&lt;model&gt;/&lt;version&gt;/model.onnx</c>, plus
+/// <c>&lt;repo&gt;/&lt;model&gt;/config.yaml</c> where a model has one, plus <c>README.md</c>.
+/// Everything written is byte-for-byte deterministic.
+/// </summary>
+public static class SampleModels
+{
+    /// <summary>Default operator set of the sample models.</summary>
+    public const int Opset = 17;
+
+    /// <summary>Name of the model file inside a version directory.</summary>
+    public const string ModelFileName = "model.onnx";
+
+    /// <summary>Name of the <c>simple</c> model.</summary>
+    public const string SimpleName = "simple";
+
+    /// <summary>Name of the <c>linear</c> model.</summary>
+    public const string LinearName = "linear";
+
+    /// <summary>Name of the <c>string_normalizer</c> model.</summary>
+    public const string StringNormalizerName = "string_normalizer";
+
+    /// <summary>Number of input features of <c>linear</c>.</summary>
+    public const int LinearFeatures = 4;
+
+    /// <summary>Number of classes of <c>linear</c>.</summary>
+    public const int LinearClasses = 3;
+
+    /// <summary>The versions of <c>linear</c> that are written.</summary>
+    public static IReadOnlyList<int> LinearVersions { get; } = [1, 2];
+
+    /// <summary>The exact contents of <c>simple/config.yaml</c>.</summary>
+    public const string SimpleConfigYaml =
+        "# Triton's \"simple\" example: two INT32 inputs, their sum and difference.\n" +
+        "max_batch_size: 8\n" +
+        "input:\n" +
+        "  - name: INPUT0\n" +
+        "    data_type: TYPE_INT32\n" +
+        "    dims: [16]\n" +
+        "  - name: INPUT1\n" +
+        "    data_type: TYPE_INT32\n" +
+        "    dims: [16]\n" +
+        "output:\n" +
+        "  - name: OUTPUT0\n" +
+        "    data_type: TYPE_INT32\n" +
+        "    dims: [16]\n" +
+        "  - name: OUTPUT1\n" +
+        "    data_type: TYPE_INT32\n" +
+        "    dims: [16]\n";
+
+    /// <summary>
+    /// The <c>locale</c> attribute of <c>string_normalizer</c>. ONNX's default, <c>en_US.UTF-8</c>, is
+    /// missing from minimal Linux images (ONNX Runtime then refuses to create the session); every glibc
+    /// system has <c>C.UTF-8</c>, which still lower-cases non-ASCII letters.
+    /// </summary>
+    public const string StringNormalizerLocale = "C.UTF-8";
+
+    private static readonly string[] FeatureNames = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
+    private static readonly string[] ClassNames = ["setosa", "versicolor", "virginica"];
+
+    // Row-major [features=4, classes=3]; exact binary fractions so expected values are easy to reproduce.
+    private static readonly float[] Weights =
+    [
+        0.5f, 0.25f, -0.75f,
+        1.0f, -0.25f, -0.75f,
+        -1.5f, 0.25f, 1.25f,
+        -1.25f, -0.5f, 1.75f,
+    ];
+
+    private static readonly float[] BiasV1 = [0.5f, 1.0f, -1.5f];
+    private static readonly float[] BiasV2 = [-0.5f, 1.5f, -1.0f];
+
+    /// <summary>The <c>linear</c> weight matrix, row-major with shape [4 features, 3 classes] (a copy).</summary>
+    public static float[] LinearWeights() => (float[])Weights.Clone();
+
+    /// <summary>The 3-element <c>linear</c> bias of <paramref name="version"/> (1 or 2; a copy).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">No such version.</exception>
+    public static float[] LinearBias(int version) => version switch
+    {
+        1 => (float[])BiasV1.Clone(),
+        2 => (float[])BiasV2.Clone(),
+        _ => throw new ArgumentOutOfRangeException(nameof(version), version, "linear has versions 1 and 2."),
+    };
+
+    /// <summary>
+    /// Reference computation of <c>linear</c>: for a row-major [batch, 4] input returns
+    /// logits = features × W + bias and probabilities = softmax(logits) per row, both [batch, 3].
+    /// Agrees with ONNX Runtime to float rounding.
+    /// </summary>
+    /// <exception cref="ArgumentException">The feature count is not a multiple of 4.</exception>
+    public static (float[] Logits, float[] Probabilities) ComputeLinear(int version, ReadOnlySpan<float> features)
+    {
+        if (features.Length % LinearFeatures != 0)
+        {
+            throw new ArgumentException("Expected a whole number of 4-feature rows.", nameof(features));
+        }
+
+        float[] bias = LinearBias(version);
+        int batch = features.Length / LinearFeatures;
+        var logits = new float[batch * LinearClasses];
+        var probabilities = new float[batch * LinearClasses];
+        for (int b = 0; b < batch; b++)
+        {
+            for (int c = 0; c < LinearClasses; c++)
+            {
+                float sum = 0;
+                for (int f = 0; f < LinearFeatures; f++)
+                {
+                    sum += features[b * LinearFeatures + f] * Weights[f * LinearClasses + c];
+                }
+
+                logits[b * LinearClasses + c] = sum + bias[c];
+            }
+
+            var row = logits.AsSpan(b * LinearClasses, LinearClasses);
+            float max = row[0];
+            foreach (float v in row)
+            {
+                max = MathF.Max(max, v);
+            }
+
+            double total = 0;
+            for (int c = 0; c < LinearClasses; c++)
+            {
+                total += Math.Exp(row[c] - max);
+            }
+
+            for (int c = 0; c < LinearClasses; c++)
+            {
+                probabilities[b * LinearClasses + c] = (float)(Math.Exp(row[c] - max) / total);
+            }
+        }
+
+        return (logits, probabilities);
+    }
+
+    /// <summary>
+    /// <c>simple</c>: INPUT0, INPUT1 INT32 [batch, 16] → OUTPUT0 = INPUT0 + INPUT1,
+    /// OUTPUT1 = INPUT0 − INPUT1, both INT32 [batch, 16].
+    /// </summary>
+    public static OnnxGraphBuilder Simple() =>
+        new OnnxGraphBuilder(SimpleName, Opset)
+            .DocString("Triton's \"simple\" example: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1.")
+            .Input("INPUT0", TensorElementKind.Int32, "batch", 16)
+            .Input("INPUT1", TensorElementKind.Int32, "batch", 16)
+            .Node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"])
+            .Node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"])
+            .Output("OUTPUT0", TensorElementKind.Int32, "batch", 16)
+            .Output("OUTPUT1", TensorElementKind.Int32, "batch", 16);
+
+    /// <summary>
+    /// <c>linear</c>: features FP32 [batch, 4] → Gemm(features, W[4,3], bias[3]) → logits FP32 [batch, 3]
+    /// → Softmax(axis=1) → probabilities FP32 [batch, 3].
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">No such version.</exception>
+    public static OnnxGraphBuilder Linear(int version) =>
+        new OnnxGraphBuilder(LinearName, Opset)
+            .DocString(string.Create(CultureInfo.InvariantCulture,
+                $"Iris-like linear classifier, version {version}: logits = features x weight + bias; probabilities = softmax(logits, axis=1)."))
+            .Input("features", TensorElementKind.Float, "batch", LinearFeatures)
+            .Initializer("weight", [LinearFeatures, LinearClasses], LinearWeights())
+            .Initializer("bias", [LinearClasses], LinearBias(version))
+            .Node("Gemm", ["features", "weight", "bias"], ["logits"])
+            .Node("Softmax", ["logits"], ["probabilities"], NodeAttribute.Int("axis", 1))
+            .Output("logits", TensorElementKind.Float, "batch", LinearClasses)
+            .Output("probabilities", TensorElementKind.Float, "batch", LinearClasses);
+
+    /// <summary>
+    /// <c>string_normalizer</c>: text STRING [n] → StringNormalizer(case_change_action=LOWER,
+    /// is_case_sensitive=0, no stopwords, locale=<see cref="StringNormalizerLocale"/>) → normalized STRING [n].
+    /// </summary>
+    public static OnnxGraphBuilder StringNormalizer() =>
+        new OnnxGraphBuilder(StringNormalizerName, Opset)
+            .DocString("Lower-cases every string of a 1-D STRING tensor (ONNX StringNormalizer).")
+            .Input("text", TensorElementKind.String, "n")
+            .Node("StringNormalizer", ["text"], ["normalized"],
+                NodeAttribute.String("case_change_action", "LOWER"),
+                NodeAttribute.Int("is_case_sensitive", 0),
+                NodeAttribute.String("locale", StringNormalizerLocale))
+            .Output("normalized", TensorElementKind.String, "n");
+
+    /// <summary>
+    /// Writes the sample repository into <paramref name="repositoryDir"/> (created if missing; existing
+    /// files are overwritten, others left alone) and returns the paths written, in order.
+    /// </summary>
+    public static IReadOnlyList<string> WriteAll(string repositoryDir)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(repositoryDir);
+        var written = new List<string>();
+
+        void Model(string name, int version, OnnxGraphBuilder builder)
+        {
+            string path = Path.Combine(repositoryDir, name, version.ToString(CultureInfo.InvariantCulture), ModelFileName);
+            builder.Save(path);
+            written.Add(path);
+        }
+
+        void Text(string relativePath, string content)
+        {
+            string path = Path.Combine(repositoryDir, relativePath);
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            File.WriteAllBytes(path, new UTF8Encoding(false).GetBytes(content));
+            written.Add(path);
+        }
+
+        Model(SimpleName, 1, Simple());
+        Text(Path.Combine(SimpleName, "config.yaml"), SimpleConfigYaml);
+        foreach (int version in LinearVersions)
+        {
+            Model(LinearName, version, Linear(version));
+        }
+
+        Model(StringNormalizerName, 1, StringNormalizer());
+        Text("README.md", Readme());
+        return written;
+    }
+
+    /// <summary>The repository's <c>README.md</c>, generated from the same constants as the models.</summary>
+    public static string Readme()
+    {
+        static string F(float v) => v.ToString("R", CultureInfo.InvariantCulture);
+
+        var sb = new StringBuilder();
+        void L(string line = "") => sb.Append(line).Append('\n');
+
+        L("# Sample model repository");
+        L();
+        L("The models a fresh clone serves. Everything in this directory is generated, byte-for-byte");
+        L("deterministically, by");
+        L();
+        L("```sh");
+        L("dotnet run --project server/InferenceServer.ModelBuilder -- --out models");
+        L("```");
+        L();
+        L("(source: `server/InferenceServer.ModelBuilder/SampleModels.cs`); edit that file, not these.");
+        L("Layout: `<model>/<version>/model.onnx`, plus `<model>/config.yaml` where a model has one;");
+        L("a model without a config has its configuration derived from the ONNX model itself.");
+        L(string.Create(CultureInfo.InvariantCulture, $"All models use ONNX opset {Opset} (default domain) and IR version 8."));
+        L();
+        L("## simple (version 1, with `config.yaml`)");
+        L();
+        L("Triton's classic `simple` example, so tritonclient's examples run unmodified.");
+        L();
+        L("| | name | type | shape |");
+        L("| --- | --- | --- | --- |");
+        L("| input | `INPUT0` | INT32 | [batch, 16] |");
+        L("| input | `INPUT1` | INT32 | [batch, 16] |");
+        L("| output | `OUTPUT0` | INT32 | [batch, 16] |");
+        L("| output | `OUTPUT1` | INT32 | [batch, 16] |");
+        L();
+        L("`OUTPUT0 = INPUT0 + INPUT1` (ONNX `Add`), `OUTPUT1 = INPUT0 - INPUT1` (ONNX `Sub`), element-wise,");
+        L("with int32 wrap-around. `config.yaml` sets `max_batch_size: 8` and per-item dims `[16]`.");
+        L();
+        L("## linear (versions 1 and 2, no config file)");
+        L();
+        L("An iris-like linear classifier; the two versions differ only in their bias, to demonstrate");
+        L("version routing.");
+        L();
+        L("| | name | type | shape |");
+        L("| --- | --- | --- | --- |");
+        L("| input | `features` | FP32 | [batch, 4] |");
+        L("| output | `logits` | FP32 | [batch, 3] |");
+        L("| output | `probabilities` | FP32 | [batch, 3] |");
+        L();
+        L("```");
+        L("logits        = Gemm(features, weight, bias)  # features[batch,4] x weight[4,3] + bias[3]");
+        L("probabilities = Softmax(logits, axis=1)        # each row sums to 1");
+        L("```");
+        L();
+        L("`weight` (initializer, shape [4, 3]; rows are input features, columns output classes):");
+        L();
+        L("| feature | " + string.Join(" | ", ClassNames) + " |");
+        L("| --- |" + string.Concat(Enumerable.Repeat(" --- |", LinearClasses)));
+        for (int f = 0; f < LinearFeatures; f++)
+        {
+            L(string.Create(CultureInfo.InvariantCulture, $"| {f} ({FeatureNames[f]}) | ")
+              + string.Join(" | ", Enumerable.Range(0, LinearClasses).Select(c => F(Weights[f * LinearClasses + c]))) + " |");
+        }
+
+        L();
+        L("`bias` (initializer, shape [3]):");
+        L();
+        L("| version | " + string.Join(" | ", ClassNames) + " |");
+        L("| --- |" + string.Concat(Enumerable.Repeat(" --- |", LinearClasses)));
+        foreach (int version in LinearVersions)
+        {
+            L(string.Create(CultureInfo.InvariantCulture, $"| {version} | ") + string.Join(" | ", LinearBias(version).Select(F)) + " |");
+        }
+
+        float[] example = [5.1f, 3.5f, 1.4f, 0.2f];
+        L();
+        L("Worked example, `features = [" + string.Join(", ", example.Select(F)) + "]`:");
+        L();
+        L("| version | logits | probabilities |");
+        L("| --- | --- | --- |");
+        foreach (int version in LinearVersions)
+        {
+            var (logits, probabilities) = ComputeLinear(version, example);
+            L(string.Create(CultureInfo.InvariantCulture, $"| {version} | ")
+              + "[" + string.Join(", ", logits.Select(v => v.ToString("0.####", CultureInfo.InvariantCulture))) + "] | "
+              + "[" + string.Join(", ", probabilities.Select(v => v.ToString("0.######", CultureInfo.InvariantCulture))) + "] |");
+        }
+
+        L();
+        L("## string_normalizer (version 1, no config file)");
+        L();
+        L("A BYTES (ONNX STRING) model.");
+        L();
+        L("| | name | type | shape |");
+        L("| --- | --- | --- | --- |");
+        L("| input | `text` | STRING (BYTES) | [n] |");
+        L("| output | `normalized` | STRING (BYTES) | [n] |");
+        L();
+        L("ONNX `StringNormalizer` with `case_change_action = \"LOWER\"`, `is_case_sensitive = 0` and no");
+        L("stopwords: every string is lower-cased, e.g. `[\"Hello\", \"WORLD\"]` -> `[\"hello\", \"world\"]`.");
+        L("The operator accepts a 1-D `[C]` or 2-D `[1, C]` input; this model declares 1-D `[n]`, and ONNX Runtime");
+        L("rejects an empty input (`n = 0`). The node's `locale` is `C.UTF-8` rather than ONNX's default");
+        L("`en_US.UTF-8`, which minimal Linux images lack (ONNX Runtime then refuses to load the model);");
+        L("non-ASCII letters are still lower-cased (`\"ÄÖÜ\"` -> `\"äöü\"`).");
+        return sb.ToString();
+    }
+}

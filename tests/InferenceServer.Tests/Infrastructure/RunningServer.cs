@@ -1,0 +1,68 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Grpc.Net.Client;
+using InferenceServer.Hosting;
+using InferenceServer.Protocol;
+using InferenceServer.Repository;
+
+namespace InferenceServer.Tests.Infrastructure;
+
+/// <summary>The real server on loopback (Kestrel, free ports), with a REST client and a gRPC client.</summary>
+public sealed class RunningServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private RunningServer(WebApplication app, ServerEndpoints endpoints)
+    {
+        _app = app;
+        Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{endpoints.HttpPort}"), Timeout = TimeSpan.FromMinutes(2) };
+        Channel = GrpcChannel.ForAddress($"http://127.0.0.1:{endpoints.GrpcPort}", new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = 256 * 1024 * 1024,
+            MaxSendMessageSize = 256 * 1024 * 1024,
+        });
+        Grpc = new GRPCInferenceService.GRPCInferenceServiceClient(Channel);
+        Endpoints = endpoints;
+    }
+
+    public HttpClient Http { get; }
+
+    public GrpcChannel Channel { get; }
+
+    public GRPCInferenceService.GRPCInferenceServiceClient Grpc { get; }
+
+    public ServerEndpoints Endpoints { get; }
+
+    public ModelRepository Repository => _app.Services.GetRequiredService<ModelRepository>();
+
+    /// <summary>Starts a server over <paramref name="repository"/> and waits until its start-up models have loaded.</summary>
+    public static async Task<RunningServer> StartAsync(string repository, params string[] extraArgs)
+    {
+        string[] args =
+        [
+            "--model-repository", repository, "--bind-address", "127.0.0.1",
+            "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", .. extraArgs,
+        ];
+        var app = InferenceServerApp.Create(args);
+        await app.StartAsync();
+        var server = new RunningServer(app, app.Services.GetRequiredService<ServerEndpoints>());
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (!server.Repository.StartupComplete)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("models did not finish loading");
+            }
+            await Task.Delay(20);
+        }
+        return server;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        Channel.Dispose();
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
