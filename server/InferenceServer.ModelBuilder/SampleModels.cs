@@ -54,6 +54,19 @@ public static class SampleModels
         "    data_type: TYPE_INT32\n" +
         "    dims: [16]\n";
 
+    /// <summary>The exact contents of <c>linear/config.yaml</c>: only the version policy; the rest is derived from the model.</summary>
+    public const string LinearConfigYaml =
+        "# Only the version policy is configured: inputs, outputs and max_batch_size are derived from the model.\n" +
+        "# Serve every version directory (the default serves only the latest).\n" +
+        "version_policy:\n" +
+        "  all: {}\n";
+
+    /// <summary>The exact contents of <c>string_normalizer/config.yaml</c>: its leading dimension is a list of strings, not a batch.</summary>
+    public const string StringNormalizerConfigYaml =
+        "# The leading dimension is a list of strings of any length, not a batch of requests:\n" +
+        "# without this line the server would derive max_batch_size from the variable leading dimension.\n" +
+        "max_batch_size: 0\n";
+
     /// <summary>
     /// The <c>locale</c> attribute of <c>string_normalizer</c>. ONNX's default, <c>en_US.UTF-8</c>, is
     /// missing from minimal Linux images (ONNX Runtime then refuses to create the session); every glibc
@@ -216,7 +229,10 @@ public static class SampleModels
             Model(LinearName, version, Linear(version));
         }
 
+        Text(Path.Combine(LinearName, "config.yaml"), LinearConfigYaml);
+
         Model(StringNormalizerName, 1, StringNormalizer());
+        Text(Path.Combine(StringNormalizerName, "config.yaml"), StringNormalizerConfigYaml);
         Text("README.md", Readme());
         return written;
     }
@@ -257,10 +273,11 @@ public static class SampleModels
         L("`OUTPUT0 = INPUT0 + INPUT1` (ONNX `Add`), `OUTPUT1 = INPUT0 - INPUT1` (ONNX `Sub`), element-wise,");
         L("with int32 wrap-around. `config.yaml` sets `max_batch_size: 8` and per-item dims `[16]`.");
         L();
-        L("## linear (versions 1 and 2, no config file)");
+        L("## linear (versions 1 and 2, `config.yaml` with only a version policy)");
         L();
         L("An iris-like linear classifier; the two versions differ only in their bias, to demonstrate");
-        L("version routing.");
+        L("version routing. Its `config.yaml` sets only `version_policy: {all: {}}` so both versions are");
+        L("served; inputs, outputs and `max_batch_size` are derived from the model.");
         L();
         L("| | name | type | shape |");
         L("| --- | --- | --- | --- |");
@@ -308,7 +325,7 @@ public static class SampleModels
         }
 
         L();
-        L("## string_normalizer (version 1, no config file)");
+        L("## string_normalizer (version 1, `config.yaml` with `max_batch_size: 0`)");
         L();
         L("A BYTES (ONNX STRING) model.");
         L();

@@ -112,12 +112,20 @@ public sealed partial class ModelRepository : IDisposable
     /// </summary>
     public ModelLease Acquire(string name, string version)
     {
-        var selected = Select(name, version);
-        if (!selected.TryAcquire(out var model))
+        while (true)
         {
-            throw NotReady(selected);
+            var snapshot = _models.GetValueOrDefault(name);
+            var selected = Select(name, version);
+            if (selected.TryAcquire(out var model))
+            {
+                return new ModelLease(selected, model);
+            }
+            // A reload swapped the versions between the lookup and the lease: look again in the new set.
+            if (ReferenceEquals(snapshot, _models.GetValueOrDefault(name)))
+            {
+                throw NotReady(selected);
+            }
         }
-        return new ModelLease(selected, model);
     }
 
     /// <summary>The version a request names (empty: the highest ready one, else the highest), whatever its state.</summary>
@@ -236,14 +244,13 @@ public sealed partial class ModelRepository : IDisposable
         {
             // The engine's load is synchronous and may take seconds; keep it off the caller's thread.
             var loaded = await Task.Run(() => LoadVersions(name, directory), cancellationToken).ConfigureAwait(false);
-            if (_models.TryGetValue(name, out var previous))
-            {
-                foreach (var v in previous)
-                {
-                    v.Retire("reloaded");
-                }
-            }
+            _models.TryGetValue(name, out var previous);
             _models[name] = loaded;
+            // Requests already holding a lease on an old version finish on it; its engine is released after them.
+            foreach (var v in previous ?? [])
+            {
+                v.Retire("reloaded");
+            }
         }
         finally
         {

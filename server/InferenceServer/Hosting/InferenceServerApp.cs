@@ -49,6 +49,10 @@ public static class InferenceServerApp
         });
 
         var app = builder.Build();
+        // The admin port answers health checks only (metrics join it later); the inference API lives on the REST and gRPC ports.
+        app.UseWhen(
+            context => context.Connection.LocalPort == endpoints.MetricsPort && !context.Request.Path.StartsWithSegments("/v2/health"),
+            admin => admin.Run(context => RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the admin port serves /v2/health/live and /v2/health/ready")));
         app.UseMiddleware<RestErrorMiddleware>();
         app.MapOpenInferenceRest();
         app.MapKServeV1();
