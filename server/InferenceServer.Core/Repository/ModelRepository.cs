@@ -196,7 +196,7 @@ public sealed partial class ModelRepository : IDisposable
                 {
                     if (!readyOnly || v.State == ModelState.Ready)
                     {
-                        rows.Add(new ModelIndexEntry(name, v.Version.ToString(CultureInfo.InvariantCulture), StateName(v.State), v.Reason));
+                        rows.Add(new ModelIndexEntry(name, v.Version > 0 ? v.Version.ToString(CultureInfo.InvariantCulture) : "", StateName(v.State), v.Reason));
                     }
                 }
             }
@@ -245,6 +245,12 @@ public sealed partial class ModelRepository : IDisposable
             // The engine's load is synchronous and may take seconds; keep it off the caller's thread.
             var loaded = await Task.Run(() => LoadVersions(name, directory), cancellationToken).ConfigureAwait(false);
             _models.TryGetValue(name, out var previous);
+            if (loaded.All(v => v.State != ModelState.Ready) && previous is not null && previous.Any(v => v.State == ModelState.Ready))
+            {
+                // As Triton does: a reload that fails leaves the versions that were serving in place.
+                throw InferenceException.Unavailable(
+                    $"model '{name}' failed to reload; the loaded versions keep serving: {string.Join("; ", loaded.Select(v => v.Reason).Distinct())}");
+            }
             _models[name] = loaded;
             // Requests already holding a lease on an old version finish on it; its engine is released after them.
             foreach (var v in previous ?? [])
@@ -358,10 +364,13 @@ public sealed partial class ModelRepository : IDisposable
         }
     }
 
-    private static InferenceException NotReady(ModelVersion version) =>
-        version.Reason == "unloaded"
-            ? InferenceException.NotFound($"model '{version.Name}' version {version.Version} is not loaded")
-            : InferenceException.Unavailable($"model '{version.Name}' version {version.Version} is not ready: {version.Reason}");
+    private static InferenceException NotReady(ModelVersion version)
+    {
+        var what = version.Version > 0 ? $"model '{version.Name}' version {version.Version}" : $"model '{version.Name}'";
+        return version.Reason == "unloaded"
+            ? InferenceException.NotFound($"{what} is not loaded")
+            : InferenceException.Unavailable($"{what} is not ready: {version.Reason}");
+    }
 
     private static partial class Log
     {

@@ -62,6 +62,7 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
 
     public override async Task<RepositoryModelLoadResponse> RepositoryModelLoad(RepositoryModelLoadRequest request, ServerCallContext context)
     {
+        RepositoryParameters.Check(request.Parameters.Keys);
         await repository.LoadAsync(request.ModelName, context.CancellationToken);
         if (repository.ReadyVersions(request.ModelName).Count == 0)
         {

@@ -43,7 +43,7 @@ public static class CommandLine
                 name = arg[..eq];
                 value = arg[(eq + 1)..];
             }
-            else if (i + 1 < args.Count)
+            else if (i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
             {
                 value = args[++i];
             }

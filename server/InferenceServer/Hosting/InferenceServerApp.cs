@@ -22,9 +22,20 @@ public static class InferenceServerApp
         builder.Configuration.AddInMemoryCollection(CommandLine.FromEnvironment(Environment.GetEnvironmentVariables()));
         builder.Configuration.AddInMemoryCollection(CommandLine.Parse(args));
 
-        var server = builder.Configuration.GetSection("Server").Get<ServerOptions>() ?? new ServerOptions();
+        ServerOptions server;
+        ModelRepositoryOptions repository;
+        try
+        {
+            server = builder.Configuration.GetSection("Server").Get<ServerOptions>() ?? new ServerOptions();
+            repository = builder.Configuration.GetSection("Repository").Get<ModelRepositoryOptions>() ?? new ModelRepositoryOptions();
+        }
+        catch (InvalidOperationException e)
+        {
+            // A value of the wrong type ("--http-port abc"): say which, without a stack trace.
+            throw new ArgumentException(e.Message, e);
+        }
         builder.Services.AddSingleton(server);
-        builder.Services.AddSingleton(Options.Create(builder.Configuration.GetSection("Repository").Get<ModelRepositoryOptions>() ?? new ModelRepositoryOptions()));
+        builder.Services.AddSingleton(Options.Create(repository));
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<ModelRepositoryOptions>>().Value);
         builder.Services.AddSingleton<IModelBackend, OnnxRuntimeBackend>();
         builder.Services.AddSingleton<ModelRepository>();
@@ -35,7 +46,8 @@ public static class InferenceServerApp
         builder.Services.AddSingleton(endpoints);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.Limits.MaxRequestBodySize = server.MaxRequestBytes;
+            // gRPC enforces its own message limit; the body limit is set per REST request below.
+            kestrel.Limits.MaxRequestBodySize = null;
             var address = IPAddress.Parse(server.BindAddress);
             kestrel.Listen(address, server.HttpPort, l => { l.Protocols = HttpProtocols.Http1; endpoints.Http = l; });
             kestrel.Listen(address, server.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; endpoints.Grpc = l; });
@@ -49,16 +61,40 @@ public static class InferenceServerApp
         });
 
         var app = builder.Build();
-        // The admin port answers health checks only (metrics join it later); the inference API lives on the REST and gRPC ports.
-        app.UseWhen(
-            context => context.Connection.LocalPort == endpoints.MetricsPort && !context.Request.Path.StartsWithSegments("/v2/health"),
-            admin => admin.Run(context => RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the admin port serves /v2/health/live and /v2/health/ready")));
+        app.Use(PortRouting.Create(endpoints, server));
         app.UseMiddleware<RestErrorMiddleware>();
         app.MapOpenInferenceRest();
         app.MapKServeV1();
         app.MapGrpcService<InferenceGrpcService>();
         return app;
     }
+}
+
+/// <summary>
+/// Keeps each port to its protocol: gRPC calls only on the gRPC port, health checks only on the admin port (metrics
+/// join it later), the REST API on the REST port with its body-size limit.
+/// </summary>
+internal static class PortRouting
+{
+    public static Func<HttpContext, RequestDelegate, Task> Create(ServerEndpoints endpoints, ServerOptions options) => (context, next) =>
+    {
+        var port = context.Connection.LocalPort;
+        if (port == endpoints.GrpcPort)
+        {
+            return context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) == true
+                ? next(context)
+                : RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the gRPC port serves gRPC only; REST is on the HTTP port");
+        }
+        if (port == endpoints.MetricsPort && !context.Request.Path.StartsWithSegments("/v2/health"))
+        {
+            return RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the admin port serves /v2/health/live and /v2/health/ready");
+        }
+        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = options.MaxRequestBytes;
+        }
+        return next(context);
+    };
 }
 
 /// <summary>The listening endpoints, with the ports actually bound once the server has started (port 0 picks a free one).</summary>

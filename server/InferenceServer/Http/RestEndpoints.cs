@@ -160,7 +160,9 @@ internal static class RestEndpoints
         }
         if (document.RootElement.TryGetProperty("parameters", out var parameters))
         {
-            RestInferCodec.ReadParameters(parameters, new Dictionary<string, object>(), "request");
+            var values = new Dictionary<string, object>();
+            RestInferCodec.ReadParameters(parameters, values, "request");
+            RepositoryParameters.Check(values.Keys);
         }
     }
 

@@ -192,6 +192,55 @@ public sealed class RepositoryTests
     }
 
     [Fact]
+    public async Task A_failed_reload_leaves_the_serving_versions_in_place()
+    {
+        var repo = Paths.NewTempDirectory("failed-reload-repo");
+        WriteIdentity(repo, "model");
+        await using var server = await RunningServer.StartAsync(repo, "--model-control-mode", "explicit", "--load-model", "model");
+        WriteConfig(repo, "model", "bogus_key: 1\n");
+        using (var load = await server.Http.PostAsync("/v2/repository/models/model/load", null))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, load.StatusCode);
+            var text = await load.Content.ReadAsStringAsync();
+            Assert.Contains("bogus_key", text);
+            Assert.Contains("keep serving", text);
+        }
+        Assert.Equal(TwoFloats.Data, Assert.Single(await InferClient.InferAsync(server, TensorEncoding.RestJson, "model", [TwoFloats])).Data);
+        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/v2/health/ready")).StatusCode);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => server.Grpc.RepositoryModelLoadAsync(new RepositoryModelLoadRequest
+        {
+            ModelName = "model",
+            Parameters = { ["config"] = new ModelRepositoryParameter { StringParam = "{}" } },
+        }).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("config", e.Status.Detail);
+    }
+
+    [Fact]
+    public async Task Load_failures_name_the_file_inside_the_repository_not_the_server_path()
+    {
+        var repo = Paths.NewTempDirectory("path-repo");
+        Directory.CreateDirectory(Path.Combine(repo, "corrupt", "1"));
+        File.WriteAllText(Path.Combine(repo, "corrupt", "1", "model.onnx"), "junk");
+        await using var server = await RunningServer.StartAsync(repo);
+        var reason = Assert.Single(server.Repository.Index(false)).Reason;
+        Assert.Contains("corrupt/1/model.onnx", reason);
+        Assert.DoesNotContain(repo, reason);
+    }
+
+    [Fact]
+    public async Task Each_port_keeps_to_its_protocol()
+    {
+        await using var server = await RunningServer.StartAsync(Paths.NewTempDirectory("empty-repo"));
+        using var h2c = new HttpClient { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        using var rest = await h2c.GetAsync($"http://127.0.0.1:{server.Endpoints.GrpcPort}/v2/health/ready");
+        Assert.Equal(HttpStatusCode.NotFound, rest.StatusCode);
+        Assert.True((await server.Grpc.ServerLiveAsync(new ServerLiveRequest())).Live);
+        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/v2/health/live")).StatusCode);
+    }
+
+    [Fact]
     public async Task Reloading_swaps_in_new_versions_without_failing_requests()
     {
         var repo = Paths.NewTempDirectory("reload-repo");

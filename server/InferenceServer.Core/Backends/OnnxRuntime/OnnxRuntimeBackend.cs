@@ -40,7 +40,10 @@ public sealed class OnnxRuntimeBackend : IModelBackend
         }
         catch (OnnxRuntimeException e)
         {
-            throw new ModelLoadException("ONNX Runtime could not load the model: " + OnnxRuntimeModel.CleanMessage(e.Message), e);
+            // The engine's message names the absolute path; clients see the path inside the repository instead.
+            var message = OnnxRuntimeModel.CleanMessage(e.Message)
+                .Replace(request.ModelPath, $"{request.ModelName}/{request.Version}/{Path.GetFileName(request.ModelPath)}", StringComparison.Ordinal);
+            throw new ModelLoadException("ONNX Runtime could not load the model: " + message, e);
         }
         try
         {
