@@ -32,7 +32,7 @@ public sealed class InferenceDispatcher
         try
         {
             var batch = RequestValidator.Validate(request, config);
-            IReadOnlyList<string> outputs = request.RequestedOutputs.Count > 0 ? request.RequestedOutputs : config.Outputs.Select(o => o.Name).ToArray();
+            IReadOnlyList<string> outputs = request.RequestedOutputs.Count > 0 ? request.RequestedOutputs : config.OutputNames;
             var started = Stopwatch.GetTimestamp();
             statistics.Queue.Record(started - request.ReceivedTimestamp);
             var timings = new ExecutionTimings();

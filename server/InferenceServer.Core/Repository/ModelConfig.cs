@@ -47,6 +47,11 @@ public sealed class ModelConfig
     /// <summary>Free-form parameters (backend settings such as <c>intra_op_num_threads</c>).</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>The names of <see cref="Outputs"/>, in order (what a request that names no outputs gets).</summary>
+    public IReadOnlyList<string> OutputNames => _outputNames ??= Outputs.Select(o => o.Name).ToArray();
+
+    private string[]? _outputNames;
+
     /// <summary>The input called <paramref name="name"/>, or null.</summary>
     public TensorConfig? FindInput(string name) => Find(Inputs, name);
 

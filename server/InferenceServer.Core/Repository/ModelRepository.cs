@@ -96,7 +96,7 @@ public sealed partial class ModelRepository : IDisposable
             }
             foreach (var v in versions)
             {
-                v.Retire("unloaded");
+                v.Retire(ModelVersion.UnloadedReason);
             }
             Log.ModelUnloaded(_logger, name);
         }
@@ -131,7 +131,7 @@ public sealed partial class ModelRepository : IDisposable
     /// <summary>The version a request names (empty: the highest ready one, else the highest), whatever its state.</summary>
     public ModelVersion Select(string name, string version)
     {
-        if (!_models.TryGetValue(name, out var versions) || versions.All(v => v.Reason == "unloaded"))
+        if (!_models.TryGetValue(name, out var versions) || versions.All(v => v.IsUnloaded))
         {
             throw InferenceException.NotFound($"unknown model '{name}'");
         }
@@ -180,7 +180,7 @@ public sealed partial class ModelRepository : IDisposable
 
     /// <summary>Server readiness: with strict readiness, start-up is done and every model version that should be loaded is ready.</summary>
     public bool IsServerReady =>
-        StartupComplete && (!_options.StrictReadiness || _models.Values.All(vs => vs.All(v => v.State == ModelState.Ready || v.Reason == "unloaded")));
+        StartupComplete && (!_options.StrictReadiness || _models.Values.All(vs => vs.All(v => v.State == ModelState.Ready || v.IsUnloaded)));
 
     /// <summary>The repository index: every model directory, with the state of each version known.</summary>
     public IReadOnlyList<ModelIndexEntry> Index(bool readyOnly)
@@ -367,7 +367,7 @@ public sealed partial class ModelRepository : IDisposable
     private static InferenceException NotReady(ModelVersion version)
     {
         var what = version.Version > 0 ? $"model '{version.Name}' version {version.Version}" : $"model '{version.Name}'";
-        return version.Reason == "unloaded"
+        return version.IsUnloaded
             ? InferenceException.NotFound($"{what} is not loaded")
             : InferenceException.Unavailable($"{what} is not ready: {version.Reason}");
     }

@@ -36,6 +36,9 @@ public sealed class ModelVersion
         _references = model is null ? 0 : 1;
     }
 
+    /// <summary>The reason given to versions taken down by an unload.</summary>
+    public const string UnloadedReason = "unloaded";
+
     /// <summary>The model's name.</summary>
     public string Name { get; }
 
@@ -47,6 +50,9 @@ public sealed class ModelVersion
 
     /// <summary>Why it is not ready (empty when ready).</summary>
     public string Reason { get; private set; }
+
+    /// <summary>Whether an unload took this version down (the model then counts as not loaded, not as broken).</summary>
+    public bool IsUnloaded => State == ModelState.Unavailable && Reason == UnloadedReason;
 
     /// <summary>The complete configuration; null when loading failed before it could be derived.</summary>
     public ModelConfig? Config { get; }

@@ -104,7 +104,8 @@ internal static class RestInferCodec
         var name = input.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String
             ? n.GetString()!
             : throw InferenceException.InvalidArgument("an input has no \"name\"");
-        if (!input.TryGetProperty("datatype", out var dt) || dt.ValueKind != JsonValueKind.String || !DataTypes.TryParse(dt.GetString(), out var type) || dt.GetString()!.StartsWith("TYPE_", StringComparison.Ordinal))
+        var datatype = input.TryGetProperty("datatype", out var dt) && dt.ValueKind == JsonValueKind.String ? dt.GetString()! : "";
+        if (!DataTypes.TryParse(datatype, out var type) || datatype.StartsWith("TYPE_", StringComparison.Ordinal))
         {
             throw InferenceException.InvalidArgument($"input '{name}' has a missing or unknown \"datatype\"");
         }

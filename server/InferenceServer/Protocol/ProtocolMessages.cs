@@ -126,7 +126,7 @@ internal static class ProtocolMessages
         else if (string.IsNullOrEmpty(version))
         {
             repository.Select(name, "");
-            versions = repository.Versions(name).Where(v => v.Version > 0 && v.Reason != "unloaded");
+            versions = repository.Versions(name).Where(v => v.Version > 0 && !v.IsUnloaded);
         }
         else
         {

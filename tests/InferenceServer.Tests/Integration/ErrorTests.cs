@@ -31,57 +31,51 @@ public sealed class ErrorTests(SampleServerFixture fixture) : IClassFixture<Samp
 
     private static readonly WireTensor[] GoodInputs = [Int32s("INPUT0", [1, 16], 16), Int32s("INPUT1", [1, 16], 16)];
 
-    public static TheoryData<string, WireTensor[], string, StatusCode, HttpStatusCode, string> Mistakes() => new()
+    private sealed record Mistake(WireTensor[] Inputs, string Model, StatusCode Grpc, HttpStatusCode Http, string Named);
+
+    private static readonly Dictionary<string, Mistake> Mistakes = new()
     {
-        { "unknown model", GoodInputs, "no_such_model", StatusCode.NotFound, HttpStatusCode.NotFound, "no_such_model" },
-        { "wrong datatype", [new WireTensor("INPUT0", "FP32", [1, 16], new byte[64]), GoodInputs[1]], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT0" },
-        { "wrong shape", [Int32s("INPUT0", [1, 15], 15), GoodInputs[1]], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT0" },
-        { "batch over max_batch_size", [Int32s("INPUT0", [9, 16], 144), Int32s("INPUT1", [9, 16], 144)], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "max_batch_size" },
-        { "unknown input name", [GoodInputs[0], Int32s("INPUT7", [1, 16], 16)], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT7" },
-        { "missing input", [GoodInputs[0]], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT1" },
-        { "element count", [Int32s("INPUT0", [1, 16], 15), GoodInputs[1]], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT0" },
+        ["unknown model"] = new(GoodInputs, "no_such_model", StatusCode.NotFound, HttpStatusCode.NotFound, "no_such_model"),
+        ["wrong datatype"] = new([new WireTensor("INPUT0", "FP32", [1, 16], new byte[64]), GoodInputs[1]], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT0"),
+        ["wrong shape"] = new([Int32s("INPUT0", [1, 15], 15), GoodInputs[1]], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT0"),
+        ["batch over max_batch_size"] = new([Int32s("INPUT0", [9, 16], 144), Int32s("INPUT1", [9, 16], 144)], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "max_batch_size"),
+        ["unknown input name"] = new([GoodInputs[0], Int32s("INPUT7", [1, 16], 16)], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT7"),
+        ["missing input"] = new([GoodInputs[0]], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT1"),
+        ["element count"] = new([Int32s("INPUT0", [1, 16], 15), GoodInputs[1]], "simple", StatusCode.InvalidArgument, HttpStatusCode.BadRequest, "INPUT0"),
     };
 
-    [Theory]
-    [MemberData(nameof(Mistakes))]
-    public async Task Grpc_raw_mistake_gets_its_status(string what, WireTensor[] inputs, string model, StatusCode grpc, HttpStatusCode http, string named)
+    public static TheoryData<TensorEncoding, string> MistakeCases()
     {
-        _ = http;
-        var e = await Assert.ThrowsAsync<RpcException>(() => Server.Grpc.ModelInferAsync(InferClient.BuildGrpcRequest(model, "", inputs, raw: true)).ResponseAsync);
-        Assert.True(grpc == e.StatusCode, $"{what}: {e.StatusCode} {e.Status.Detail}");
-        Assert.Contains(named, e.Status.Detail);
+        var data = new TheoryData<TensorEncoding, string>();
+        foreach (var encoding in Enum.GetValues<TensorEncoding>())
+        {
+            foreach (var what in Mistakes.Keys)
+            {
+                data.Add(encoding, what);
+            }
+        }
+        return data;
     }
 
     [Theory]
-    [MemberData(nameof(Mistakes))]
-    public async Task Grpc_typed_mistake_gets_its_status(string what, WireTensor[] inputs, string model, StatusCode grpc, HttpStatusCode http, string named)
+    [MemberData(nameof(MistakeCases))]
+    public async Task Client_mistake_gets_its_status_and_names_the_culprit(TensorEncoding encoding, string what)
     {
-        _ = http;
-        var e = await Assert.ThrowsAsync<RpcException>(() => Server.Grpc.ModelInferAsync(InferClient.BuildGrpcRequest(model, "", inputs, raw: false)).ResponseAsync);
-        Assert.True(grpc == e.StatusCode, $"{what}: {e.StatusCode} {e.Status.Detail}");
-        Assert.Contains(named, e.Status.Detail);
-    }
-
-    [Theory]
-    [MemberData(nameof(Mistakes))]
-    public async Task Rest_json_mistake_gets_its_status(string what, WireTensor[] inputs, string model, StatusCode grpc, HttpStatusCode http, string named)
-    {
-        _ = grpc;
-        var (body, _) = InferClient.BuildRestBody(inputs, binary: false);
-        var (status, error) = await PostAsync($"/v2/models/{model}/infer", body, null);
-        Assert.True(http == status, $"{what}: {status} {error}");
-        Assert.Contains(named, error);
-    }
-
-    [Theory]
-    [MemberData(nameof(Mistakes))]
-    public async Task Rest_binary_mistake_gets_its_status(string what, WireTensor[] inputs, string model, StatusCode grpc, HttpStatusCode http, string named)
-    {
-        _ = grpc;
-        var (body, header) = InferClient.BuildRestBody(inputs, binary: true);
-        var (status, error) = await PostAsync($"/v2/models/{model}/infer", body, header);
-        Assert.True(http == status, $"{what}: {status} {error}");
-        Assert.Contains(named, error);
+        var mistake = Mistakes[what];
+        if (encoding is TensorEncoding.GrpcRaw or TensorEncoding.GrpcTyped)
+        {
+            var request = InferClient.BuildGrpcRequest(mistake.Model, "", mistake.Inputs, raw: encoding == TensorEncoding.GrpcRaw);
+            var e = await Assert.ThrowsAsync<RpcException>(() => Server.Grpc.ModelInferAsync(request).ResponseAsync);
+            Assert.True(mistake.Grpc == e.StatusCode, $"{what}: {e.StatusCode} {e.Status.Detail}");
+            Assert.Contains(mistake.Named, e.Status.Detail);
+        }
+        else
+        {
+            var (body, header) = InferClient.BuildRestBody(mistake.Inputs, binary: encoding == TensorEncoding.RestBinary);
+            var (status, error) = await PostAsync($"/v2/models/{mistake.Model}/infer", body, header);
+            Assert.True(mistake.Http == status, $"{what}: {status} {error}");
+            Assert.Contains(mistake.Named, error);
+        }
     }
 
     [Fact]
