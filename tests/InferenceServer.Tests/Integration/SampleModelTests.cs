@@ -100,6 +100,28 @@ public sealed class SampleModelTests(SampleServerFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task Nested_json_data_and_request_parameters_are_accepted()
+    {
+        var rows = string.Join(",", Enumerable.Range(0, 2).Select(r => "[" + string.Join(",", Enumerable.Range(0, 16).Select(i => r * 16 + i)) + "]"));
+        var body = "{\"id\": \"nested\", \"parameters\": {\"priority\": 1, \"tag\": \"x\", \"flag\": true, \"ratio\": 0.5}, \"inputs\": [" +
+            "{\"name\": \"INPUT0\", \"datatype\": \"INT32\", \"shape\": [2, 16], \"data\": [" + rows + "], \"parameters\": {}}," +
+            "{\"name\": \"INPUT1\", \"datatype\": \"INT32\", \"shape\": [2, 16], \"data\": [" + rows + "]}]}";
+        using var response = await Server.Http.PostAsync("/v2/models/simple/infer", new StringContent(body));
+        var bytes = await response.Content.ReadAsByteArrayAsync();
+        Assert.True(response.IsSuccessStatusCode, Encoding.UTF8.GetString(bytes));
+        var outputs = InferClient.ParseRestResponse(response, bytes, "nested");
+        Assert.Equal(Enumerable.Range(0, 32).Select(i => 2.0 * i), outputs.Single(o => o.Name == "OUTPUT0").ToDoubles());
+
+        var grpc = InferClient.BuildGrpcRequest("simple", "", [new("INPUT0", "INT32", [1, 16], new byte[64]), new("INPUT1", "INT32", [1, 16], new byte[64])], raw: true);
+        grpc.Parameters["priority"] = new Protocol.InferParameter { Int64Param = 1 };
+        grpc.Parameters["ratio"] = new Protocol.InferParameter { DoubleParam = 0.5 };
+        grpc.Inputs[0].Parameters["note"] = new Protocol.InferParameter { StringParam = "x" };
+        var reply = await Server.Grpc.ModelInferAsync(grpc);
+        Assert.Equal("req-simple", reply.Id);
+        Assert.Equal(2, reply.Outputs.Count);
+    }
+
+    [Fact]
     public async Task Response_names_the_version_that_served_it()
     {
         var body = "{\"inputs\":[{\"name\":\"features\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}";
