@@ -52,7 +52,10 @@ public static class SampleModels
         "    dims: [16]\n" +
         "  - name: OUTPUT1\n" +
         "    data_type: TYPE_INT32\n" +
-        "    dims: [16]\n";
+        "    dims: [16]\n" +
+        "# Combine concurrent requests into batches of up to 8; a lone request waits at most 100 us for company.\n" +
+        "dynamic_batching:\n" +
+        "  max_queue_delay_microseconds: 100\n";
 
     /// <summary>The exact contents of <c>linear/config.yaml</c>: only the version policy; the rest is derived from the model.</summary>
     public const string LinearConfigYaml =

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using InferenceServer.Backends;
 using InferenceServer.Repository;
 
 namespace InferenceServer.Inference;
@@ -19,32 +18,34 @@ public sealed class InferenceDispatcher
         _repository = repository;
     }
 
-    /// <summary>Runs one request. Errors are <see cref="InferenceException"/>s whose messages are safe for clients.</summary>
-    public ValueTask<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs one request through the model's scheduler. Errors are <see cref="InferenceException"/>s whose messages are
+    /// safe for clients (or <see cref="OperationCanceledException"/> when the client cancelled).
+    /// </summary>
+    public async Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         using var lease = _repository.Acquire(request.ModelName, request.ModelVersion);
-        var statistics = lease.Version.Statistics;
-        var config = lease.Config;
-        var version = lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var response = new InferenceResponse(config.Name, version, request.Id);
+        Task<InferenceResponse> scheduled;
         try
         {
-            var batch = RequestValidator.Validate(request, config);
-            IReadOnlyList<string> outputs = request.RequestedOutputs.Count > 0 ? request.RequestedOutputs : config.OutputNames;
-            var started = Stopwatch.GetTimestamp();
-            statistics.Queue.Record(started - request.ReceivedTimestamp);
-            var timings = new ExecutionTimings();
-            lease.Model.Execute(request, outputs, response, ref timings);
-            statistics.RecordExecution(batch, timings.InputTicks, timings.InferTicks, timings.OutputTicks);
-            statistics.Success.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
-            return ValueTask.FromResult(response);
+            var batch = RequestValidator.Validate(request, lease.Config);
+            scheduled = lease.Scheduler.ScheduleAsync(request, batch, cancellationToken);
         }
         catch
         {
-            statistics.Fail.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
-            response.Dispose();
+            lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
+            throw;
+        }
+        try
+        {
+            return await scheduled.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException || e is InferenceException { Kind: InferenceErrorKind.DeadlineExceeded })
+        {
+            // Dropped in the queue: it never reached the engine, so the scheduler did not count it.
+            lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
             throw;
         }
     }

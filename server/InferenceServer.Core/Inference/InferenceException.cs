@@ -15,6 +15,8 @@ public enum InferenceErrorKind
     FailedPrecondition,
     /// <summary>The engine failed (500 / INTERNAL).</summary>
     Internal,
+    /// <summary>The request's deadline passed before it could run (504 / DEADLINE_EXCEEDED).</summary>
+    DeadlineExceeded,
 }
 
 /// <summary>The one error type that crosses from the core to the protocol adapters; its message is safe to show a client.</summary>
@@ -25,6 +27,9 @@ public sealed class InferenceException : Exception
 
     /// <summary>The category of the error.</summary>
     public InferenceErrorKind Kind { get; }
+
+    /// <summary>For load shedding: when the client may usefully retry (REST Retry-After).</summary>
+    public TimeSpan? RetryAfter { get; init; }
 
     /// <summary>An <see cref="InferenceErrorKind.InvalidArgument"/> error.</summary>
     public static InferenceException InvalidArgument(string message) => new(InferenceErrorKind.InvalidArgument, message);

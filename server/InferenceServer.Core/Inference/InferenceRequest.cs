@@ -38,6 +38,9 @@ public sealed class InferenceRequest : IDisposable
     /// <summary>When the server received the request (<see cref="Stopwatch.GetTimestamp"/>), for queue statistics.</summary>
     public long ReceivedTimestamp { get; set; } = Stopwatch.GetTimestamp();
 
+    /// <summary>The client's deadline (<see cref="Stopwatch.GetTimestamp"/>), 0 for none; a request still queued then is answered DEADLINE_EXCEEDED.</summary>
+    public long Deadline { get; set; }
+
     /// <summary>Adds an input, failing on a duplicate name.</summary>
     public void AddInput(Tensor tensor)
     {

@@ -44,6 +44,15 @@ public sealed class ModelConfig
     /// <summary>Whether a model asked to run on a GPU may fall back to the CPU when the runtime has no GPU support.</summary>
     public bool AllowCpuFallback { get; init; }
 
+    /// <summary>Batching and queue settings; null means requests run one at a time as they arrive (still queued, bounded).</summary>
+    public DynamicBatchingConfig? DynamicBatching { get; init; }
+
+    /// <summary>The scheduler's queue settings (always present).</summary>
+    public QueueConfig Queue { get; init; } = new();
+
+    /// <summary>The device of each engine instance, in order (at least one).</summary>
+    public IReadOnlyList<string> InstanceDevices { get; init; } = ["cpu"];
+
     /// <summary>Free-form parameters (backend settings such as <c>intra_op_num_threads</c>).</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
 
@@ -69,6 +78,28 @@ public sealed class ModelConfig
         }
         return null;
     }
+}
+
+/// <summary>Dynamic batching: combine queued requests into one execution.</summary>
+public sealed record DynamicBatchingConfig(long MaxQueueDelayMicroseconds, IReadOnlyList<int> PreferredBatchSizes);
+
+/// <summary>The request queue of a model: bound, priority levels, timeouts.</summary>
+public sealed record QueueConfig
+{
+    /// <summary>Most requests waiting; more are rejected at once (429 / RESOURCE_EXHAUSTED).</summary>
+    public int MaxQueueSize { get; init; } = 1024;
+
+    /// <summary>Priority levels (1 is the highest); at least 1.</summary>
+    public int PriorityLevels { get; init; } = 1;
+
+    /// <summary>The level of requests that name none.</summary>
+    public int DefaultPriorityLevel { get; init; } = 1;
+
+    /// <summary>Deadline for requests that carry none; 0 for none.</summary>
+    public long DefaultTimeoutMicroseconds { get; init; }
+
+    /// <summary>Whether a request's timeout parameter may extend past the default timeout.</summary>
+    public bool AllowTimeoutOverride { get; init; }
 }
 
 /// <summary>Which of the numbered version directories a model serves.</summary>

@@ -47,6 +47,60 @@ public sealed class ModelConfigFile
     /// <summary>Backend parameters, e.g. intra_op_num_threads.</summary>
     public Dictionary<string, string>? Parameters { get; set; }
 
+    /// <summary>The scheduler's queue and batching settings (Triton's names); see <see cref="DynamicBatchingEntry"/>.</summary>
+    public DynamicBatchingEntry? DynamicBatching { get; set; }
+
+    /// <summary>Engine instances and the devices they run on (Triton's names).</summary>
+    public List<InstanceGroupEntry>? InstanceGroup { get; set; }
+
+    /// <summary>
+    /// dynamic_batching: for a model with a batch dimension, requests are combined into batches; for any model, the
+    /// queue's size, priorities and timeouts.
+    /// </summary>
+    public sealed class DynamicBatchingEntry
+    {
+        /// <summary>How long the first request of a batch may wait for more (default 0: batch what is queued).</summary>
+        public long? MaxQueueDelayMicroseconds { get; set; }
+
+        /// <summary>Batch sizes to dispatch at once when they can be formed.</summary>
+        public List<int>? PreferredBatchSize { get; set; }
+
+        /// <summary>Number of priority levels (default 0: one level).</summary>
+        public int? PriorityLevels { get; set; }
+
+        /// <summary>Level of requests that name none (1 is highest).</summary>
+        public int? DefaultPriorityLevel { get; set; }
+
+        /// <summary>Queue limits and timeouts.</summary>
+        public QueuePolicyEntry? DefaultQueuePolicy { get; set; }
+    }
+
+    /// <summary>default_queue_policy: queue bound and request timeout.</summary>
+    public sealed class QueuePolicyEntry
+    {
+        /// <summary>Most requests waiting (default: the server's --default-max-queue-size); more are rejected at once.</summary>
+        public int? MaxQueueSize { get; set; }
+
+        /// <summary>Deadline for requests that carry none (0: none).</summary>
+        public long? DefaultTimeoutMicroseconds { get; set; }
+
+        /// <summary>Whether a request's own timeout parameter may replace the default (Triton's flag; requests may always shorten it).</summary>
+        public bool? AllowTimeoutOverride { get; set; }
+    }
+
+    /// <summary>One instance group: count instances of kind KIND_CPU or KIND_GPU (count per listed GPU).</summary>
+    public sealed class InstanceGroupEntry
+    {
+        /// <summary>Instances (per GPU for KIND_GPU); default 1.</summary>
+        public int? Count { get; set; }
+
+        /// <summary>KIND_CPU, KIND_GPU or KIND_AUTO (the model's device).</summary>
+        public string? Kind { get; set; }
+
+        /// <summary>GPU ids for KIND_GPU (default [0]).</summary>
+        public List<int>? Gpus { get; set; }
+    }
+
     /// <summary>One declared input or output.</summary>
     public sealed class TensorEntry
     {
@@ -147,6 +201,43 @@ public sealed class ModelConfigFile
             return Repository.VersionPolicy.Specific(versions);
         }
         return Repository.VersionPolicy.All;
+    }
+
+    /// <summary>The device of each engine instance the instance groups ask for (at least one).</summary>
+    public IReadOnlyList<string> ResolveInstanceDevices(string defaultDevice)
+    {
+        var device = Device ?? defaultDevice;
+        if (InstanceGroup is not { Count: > 0 } groups)
+        {
+            return [device];
+        }
+        var devices = new List<string>();
+        foreach (var group in groups)
+        {
+            var count = group.Count ?? 1;
+            if (count is < 1 or > 64)
+            {
+                throw new ModelConfigException($"instance_group count must be between 1 and 64, not {count}");
+            }
+            switch (group.Kind ?? "KIND_AUTO")
+            {
+                case "KIND_CPU":
+                    devices.AddRange(Enumerable.Repeat("cpu", count));
+                    break;
+                case "KIND_GPU":
+                    foreach (var gpu in group.Gpus is { Count: > 0 } gpus ? gpus : [0])
+                    {
+                        devices.AddRange(Enumerable.Repeat($"cuda:{gpu}", count));
+                    }
+                    break;
+                case "KIND_AUTO":
+                    devices.AddRange(Enumerable.Repeat(device, count));
+                    break;
+                default:
+                    throw new ModelConfigException($"instance_group kind must be KIND_CPU, KIND_GPU or KIND_AUTO, not '{group.Kind}'");
+            }
+        }
+        return devices;
     }
 
     /// <summary>Converts the declared tensors, checking names and types.</summary>

@@ -11,8 +11,11 @@ namespace InferenceServer.Repository;
 public static class ModelConfigResolver
 {
     /// <summary>Builds the complete configuration, or throws <see cref="ModelConfigException"/> when the file contradicts the model.</summary>
-    public static ModelConfig Resolve(string name, ModelConfigFile? file, IModelBackend backend, IBackendModel model, string device, int defaultMaxBatchSize)
+    public static ModelConfig Resolve(
+        string name, ModelConfigFile? file, IModelBackend backend, IBackendModel model, IReadOnlyList<string> instanceDevices, ModelRepositoryOptions defaults)
     {
+        var device = instanceDevices[0];
+        var defaultMaxBatchSize = defaults.DefaultMaxBatchSize;
         var signature = model.Signature;
         var allBatchable = signature.Inputs.Concat(signature.Outputs).All(t => t.Dims.Length > 0 && t.Dims[0] == -1);
         var maxBatchSize = file?.MaxBatchSize ?? (allBatchable && signature.Inputs.Count > 0 ? defaultMaxBatchSize : 0);
@@ -37,9 +40,69 @@ public static class ModelConfigResolver
             VersionPolicy = file?.ResolveVersionPolicy() ?? VersionPolicy.Latest(1),
             DefaultModelFilename = file?.DefaultModelFilename ?? backend.DefaultModelFilename,
             Device = device,
+            InstanceDevices = instanceDevices,
+            DynamicBatching = ResolveBatching(file, maxBatchSize),
+            Queue = ResolveQueue(file?.DynamicBatching, defaults.DefaultMaxQueueSize),
             ExecutionProvider = model.ExecutionProvider,
             AllowCpuFallback = file?.AllowCpuFallback ?? false,
             Parameters = file?.Parameters ?? new Dictionary<string, string>(),
+        };
+    }
+
+    /// <summary>
+    /// As Triton's auto-complete: a model whose batch dimension was derived gets dynamic batching with default settings;
+    /// a configuration that sets max_batch_size batches only when it has a dynamic_batching section.
+    /// </summary>
+    private static DynamicBatchingConfig? ResolveBatching(ModelConfigFile? file, int maxBatchSize)
+    {
+        if (maxBatchSize == 0)
+        {
+            return null;
+        }
+        var section = file?.DynamicBatching;
+        if (section is null)
+        {
+            return file?.MaxBatchSize is null ? new DynamicBatchingConfig(0, []) : null;
+        }
+        var delay = section.MaxQueueDelayMicroseconds ?? 0;
+        if (delay < 0)
+        {
+            throw new ModelConfigException("dynamic_batching.max_queue_delay_microseconds must not be negative");
+        }
+        var preferred = section.PreferredBatchSize ?? [];
+        if (preferred.Any(p => p < 1 || p > maxBatchSize))
+        {
+            throw new ModelConfigException($"dynamic_batching.preferred_batch_size values must be between 1 and max_batch_size {maxBatchSize}");
+        }
+        return new DynamicBatchingConfig(delay, preferred.Distinct().Order().ToArray());
+    }
+
+    private static QueueConfig ResolveQueue(ModelConfigFile.DynamicBatchingEntry? section, int defaultMaxQueueSize)
+    {
+        var levels = Math.Max(1, section?.PriorityLevels ?? 0);
+        var defaultLevel = section?.DefaultPriorityLevel is int d and > 0 ? d : 1;
+        if (defaultLevel > levels)
+        {
+            throw new ModelConfigException($"dynamic_batching.default_priority_level {defaultLevel} is above priority_levels {levels}");
+        }
+        var policy = section?.DefaultQueuePolicy;
+        var size = policy?.MaxQueueSize ?? defaultMaxQueueSize;
+        if (size < 1)
+        {
+            throw new ModelConfigException("default_queue_policy.max_queue_size must be at least 1 (the queue is always bounded)");
+        }
+        var timeout = policy?.DefaultTimeoutMicroseconds ?? 0;
+        if (timeout < 0)
+        {
+            throw new ModelConfigException("default_queue_policy.default_timeout_microseconds must not be negative");
+        }
+        return new QueueConfig
+        {
+            MaxQueueSize = size,
+            PriorityLevels = levels,
+            DefaultPriorityLevel = defaultLevel,
+            DefaultTimeoutMicroseconds = timeout,
+            AllowTimeoutOverride = policy?.AllowTimeoutOverride ?? false,
         };
     }
 

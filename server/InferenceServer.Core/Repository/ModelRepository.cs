@@ -116,9 +116,9 @@ public sealed partial class ModelRepository : IDisposable
         {
             var snapshot = _models.GetValueOrDefault(name);
             var selected = Select(name, version);
-            if (selected.TryAcquire(out var model))
+            if (selected.TryAcquire(out var scheduler))
             {
-                return new ModelLease(selected, model);
+                return new ModelLease(selected, scheduler);
             }
             // A reload swapped the versions between the lookup and the lease: look again in the new set.
             if (ReferenceEquals(snapshot, _models.GetValueOrDefault(name)))
@@ -299,7 +299,7 @@ public sealed partial class ModelRepository : IDisposable
 
     private ModelVersion LoadVersion(string name, string directory, long version, ModelConfigFile? file)
     {
-        IBackendModel? model = null;
+        var instances = new List<IBackendModel>();
         try
         {
             var backend = SelectBackend(file);
@@ -308,24 +308,41 @@ public sealed partial class ModelRepository : IDisposable
             {
                 throw new ModelConfigException($"default_model_filename '{fileName}' must be a plain file name");
             }
-            var request = new BackendLoadRequest(
-                name,
-                version,
-                Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture), fileName),
-                file?.Device ?? _options.DefaultDevice,
-                file?.AllowCpuFallback ?? false,
-                file?.Parameters ?? new Dictionary<string, string>());
-            model = backend.Load(request);
-            var config = ModelConfigResolver.Resolve(name, file, backend, model, request.Device, _options.DefaultMaxBatchSize);
-            Log.ModelLoaded(_logger, name, version, model.ExecutionProvider);
-            return ModelVersion.Ready(name, version, config, model);
+            var devices = file?.ResolveInstanceDevices(_options.DefaultDevice) ?? [_options.DefaultDevice];
+            var parameters = InstanceParameters(file?.Parameters, devices);
+            var path = Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture), fileName);
+            foreach (var device in devices)
+            {
+                instances.Add(backend.Load(new BackendLoadRequest(name, version, path, device, file?.AllowCpuFallback ?? false, parameters)));
+            }
+            var config = ModelConfigResolver.Resolve(name, file, backend, instances[0], devices, _options);
+            Log.ModelLoaded(_logger, name, version, instances.Count, instances[0].ExecutionProvider);
+            return ModelVersion.Ready(name, version, config, instances);
         }
         catch (Exception e) when (e is ModelLoadException or ModelConfigException)
         {
-            model?.Dispose();
+            instances.ForEach(i => i.Dispose());
             Log.ModelFailed(_logger, name, version, e.Message);
             return ModelVersion.Failed(name, version, e.Message);
         }
+    }
+
+    /// <summary>
+    /// Backend parameters for each instance: unless the configuration sets intra_op_num_threads, the CPU instances
+    /// share the machine's cores (instances x threads = cores), so concurrent instances do not oversubscribe it.
+    /// </summary>
+    private static Dictionary<string, string> InstanceParameters(Dictionary<string, string>? configured, IReadOnlyList<string> devices)
+    {
+        var parameters = new Dictionary<string, string>(configured ?? [], StringComparer.Ordinal);
+        if (!parameters.ContainsKey("intra_op_num_threads"))
+        {
+            var cpuInstances = devices.Count(d => d == "cpu");
+            if (cpuInstances > 1)
+            {
+                parameters["intra_op_num_threads"] = Math.Max(1, Environment.ProcessorCount / cpuInstances).ToString(CultureInfo.InvariantCulture);
+            }
+        }
+        return parameters;
     }
 
     private IModelBackend SelectBackend(ModelConfigFile? file)
@@ -377,8 +394,8 @@ public sealed partial class ModelRepository : IDisposable
         [LoggerMessage(1, LogLevel.Warning, "Model repository '{Path}' does not exist; serving no models")]
         public static partial void RepositoryMissing(ILogger logger, string path);
 
-        [LoggerMessage(2, LogLevel.Information, "Loaded model '{Name}' version {Version} on {Provider}")]
-        public static partial void ModelLoaded(ILogger logger, string name, long version, string provider);
+        [LoggerMessage(2, LogLevel.Information, "Loaded model '{Name}' version {Version}: {Instances} instance(s) on {Provider}")]
+        public static partial void ModelLoaded(ILogger logger, string name, long version, int instances, string provider);
 
         [LoggerMessage(3, LogLevel.Error, "Model '{Name}' version {Version} is UNAVAILABLE: {Reason}")]
         public static partial void ModelFailed(ILogger logger, string name, long version, string reason);

@@ -30,6 +30,9 @@ public sealed class ModelRepositoryOptions
     /// <summary>max_batch_size given to a model whose configuration omits it and whose inputs and outputs all have a variable leading dimension.</summary>
     public int DefaultMaxBatchSize { get; set; } = 8;
 
+    /// <summary>max_queue_size of models whose configuration sets none: the queue is always bounded.</summary>
+    public int DefaultMaxQueueSize { get; set; } = 1024;
+
     /// <summary>How many models load at once at start-up.</summary>
     public int LoadParallelism { get; set; } = Environment.ProcessorCount;
 }

@@ -1,4 +1,5 @@
 using InferenceServer.Backends;
+using InferenceServer.Scheduling;
 using InferenceServer.Statistics;
 
 namespace InferenceServer.Repository;
@@ -22,18 +23,21 @@ public enum ModelState
 /// </summary>
 public sealed class ModelVersion
 {
-    private readonly IBackendModel? _model;
+    private readonly ModelScheduler? _scheduler;
     private int _references;
 
-    private ModelVersion(string name, long version, ModelState state, string reason, ModelConfig? config, IBackendModel? model)
+    private ModelVersion(string name, long version, ModelState state, string reason, ModelConfig? config, IReadOnlyList<IBackendModel>? instances)
     {
         Name = name;
         Version = version;
         State = state;
         Reason = reason;
         Config = config;
-        _model = model;
-        _references = model is null ? 0 : 1;
+        if (instances is not null)
+        {
+            _scheduler = new ModelScheduler(config!, version, instances, Statistics);
+            _references = 1;
+        }
     }
 
     /// <summary>The reason given to versions taken down by an unload.</summary>
@@ -60,15 +64,18 @@ public sealed class ModelVersion
     /// <summary>Statistics of the requests this version served.</summary>
     public ModelStatistics Statistics { get; } = new();
 
-    internal static ModelVersion Ready(string name, long version, ModelConfig config, IBackendModel model) =>
-        new(name, version, ModelState.Ready, "", config, model);
+    internal static ModelVersion Ready(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances) =>
+        new(name, version, ModelState.Ready, "", config, instances);
 
     internal static ModelVersion Failed(string name, long version, string reason, ModelConfig? config = null) =>
         new(name, version, ModelState.Unavailable, reason, config, null);
 
-    internal bool TryAcquire(out IBackendModel model)
+    /// <summary>Requests waiting in this version's queue.</summary>
+    public int QueueLength => _scheduler?.QueueLength ?? 0;
+
+    internal bool TryAcquire(out ModelScheduler scheduler)
     {
-        model = _model!;
+        scheduler = _scheduler!;
         while (true)
         {
             var current = Volatile.Read(ref _references);
@@ -87,7 +94,7 @@ public sealed class ModelVersion
     {
         if (Interlocked.Decrement(ref _references) == 0)
         {
-            _model?.Dispose();
+            _scheduler?.Dispose();
         }
     }
 
@@ -107,17 +114,17 @@ public sealed class ModelVersion
 /// <summary>A request's hold on a ready model version; dispose it when the request is done.</summary>
 public readonly struct ModelLease : IDisposable
 {
-    internal ModelLease(ModelVersion version, IBackendModel model)
+    internal ModelLease(ModelVersion version, ModelScheduler scheduler)
     {
         Version = version;
-        Model = model;
+        Scheduler = scheduler;
     }
 
     /// <summary>The version serving the request.</summary>
     public ModelVersion Version { get; }
 
-    /// <summary>The loaded engine.</summary>
-    public IBackendModel Model { get; }
+    /// <summary>The version's scheduler (queue and engine instances).</summary>
+    public ModelScheduler Scheduler { get; }
 
     /// <summary>The version's configuration.</summary>
     public ModelConfig Config => Version.Config!;

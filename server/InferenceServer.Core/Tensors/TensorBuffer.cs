@@ -4,17 +4,20 @@ using System.Buffers.Binary;
 namespace InferenceServer.Tensors;
 
 /// <summary>
-/// The bytes of one tensor in a buffer rented from <see cref="ArrayPool{T}.Shared"/>: little-endian elements for
+/// The bytes of one tensor in an array rented from <see cref="ArrayPool{T}.Shared"/>: little-endian elements for
 /// fixed-size types; for BYTES, each element as a 4-byte little-endian length followed by its bytes (the
-/// protocol's raw form, so raw requests are copied once and never re-encoded).
+/// protocol's raw form, so raw requests are copied once and never re-encoded). A buffer may be a slice of a
+/// larger one (a request's rows of a batch's output); the array returns to the pool when the last slice is disposed.
 /// </summary>
 public sealed class TensorBuffer : IDisposable
 {
-    private byte[]? _array;
+    private RentedArray? _owner;
+    private readonly int _offset;
 
-    private TensorBuffer(byte[] array, int length)
+    private TensorBuffer(RentedArray owner, int offset, int length)
     {
-        _array = array;
+        _owner = owner;
+        _offset = offset;
         Length = length;
     }
 
@@ -22,16 +25,15 @@ public sealed class TensorBuffer : IDisposable
     public int Length { get; private set; }
 
     /// <summary>The bytes in use.</summary>
-    public Span<byte> Span => Array.AsSpan(0, Length);
+    public Span<byte> Span => Owner.Array.AsSpan(_offset, Length);
 
     /// <summary>The bytes in use.</summary>
-    public Memory<byte> Memory => Array.AsMemory(0, Length);
+    public Memory<byte> Memory => Owner.Array.AsMemory(_offset, Length);
 
-    /// <summary>The rented array (longer than <see cref="Length"/>); never empty, so it can always be pinned.</summary>
-    public byte[] Array => _array ?? throw new ObjectDisposedException(nameof(TensorBuffer));
+    private RentedArray Owner => _owner ?? throw new ObjectDisposedException(nameof(TensorBuffer));
 
     /// <summary>Rents a buffer of exactly <paramref name="length"/> bytes in use (contents undefined).</summary>
-    public static TensorBuffer Rent(int length) => new(ArrayPool<byte>.Shared.Rent(Math.Max(length, 1)), length);
+    public static TensorBuffer Rent(int length) => new(new RentedArray(ArrayPool<byte>.Shared.Rent(Math.Max(length, 1))), 0, length);
 
     /// <summary>Rents a buffer holding a copy of <paramref name="source"/>.</summary>
     public static TensorBuffer CopyOf(ReadOnlySpan<byte> source)
@@ -41,6 +43,18 @@ public sealed class TensorBuffer : IDisposable
         return buffer;
     }
 
+    /// <summary>A view of <paramref name="length"/> bytes from <paramref name="offset"/>, sharing this buffer's array (no copy).</summary>
+    public TensorBuffer Slice(int offset, int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan((long)offset + length, Length);
+        var owner = Owner;
+        owner.AddReference();
+        return new TensorBuffer(owner, _offset + offset, length);
+    }
+
+    /// <summary>Pins the bytes for native code; the memory always has an address, even when empty.</summary>
+    public MemoryHandle Pin() => Owner.Array.AsMemory(_offset < Owner.Array.Length ? _offset : 0).Pin();
+
     /// <summary>Shrinks the bytes in use (after writing fewer than were reserved).</summary>
     public void Truncate(int length)
     {
@@ -48,13 +62,23 @@ public sealed class TensorBuffer : IDisposable
         Length = length;
     }
 
-    /// <summary>Returns the array to the pool.</summary>
-    public void Dispose()
+    /// <summary>Releases this view; the array returns to the pool with the last view.</summary>
+    public void Dispose() => Interlocked.Exchange(ref _owner, null)?.Release();
+
+    private sealed class RentedArray(byte[] array)
     {
-        var array = Interlocked.Exchange(ref _array, null);
-        if (array is not null)
+        private int _references = 1;
+
+        public byte[] Array { get; } = array;
+
+        public void AddReference() => Interlocked.Increment(ref _references);
+
+        public void Release()
         {
-            ArrayPool<byte>.Shared.Return(array);
+            if (Interlocked.Decrement(ref _references) == 0)
+            {
+                ArrayPool<byte>.Shared.Return(Array);
+            }
         }
     }
 }

@@ -41,6 +41,7 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
         InferenceErrorKind.Unavailable => StatusCode.Unavailable,
         InferenceErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
         InferenceErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
+        InferenceErrorKind.DeadlineExceeded => StatusCode.DeadlineExceeded,
         _ => StatusCode.Internal,
     };
 
@@ -49,7 +50,13 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
         switch (e)
         {
             case InferenceException inference:
-                return new RpcException(new Status(StatusCodeOf(inference.Kind), inference.Message));
+                var trailers = new Metadata();
+                if (inference.RetryAfter is { } retryAfter)
+                {
+                    // gRPC's standard pushback hint, honoured by clients with a retry policy.
+                    trailers.Add("grpc-retry-pushback-ms", ((long)retryAfter.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                }
+                return new RpcException(new Status(StatusCodeOf(inference.Kind), inference.Message), trailers);
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled"));
             default:

@@ -32,6 +32,7 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
     public override async Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
     {
         using var inference = GrpcTensorCodec.Decode(request);
+        inference.Deadline = DeadlineOf(context);
         using var response = await dispatcher.InferAsync(inference, context.CancellationToken);
         return GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0);
     }
@@ -46,6 +47,7 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
             try
             {
                 using var inference = GrpcTensorCodec.Decode(request);
+                inference.Deadline = DeadlineOf(context);
                 using var response = await dispatcher.InferAsync(inference, context.CancellationToken);
                 reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };
             }
@@ -55,6 +57,17 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
             }
             await responseStream.WriteAsync(reply, context.CancellationToken);
         }
+    }
+
+    /// <summary>The call's gRPC deadline as a Stopwatch timestamp (0 when the client set none).</summary>
+    private static long DeadlineOf(ServerCallContext context)
+    {
+        if (context.Deadline >= DateTime.MaxValue.AddDays(-1))
+        {
+            return 0;
+        }
+        var remaining = context.Deadline - DateTime.UtcNow;
+        return System.Diagnostics.Stopwatch.GetTimestamp() + (long)(Math.Max(0, remaining.TotalSeconds) * System.Diagnostics.Stopwatch.Frequency);
     }
 
     public override Task<RepositoryIndexResponse> RepositoryIndex(RepositoryIndexRequest request, ServerCallContext context) =>

@@ -25,6 +25,7 @@ public static class CommandLine
         new("--load-model", "INFERENCE_LOAD_MODEL", "Repository:StartupModels", "explicit mode: a model to load at start-up, repeatable; * for all", Repeatable: true),
         new("--strict-readiness", "INFERENCE_STRICT_READINESS", "Repository:StrictReadiness", "ready only when every model is ready (default true)"),
         new("--default-device", "INFERENCE_DEFAULT_DEVICE", "Repository:DefaultDevice", "device of models whose config names none: cpu or cuda:N (default cpu)"),
+        new("--default-max-queue-size", "INFERENCE_DEFAULT_MAX_QUEUE_SIZE", "Repository:DefaultMaxQueueSize", "max_queue_size of models whose config sets none (default 1024)"),
         new("--default-max-batch-size", "INFERENCE_DEFAULT_MAX_BATCH_SIZE", "Repository:DefaultMaxBatchSize", "max_batch_size derived for batchable models without one (default 8)"),
     ];
 

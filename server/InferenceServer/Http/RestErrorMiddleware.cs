@@ -18,6 +18,10 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
         }
         catch (InferenceException e)
         {
+            if (e.RetryAfter is { } retryAfter && !context.Response.HasStarted)
+            {
+                context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
             await WriteErrorAsync(context, StatusCode(e.Kind), e.Message);
         }
         catch (BadHttpRequestException e)
@@ -48,6 +52,7 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
         InferenceErrorKind.NotFound => 404,
         InferenceErrorKind.ResourceExhausted => 429,
         InferenceErrorKind.Unavailable => 503,
+        InferenceErrorKind.DeadlineExceeded => 504,
         _ => 500,
     };
 
@@ -57,7 +62,9 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
         {
             return;
         }
+        var retryAfter = context.Response.Headers.RetryAfter;
         context.Response.Clear();
+        context.Response.Headers.RetryAfter = retryAfter;
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json";
         await using var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonWriting.Options);

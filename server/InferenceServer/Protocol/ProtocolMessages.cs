@@ -80,12 +80,40 @@ internal static class ProtocolMessages
             message.Output.Add(new ModelOutput { Name = output.Name, DataType = ConfigDataType(output.DataType), Dims = { output.Dims } });
         }
         var onGpu = config.ExecutionProvider.StartsWith("CUDA", StringComparison.Ordinal);
-        var group = new ModelInstanceGroup { Name = config.Name, Count = 1, Kind = onGpu ? ModelInstanceGroup.Types.Kind.Gpu : ModelInstanceGroup.Types.Kind.Cpu };
-        if (onGpu)
+        foreach (var group in config.InstanceDevices.GroupBy(d => d))
         {
-            group.Gpus.Add(config.Device.Contains(':') ? int.Parse(config.Device.AsSpan(config.Device.IndexOf(':') + 1), CultureInfo.InvariantCulture) : 0);
+            var instanceGroup = new ModelInstanceGroup
+            {
+                Name = $"{config.Name}_{group.Key}",
+                Count = group.Count(),
+                Kind = onGpu && group.Key.StartsWith("cuda", StringComparison.Ordinal) ? ModelInstanceGroup.Types.Kind.Gpu : ModelInstanceGroup.Types.Kind.Cpu,
+            };
+            if (instanceGroup.Kind == ModelInstanceGroup.Types.Kind.Gpu)
+            {
+                instanceGroup.Gpus.Add(group.Key.Contains(':') ? int.Parse(group.Key.AsSpan(group.Key.IndexOf(':') + 1), CultureInfo.InvariantCulture) : 0);
+            }
+            message.InstanceGroup.Add(instanceGroup);
         }
-        message.InstanceGroup.Add(group);
+        var queue = config.Queue;
+        if (config.DynamicBatching is { } batching)
+        {
+            message.DynamicBatching = new ModelDynamicBatching
+            {
+                MaxQueueDelayMicroseconds = (ulong)batching.MaxQueueDelayMicroseconds,
+                PreferredBatchSize = { batching.PreferredBatchSizes },
+                PriorityLevels = (ulong)queue.PriorityLevels,
+                DefaultPriorityLevel = (ulong)queue.DefaultPriorityLevel,
+                DefaultQueuePolicy = new ModelQueuePolicy
+                {
+                    MaxQueueSize = (uint)queue.MaxQueueSize,
+                    DefaultTimeoutMicroseconds = (ulong)queue.DefaultTimeoutMicroseconds,
+                    AllowTimeoutOverride = queue.AllowTimeoutOverride,
+                },
+            };
+        }
+        // Models that do not batch still queue; their queue settings are shown as parameters.
+        message.Parameters["max_queue_size"] = new ModelParameter { StringValue = queue.MaxQueueSize.ToString(CultureInfo.InvariantCulture) };
+        message.Parameters["priority_levels"] = new ModelParameter { StringValue = queue.PriorityLevels.ToString(CultureInfo.InvariantCulture) };
         foreach (var (key, value) in config.Parameters)
         {
             message.Parameters[key] = new ModelParameter { StringValue = value };

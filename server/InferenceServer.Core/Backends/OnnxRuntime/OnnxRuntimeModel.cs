@@ -91,7 +91,7 @@ internal sealed class OnnxRuntimeModel : IBackendModel
             }
             return value;
         }
-        pin = tensor.Data.Array.AsMemory().Pin();
+        pin = tensor.Data.Pin();
         unsafe
         {
             return OrtValue.CreateTensorValueWithData(

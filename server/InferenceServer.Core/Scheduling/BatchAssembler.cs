@@ -1,0 +1,125 @@
+using InferenceServer.Inference;
+using InferenceServer.Tensors;
+
+namespace InferenceServer.Scheduling;
+
+/// <summary>
+/// Gathers the inputs of a batch's requests into one pooled contiguous buffer per tensor (the one copy), and
+/// scatters the outputs back as slices of the engine's output buffers (no copy).
+/// </summary>
+internal static class BatchAssembler
+{
+    /// <summary>Requests can share a batch when their inputs agree in name, datatype and every non-batch dimension, and they want the same outputs.</summary>
+    public static bool CanShareBatch(InferenceRequest a, InferenceRequest b)
+    {
+        if (a.Inputs.Count != b.Inputs.Count || !a.RequestedOutputs.SequenceEqual(b.RequestedOutputs))
+        {
+            return false;
+        }
+        foreach (var x in a.Inputs)
+        {
+            var y = b.Inputs.Find(t => t.Name == x.Name);
+            if (y is null || y.DataType != x.DataType || y.Shape.Length != x.Shape.Length || x.Shape.Length == 0 ||
+                !x.Shape.AsSpan(1).SequenceEqual(y.Shape.AsSpan(1)))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>One request whose inputs are the batch's inputs concatenated along the batch dimension.</summary>
+    public static InferenceRequest Gather(List<PendingRequest> batch, long rows)
+    {
+        var first = batch[0].Request;
+        var merged = new InferenceRequest(first.ModelName, first.ModelVersion);
+        merged.RequestedOutputs.AddRange(first.RequestedOutputs);
+        try
+        {
+            foreach (var input in first.Inputs)
+            {
+                long bytes = 0;
+                foreach (var pending in batch)
+                {
+                    bytes += pending.Request.Inputs.Find(t => t.Name == input.Name)!.Data.Length;
+                }
+                var buffer = TensorBuffer.Rent(checked((int)bytes));
+                var offset = 0;
+                foreach (var pending in batch)
+                {
+                    // BYTES data is length-prefixed, so concatenation is the batched form as well.
+                    var part = pending.Request.Inputs.Find(t => t.Name == input.Name)!.Data.Span;
+                    part.CopyTo(buffer.Span[offset..]);
+                    offset += part.Length;
+                }
+                var shape = (long[])input.Shape.Clone();
+                shape[0] = rows;
+                merged.Inputs.Add(new Tensor(input.Name, input.DataType, shape, buffer));
+            }
+            return merged;
+        }
+        catch
+        {
+            merged.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Each request's rows of every output, as slices sharing the batch's output buffers.</summary>
+    public static InferenceResponse[] Scatter(InferenceResponse batched, List<PendingRequest> batch, long rows)
+    {
+        var responses = new InferenceResponse[batch.Count];
+        for (var i = 0; i < batch.Count; i++)
+        {
+            responses[i] = new InferenceResponse(batched.ModelName, batched.ModelVersion, batch[i].Request.Id);
+        }
+        try
+        {
+            foreach (var output in batched.Outputs)
+            {
+                if (output.Shape.Length == 0 || output.Shape[0] != rows)
+                {
+                    throw new InferenceException(InferenceErrorKind.Internal,
+                        $"output '{output.Name}' has shape {TensorShape.Format(output.Shape)}; a batched model must return the batch of {rows} as its first dimension");
+                }
+                TensorShape.TryGetElementCount(output.Shape, out var elements);
+                var elementsPerRow = rows == 0 ? 0 : elements / rows;
+                var offset = 0;
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var count = batch[i].BatchSize * elementsPerRow;
+                    var length = ByteLength(output, offset, count);
+                    var shape = (long[])output.Shape.Clone();
+                    shape[0] = batch[i].BatchSize;
+                    responses[i].Outputs.Add(new Tensor(output.Name, output.DataType, shape, output.Data.Slice(offset, length)));
+                    offset += length;
+                }
+            }
+            return responses;
+        }
+        catch
+        {
+            foreach (var r in responses)
+            {
+                r.Dispose();
+            }
+            throw;
+        }
+    }
+
+    private static int ByteLength(Tensor tensor, int offset, long elements)
+    {
+        var size = tensor.DataType.ElementSize();
+        if (size > 0)
+        {
+            return checked((int)(elements * size));
+        }
+        ReadOnlySpan<byte> data = tensor.Data.Span[offset..];
+        var start = data.Length;
+        for (var i = 0; i < elements; i++)
+        {
+            BytesElements.ReadNext(ref data);
+        }
+        return start - data.Length;
+    }
+}

@@ -1,0 +1,180 @@
+using System.Diagnostics;
+using System.Globalization;
+using InferenceServer.Backends;
+using InferenceServer.Inference;
+using InferenceServer.Repository;
+using InferenceServer.Statistics;
+
+namespace InferenceServer.Scheduling;
+
+/// <summary>
+/// The scheduler of one model version: a bounded priority queue in front of the model's engine instances. Each
+/// instance has a dedicated thread that takes the next batch (dynamic batching) or the next request, runs it and
+/// answers every request in it. Models without a batch dimension run one request at a time per instance.
+/// </summary>
+public sealed class ModelScheduler : IDisposable
+{
+    private readonly ModelConfig _config;
+    private readonly string _version;
+    private readonly IReadOnlyList<IBackendModel> _instances;
+    private readonly ModelStatistics _statistics;
+    private readonly RequestQueue _queue;
+    private readonly BatchPolicy _policy;
+    private readonly Action<PendingRequest, Exception> _abandon;
+    private int _running;
+
+    /// <summary>Starts one worker thread per instance; the scheduler owns the instances and disposes them when stopped.</summary>
+    public ModelScheduler(ModelConfig config, long version, IReadOnlyList<IBackendModel> instances, ModelStatistics statistics)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentOutOfRangeException.ThrowIfZero(instances.Count);
+        _config = config;
+        _version = version.ToString(CultureInfo.InvariantCulture);
+        _instances = instances;
+        _statistics = statistics;
+        _queue = new RequestQueue(config.Queue.PriorityLevels, config.Queue.MaxQueueSize);
+        _policy = new BatchPolicy(config.MaxBatchSize, config.DynamicBatching);
+        _abandon = _queue.Abandon;
+        _running = instances.Count;
+        for (var i = 0; i < instances.Count; i++)
+        {
+            var instance = instances[i];
+            new Thread(() => Work(instance)) { IsBackground = true, Name = $"{config.Name}/{version} #{i}" }.Start();
+        }
+    }
+
+    /// <summary>Requests waiting in the queue.</summary>
+    public int QueueLength => _queue.Count;
+
+    /// <summary>
+    /// Queues a validated request carrying <paramref name="batchSize"/> rows and completes when it has run. Throws
+    /// RESOURCE_EXHAUSTED when the queue is full, DEADLINE_EXCEEDED when its deadline passes in the queue, and
+    /// <see cref="OperationCanceledException"/> when the client cancels while it waits.
+    /// </summary>
+    public Task<InferenceResponse> ScheduleAsync(InferenceRequest request, long batchSize, CancellationToken cancellationToken)
+    {
+        var pending = new PendingRequest(request, batchSize, PriorityLevel(request), Deadline(request));
+        _queue.Enqueue(pending);
+        pending.Watch(cancellationToken, _abandon);
+        return pending.Completion.Task;
+    }
+
+    /// <summary>Stops the workers; the last one to leave releases the engine instances.</summary>
+    public void Dispose() => _queue.Stop();
+
+    private int PriorityLevel(InferenceRequest request)
+    {
+        var levels = _config.Queue.PriorityLevels;
+        if (!request.Parameters.TryGetValue("priority", out var value) || value is long and 0)
+        {
+            return _config.Queue.DefaultPriorityLevel - 1;
+        }
+        if (value is long level && level >= 1 && level <= levels)
+        {
+            return (int)level - 1;
+        }
+        throw InferenceException.InvalidArgument($"parameter 'priority' must be an integer from 0 (the default level) to {levels} (levels of model '{_config.Name}')");
+    }
+
+    private long Deadline(InferenceRequest request)
+    {
+        var deadline = request.Deadline;
+        var timeout = _config.Queue.DefaultTimeoutMicroseconds;
+        if (request.Parameters.TryGetValue("timeout", out var value))
+        {
+            if (value is not long requested || requested < 0)
+            {
+                throw InferenceException.InvalidArgument("parameter 'timeout' must be a non-negative integer (microseconds)");
+            }
+            // A request may always shorten the model's default timeout; it extends it only when the model allows.
+            if (requested > 0 && (timeout == 0 || requested < timeout || _config.Queue.AllowTimeoutOverride))
+            {
+                timeout = requested;
+            }
+        }
+        if (timeout > 0)
+        {
+            var byTimeout = request.ReceivedTimestamp + timeout * Stopwatch.Frequency / 1_000_000;
+            deadline = deadline == 0 ? byTimeout : Math.Min(deadline, byTimeout);
+        }
+        return deadline;
+    }
+
+    private void Work(IBackendModel instance)
+    {
+        try
+        {
+            while (_queue.TakeBatch(_policy) is { } batch)
+            {
+                Execute(instance, batch);
+            }
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _running) == 0)
+            {
+                foreach (var i in _instances)
+                {
+                    i.Dispose();
+                }
+            }
+        }
+    }
+
+    private void Execute(IBackendModel instance, List<PendingRequest> batch)
+    {
+        var started = Stopwatch.GetTimestamp();
+        long rows = 0;
+        foreach (var pending in batch)
+        {
+            _statistics.Queue.Record(started - pending.Request.ReceivedTimestamp);
+            rows += pending.BatchSize;
+        }
+        var timings = new ExecutionTimings();
+        InferenceResponse[] responses;
+        try
+        {
+            var outputs = batch[0].Request.RequestedOutputs.Count > 0 ? batch[0].Request.RequestedOutputs : _config.OutputNames;
+            if (batch.Count == 1)
+            {
+                var single = batch[0].Request;
+                var response = new InferenceResponse(_config.Name, _version, single.Id);
+                try
+                {
+                    instance.Execute(single, outputs, response, ref timings);
+                }
+                catch
+                {
+                    response.Dispose();
+                    throw;
+                }
+                responses = [response];
+            }
+            else
+            {
+                using var merged = BatchAssembler.Gather(batch, rows);
+                using var batched = new InferenceResponse(_config.Name, _version, "");
+                instance.Execute(merged, outputs, batched, ref timings);
+                responses = BatchAssembler.Scatter(batched, batch, rows);
+            }
+        }
+        catch (Exception e)
+        {
+            var error = e as InferenceException ?? new InferenceException(InferenceErrorKind.Internal, "model execution failed: " + e.Message, e);
+            var failed = Stopwatch.GetTimestamp();
+            foreach (var pending in batch)
+            {
+                _statistics.Fail.Record(failed - pending.Request.ReceivedTimestamp);
+                pending.Completion.TrySetException(error);
+            }
+            return;
+        }
+        _statistics.RecordExecution(rows, timings.InputTicks, timings.InferTicks, timings.OutputTicks);
+        var done = Stopwatch.GetTimestamp();
+        for (var i = 0; i < batch.Count; i++)
+        {
+            _statistics.Success.Record(done - batch[i].Request.ReceivedTimestamp);
+            batch[i].Completion.TrySetResult(responses[i]);
+        }
+    }
+}
