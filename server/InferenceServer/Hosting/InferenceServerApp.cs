@@ -13,8 +13,11 @@ namespace InferenceServer.Hosting;
 /// <summary>Composes the server: configuration, the core services, Kestrel's three ports and the protocol adapters.</summary>
 public static class InferenceServerApp
 {
-    /// <summary>Builds the application from command-line flags (see <see cref="CommandLine"/>); throws <see cref="ArgumentException"/> on a bad flag.</summary>
-    public static WebApplication Create(string[] args)
+    /// <summary>
+    /// Builds the application from command-line flags (see <see cref="CommandLine"/>); throws <see cref="ArgumentException"/>
+    /// on a bad flag. <paramref name="configureServices"/> may add services, such as further <see cref="IModelBackend"/>s.
+    /// </summary>
+    public static WebApplication Create(string[] args, Action<IServiceCollection>? configureServices = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
         builder.Configuration.AddJsonFile("appsettings.json", optional: true);
@@ -41,6 +44,7 @@ public static class InferenceServerApp
         builder.Services.AddSingleton<ModelRepository>();
         builder.Services.AddSingleton<InferenceDispatcher>();
         builder.Services.AddHostedService<RepositoryLoader>();
+        configureServices?.Invoke(builder.Services);
 
         var endpoints = new ServerEndpoints();
         builder.Services.AddSingleton(endpoints);

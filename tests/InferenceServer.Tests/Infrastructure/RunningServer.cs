@@ -36,14 +36,17 @@ public sealed class RunningServer : IAsyncDisposable
     public ModelRepository Repository => _app.Services.GetRequiredService<ModelRepository>();
 
     /// <summary>Starts a server over <paramref name="repository"/> and waits until its start-up models have loaded.</summary>
-    public static async Task<RunningServer> StartAsync(string repository, params string[] extraArgs)
+    public static Task<RunningServer> StartAsync(string repository, params string[] extraArgs) => StartAsync(repository, null, extraArgs);
+
+    /// <summary>Starts a server with extra services (such as a test backend).</summary>
+    public static async Task<RunningServer> StartAsync(string repository, Action<IServiceCollection>? configureServices, params string[] extraArgs)
     {
         string[] args =
         [
             "--model-repository", repository, "--bind-address", "127.0.0.1",
             "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", .. extraArgs,
         ];
-        var app = InferenceServerApp.Create(args);
+        var app = InferenceServerApp.Create(args, configureServices);
         await app.StartAsync();
         var server = new RunningServer(app, app.Services.GetRequiredService<ServerEndpoints>());
         var deadline = DateTime.UtcNow.AddMinutes(3);
