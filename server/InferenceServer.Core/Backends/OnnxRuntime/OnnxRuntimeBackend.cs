@@ -8,7 +8,7 @@ namespace InferenceServer.Backends.OnnxRuntime;
 /// <summary>Loads ONNX models into ONNX Runtime sessions, on the CPU or a CUDA device.</summary>
 public sealed class OnnxRuntimeBackend : IModelBackend
 {
-    private const string CudaProvider = "CUDAExecutionProvider";
+    internal const string CudaProvider = "CUDAExecutionProvider";
     private const string CpuProvider = "CPUExecutionProvider";
 
     /// <inheritdoc />
@@ -47,7 +47,7 @@ public sealed class OnnxRuntimeBackend : IModelBackend
         }
         try
         {
-            return new OnnxRuntimeModel(session, ReadSignature(session), provider);
+            return new OnnxRuntimeModel(session, ReadSignature(session), provider, DeviceId(request.Device));
         }
         catch
         {
@@ -96,6 +96,9 @@ public sealed class OnnxRuntimeBackend : IModelBackend
         }
         throw new ModelLoadException($"device '{request.Device}' is not 'cpu' or 'cuda:N'");
     }
+
+    private static int DeviceId(string device) =>
+        device.IndexOf(':') is var colon and > 0 && int.TryParse(device.AsSpan(colon + 1), out var id) ? id : 0;
 
     private static void ApplyParameters(SessionOptions options, IReadOnlyDictionary<string, string> parameters)
     {

@@ -6,17 +6,26 @@ using Microsoft.ML.OnnxRuntime;
 
 namespace InferenceServer.Backends.OnnxRuntime;
 
-/// <summary>One ONNX Runtime session. Inputs are handed to the engine as <see cref="OrtValue"/>s over the pinned pooled request buffers (no copy); outputs are copied once into pooled buffers.</summary>
+/// <summary>
+/// One ONNX Runtime session, run through an I/O binding on every device: inputs are bound as <see cref="OrtValue"/>s
+/// over the pinned pooled request buffers (no copy; on CUDA the runtime copies them to the device), outputs are bound
+/// to host memory — plain on the CPU, pinned on CUDA so the device copies straight into it — and then copied once
+/// into pooled buffers. The CPU and CUDA paths differ only in that output memory.
+/// </summary>
 internal sealed class OnnxRuntimeModel : IBackendModel
 {
     private static readonly RunOptions SharedRunOptions = new();
     private readonly InferenceSession _session;
+    private readonly OrtMemoryInfo _outputMemory;
 
-    public OnnxRuntimeModel(InferenceSession session, ModelSignature signature, string executionProvider)
+    public OnnxRuntimeModel(InferenceSession session, ModelSignature signature, string executionProvider, int deviceId)
     {
         _session = session;
         Signature = signature;
         ExecutionProvider = executionProvider;
+        _outputMemory = executionProvider == OnnxRuntimeBackend.CudaProvider
+            ? new OrtMemoryInfo(OrtMemoryInfo.allocatorCUDA_PINNED, OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.CpuOutput)
+            : OrtMemoryInfo.DefaultInstance;
     }
 
     public ModelSignature Signature { get; }
@@ -41,10 +50,20 @@ internal sealed class OnnxRuntimeModel : IBackendModel
             var ran = Stopwatch.GetTimestamp();
             timings.InputTicks += ran - start;
 
+            using var binding = _session.CreateIoBinding();
+            for (var i = 0; i < count; i++)
+            {
+                binding.BindInput(names[i], values[i]);
+            }
+            foreach (var output in outputs)
+            {
+                // Strings never live on a device.
+                binding.BindOutputToDevice(output, IsString(output) ? OrtMemoryInfo.DefaultInstance : _outputMemory);
+            }
             IDisposableReadOnlyCollection<OrtValue> results;
             try
             {
-                results = _session.Run(SharedRunOptions, names, values, outputs as IReadOnlyCollection<string> ?? outputs.ToArray());
+                results = _session.RunWithBoundResults(SharedRunOptions, binding);
             }
             catch (OnnxRuntimeException e)
             {
@@ -77,7 +96,26 @@ internal sealed class OnnxRuntimeModel : IBackendModel
         }
     }
 
-    public void Dispose() => _session.Dispose();
+    public void Dispose()
+    {
+        _session.Dispose();
+        if (_outputMemory != OrtMemoryInfo.DefaultInstance)
+        {
+            _outputMemory.Dispose();
+        }
+    }
+
+    private bool IsString(string output)
+    {
+        foreach (var o in Signature.Outputs)
+        {
+            if (o.Name == output)
+            {
+                return o.DataType == DataType.Bytes;
+            }
+        }
+        return false;
+    }
 
     private static OrtValue CreateValue(Tensor tensor, ref MemoryHandle pin)
     {
