@@ -24,6 +24,13 @@ public static class InferenceServerApp
         builder.Configuration.AddEnvironmentVariables("INFERENCE_");
         builder.Configuration.AddInMemoryCollection(CommandLine.FromEnvironment(Environment.GetEnvironmentVariables()));
         builder.Configuration.AddInMemoryCollection(CommandLine.Parse(args));
+        // Per-request framework logs cost about a quarter of the throughput of a small model (perf/RESULTS.md);
+        // appsettings.json's "Logging" section can turn them back on.
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Logging:LogLevel:Microsoft.AspNetCore"] = builder.Configuration["Logging:LogLevel:Microsoft.AspNetCore"] ?? "Warning",
+            ["Logging:LogLevel:Grpc"] = builder.Configuration["Logging:LogLevel:Grpc"] ?? "Warning",
+        });
 
         ServerOptions server;
         ModelRepositoryOptions repository;

@@ -1,0 +1,145 @@
+using System.Diagnostics;
+using Grpc.Net.Client;
+using InferenceServer.Hosting;
+using InferenceServer.Protocol;
+using InferenceServer.Repository;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace InferenceServer.Perf;
+
+/// <summary>The server under load: the real server started in-process on loopback (free ports), or an external one on loopback.</summary>
+internal sealed class ServerTarget : IAsyncDisposable
+{
+    private const int MaxMessageBytes = 256 * 1024 * 1024;
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromMinutes(2);
+    private readonly WebApplication? _app;
+    private readonly string? _temporaryRepository;
+    private readonly GrpcChannel _channel;
+
+    private ServerTarget(WebApplication? app, string? temporaryRepository, string? repository, Uri http, Uri grpc)
+    {
+        _app = app;
+        _temporaryRepository = temporaryRepository;
+        Repository = repository;
+        Description = $"{(app is null ? "external" : "in-process")} server, REST {http}, gRPC {grpc}";
+        Http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = http, Timeout = LoadLoop.RequestTimeout };
+        _channel = GrpcChannel.ForAddress(grpc, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler { UseProxy = false, EnableMultipleHttp2Connections = true },
+            MaxReceiveMessageSize = MaxMessageBytes,
+            MaxSendMessageSize = MaxMessageBytes,
+        });
+        Grpc = new GRPCInferenceService.GRPCInferenceServiceClient(_channel);
+    }
+
+    public string Description { get; }
+
+    /// <summary>The model repository on this machine, where the engine baseline finds the model file.</summary>
+    public string? Repository { get; }
+
+    public HttpClient Http { get; }
+
+    public GRPCInferenceService.GRPCInferenceServiceClient Grpc { get; }
+
+    public static async Task<ServerTarget> StartAsync(PerfOptions options)
+    {
+        if (!options.InProcess)
+        {
+            return new ServerTarget(null, null, Directory.Exists(options.ModelRepository) ? options.ModelRepository : null, options.UrlHttp!, options.UrlGrpc!);
+        }
+        string? temporary = null;
+        var repository = options.ModelRepository;
+        if (options.Light is { } light)
+        {
+            var file = Path.GetFullPath(Path.Combine(options.SharedDir, "models", "onnx", "light", $"light_{light}.onnx"));
+            if (!File.Exists(file))
+            {
+                throw new ArgumentException($"{file} not found; point --shared-dir (or INFERENCE_SHARED_DIR) at the shared data folder");
+            }
+            repository = temporary = Path.Combine(Path.GetTempPath(), $"inference-perf-{Guid.NewGuid():N}");
+            Directory.CreateDirectory(Path.Combine(repository, light, "1"));
+            File.CreateSymbolicLink(Path.Combine(repository, light, "1", "model.onnx"), file);
+        }
+        else if (!Directory.Exists(repository))
+        {
+            throw new ArgumentException($"model repository '{repository}' not found (run from the repository root or pass --model-repository)");
+        }
+
+        // The server logs through configuration only: keep its console log off stdout (the report goes there) and at the chosen level.
+        Environment.SetEnvironmentVariable("Logging__Console__LogToStandardErrorThreshold", "Trace");
+        Environment.SetEnvironmentVariable("Logging__LogLevel__Default", options.ServerLogLevel);
+        try
+        {
+            var app = InferenceServerApp.Create(
+            [
+                "--model-repository", repository, "--bind-address", "127.0.0.1",
+                "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+            ]);
+            await app.StartAsync().ConfigureAwait(false);
+            var endpoints = app.Services.GetRequiredService<ServerEndpoints>();
+            return new ServerTarget(app, temporary, repository,
+                new Uri($"http://127.0.0.1:{endpoints.HttpPort}/"), new Uri($"http://127.0.0.1:{endpoints.GrpcPort}/"));
+        }
+        catch when (temporary is not null)
+        {
+            Directory.Delete(temporary, recursive: true);
+            throw;
+        }
+    }
+
+    /// <summary>Waits (bounded) until the model is ready, then returns its metadata.</summary>
+    public async Task<ModelMetadataResponse> WaitForModelAsync(string model)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var repository = _app?.Services.GetRequiredService<ModelRepository>();
+        string last = "no answer yet";
+        while (Stopwatch.GetElapsedTime(started) < ReadyTimeout)
+        {
+            var startupDone = repository?.StartupComplete == true;
+            try
+            {
+                var ready = await Grpc.ModelReadyAsync(new ModelReadyRequest { Name = model }, deadline: DateTime.UtcNow.AddSeconds(10)).ConfigureAwait(false);
+                if (ready.Ready)
+                {
+                    return await Grpc.ModelMetadataAsync(new ModelMetadataRequest { Name = model }, deadline: DateTime.UtcNow.AddSeconds(10)).ConfigureAwait(false);
+                }
+                last = "not ready";
+            }
+            catch (global::Grpc.Core.RpcException e)
+            {
+                last = e.Status.Detail;
+            }
+            if (startupDone)
+            {
+                throw new InvalidOperationException($"model '{model}' is not ready after the server's start-up ({last}); see the server log on stderr");
+            }
+            await Task.Delay(50).ConfigureAwait(false);
+        }
+        throw new TimeoutException($"model '{model}' not ready within {ReadyTimeout} ({last})");
+    }
+
+    public IInferClient CreateClient(string protocol, string model, IReadOnlyList<InputTensor> inputs) => protocol switch
+    {
+        "grpc" => new GrpcInferClient(Grpc, model, inputs),
+        "rest-json" => new RestInferClient(Http, model, inputs, binary: false),
+        "rest-binary" => new RestInferClient(Http, model, inputs, binary: true),
+        _ => throw new ArgumentOutOfRangeException(nameof(protocol), protocol, null),
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        _channel.Dispose();
+        if (_app is not null)
+        {
+            using var stopping = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await _app.StopAsync(stopping.Token).ConfigureAwait(false);
+            await _app.DisposeAsync().ConfigureAwait(false);
+        }
+        if (_temporaryRepository is not null)
+        {
+            Directory.Delete(_temporaryRepository, recursive: true);
+        }
+    }
+}
