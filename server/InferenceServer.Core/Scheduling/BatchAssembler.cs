@@ -18,7 +18,7 @@ internal static class BatchAssembler
         }
         foreach (var x in a.Inputs)
         {
-            var y = b.Inputs.Find(t => t.Name == x.Name);
+            var y = FindInput(b, x.Name);
             if (y is null || y.DataType != x.DataType || y.Shape.Length != x.Shape.Length || x.Shape.Length == 0 ||
                 !x.Shape.AsSpan(1).SequenceEqual(y.Shape.AsSpan(1)))
             {
@@ -41,14 +41,14 @@ internal static class BatchAssembler
                 long bytes = 0;
                 foreach (var pending in batch)
                 {
-                    bytes += pending.Request.Inputs.Find(t => t.Name == input.Name)!.Data.Length;
+                    bytes += FindInput(pending.Request, input.Name)!.Data.Length;
                 }
                 var buffer = TensorBuffer.Rent(checked((int)bytes));
                 var offset = 0;
                 foreach (var pending in batch)
                 {
                     // BYTES data is length-prefixed, so concatenation is the batched form as well.
-                    var part = pending.Request.Inputs.Find(t => t.Name == input.Name)!.Data.Span;
+                    var part = FindInput(pending.Request, input.Name)!.Data.Span;
                     part.CopyTo(buffer.Span[offset..]);
                     offset += part.Length;
                 }
@@ -105,6 +105,18 @@ internal static class BatchAssembler
             }
             throw;
         }
+    }
+
+    private static Tensor? FindInput(InferenceRequest request, string name)
+    {
+        foreach (var input in request.Inputs)
+        {
+            if (input.Name == name)
+            {
+                return input;
+            }
+        }
+        return null;
     }
 
     private static int ByteLength(Tensor tensor, int offset, long elements)

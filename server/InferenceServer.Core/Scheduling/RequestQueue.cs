@@ -96,7 +96,7 @@ internal sealed class RequestQueue
                 candidates.Add(first);
                 if (policy.Batching)
                 {
-                    CollectCompatible(first, candidates);
+                    CollectCompatible(first, candidates, policy.MaxBatchSize);
                 }
                 var take = policy.Choose(candidates, first.Enqueued, out var waitUntil);
                 if (take == 0)
@@ -148,9 +148,13 @@ internal sealed class RequestQueue
         return null;
     }
 
-    /// <summary>Queued requests, in priority then arrival order, that can share a batch with <paramref name="first"/>.</summary>
-    private void CollectCompatible(PendingRequest first, List<PendingRequest> candidates)
+    /// <summary>
+    /// Queued requests, in priority then arrival order, that can share a batch with <paramref name="first"/>; the scan
+    /// stops one request past <paramref name="maxRows"/>, which is enough to know the batch is full.
+    /// </summary>
+    private void CollectCompatible(PendingRequest first, List<PendingRequest> candidates, long maxRows)
     {
+        var rows = first.BatchSize;
         foreach (var level in _levels)
         {
             for (var node = level.First; node is not null; node = node.Next)
@@ -158,6 +162,11 @@ internal sealed class RequestQueue
                 if (node.Value != first && BatchAssembler.CanShareBatch(first.Request, node.Value.Request))
                 {
                     candidates.Add(node.Value);
+                    rows += node.Value.BatchSize;
+                    if (rows > maxRows)
+                    {
+                        return;
+                    }
                 }
             }
         }
