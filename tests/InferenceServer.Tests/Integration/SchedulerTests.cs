@@ -141,11 +141,16 @@ public sealed class SchedulerTests
         await Task.WhenAll(first, second);
         Assert.Equal(2, Assert.Single(state.Executions).Rows);
 
-        // A lone request is dispatched when the delay runs out; it is not held indefinitely.
+        // A lone request waits out the delay for company (the scheduler's own queue statistic says how long),
+        // and is then dispatched alone rather than held indefinitely.
+        var before = Assert.Single((await server.Grpc.ModelStatisticsAsync(new ModelStatisticsRequest { Name = "gate" })).ModelStats).InferenceStats.Queue;
         var lone = InferAsync(server, "gate", Floats(1, 2, 3));
         Assert.Same(lone, await Task.WhenAny(lone, Task.Delay(TimeSpan.FromSeconds(30))));
         Assert.Equal(1, state.Executions.Last().Rows);
         Assert.Equal(2, state.Executions.Count);
+        var after = Assert.Single((await server.Grpc.ModelStatisticsAsync(new ModelStatisticsRequest { Name = "gate" })).ModelStats).InferenceStats.Queue;
+        Assert.Equal(before.Count + 1, after.Count);
+        Assert.True(after.Ns - before.Ns >= 2_000_000_000UL, $"the lone request was dispatched after {(after.Ns - before.Ns) / 1e6} ms, before the 2000 ms delay");
     }
 
     [Fact]
