@@ -35,6 +35,35 @@ public sealed class SchedulerTests
         }
     }
 
+    /// <summary>A server with one gate model whose (single) instance is busy with a first request, so the next ones queue.</summary>
+    private sealed record BlockedGate(RunningServer Server, GateState State, Task<IReadOnlyList<WireTensor>> Running) : IAsyncDisposable
+    {
+        /// <summary>Lets the engine go on and waits for the first request.</summary>
+        public async Task ReleaseAsync()
+        {
+            State.Open.Set();
+            await Running;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            State.Open.Set();
+            await Server.DisposeAsync();
+        }
+    }
+
+    private static async Task<BlockedGate> StartBlockedAsync(string configYaml)
+    {
+        var repo = Paths.NewTempDirectory("gate-repo");
+        GateBackend.WriteModel(repo, "gate", configYaml);
+        var server = await StartAsync(repo);
+        var state = GateBackend.States["gate"];
+        state.Open.Reset();
+        var running = InferAsync(server, "gate", Floats(1, 2, 0));
+        await state.WaitForExecutionsAsync(1);
+        return new BlockedGate(server, state, running);
+    }
+
     [Fact]
     public async Task Concurrent_requests_are_batched_and_each_gets_its_unbatched_result()
     {
@@ -156,14 +185,8 @@ public sealed class SchedulerTests
     [Fact]
     public async Task A_full_queue_rejects_at_once_with_retry_after()
     {
-        var repo = Paths.NewTempDirectory("full-repo");
-        GateBackend.WriteModel(repo, "gate", "max_batch_size: 0\ndynamic_batching:\n  default_queue_policy: {max_queue_size: 2}\n");
-        await using var server = await StartAsync(repo);
-        var state = GateBackend.States["gate"];
-
-        state.Open.Reset();
-        var running = InferAsync(server, "gate", Floats(1, 2, 0));
-        await state.WaitForExecutionsAsync(1);
+        await using var gate = await StartBlockedAsync("max_batch_size: 0\ndynamic_batching:\n  default_queue_policy: {max_queue_size: 2}\n");
+        var (server, state) = (gate.Server, gate.State);
         var waiting = new[] { InferAsync(server, "gate", Floats(1, 2, 1)), InferAsync(server, "gate", Floats(1, 2, 2)) };
         await WaitForQueueAsync(server, "gate", 2);
 
@@ -178,8 +201,7 @@ public sealed class SchedulerTests
         Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
         Assert.NotNull(e.Trailers.Get("grpc-retry-pushback-ms"));
 
-        state.Open.Set();
-        await running;
+        await gate.ReleaseAsync();
         await Task.WhenAll(waiting);
         Assert.Equal(3, state.Executions.Count);
     }
@@ -187,14 +209,8 @@ public sealed class SchedulerTests
     [Fact]
     public async Task A_request_whose_deadline_passes_in_the_queue_never_reaches_the_engine()
     {
-        var repo = Paths.NewTempDirectory("deadline-repo");
-        GateBackend.WriteModel(repo, "gate", "max_batch_size: 0\n");
-        await using var server = await StartAsync(repo);
-        var state = GateBackend.States["gate"];
-
-        state.Open.Reset();
-        var running = InferAsync(server, "gate", Floats(1, 2, 0));
-        await state.WaitForExecutionsAsync(1);
+        await using var gate = await StartBlockedAsync("max_batch_size: 0\n");
+        var (server, state) = (gate.Server, gate.State);
 
         // The timeout parameter (microseconds) over REST, and the gRPC deadline.
         var body = Encoding.UTF8.GetBytes("{\"parameters\": {\"timeout\": 50000}, \"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [1, 2], \"data\": [7, 7]}]}");
@@ -208,8 +224,7 @@ public sealed class SchedulerTests
         Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
         await WaitForQueueAsync(server, "gate", 0);
 
-        state.Open.Set();
-        await running;
+        await gate.ReleaseAsync();
         var after = InferAsync(server, "gate", Floats(1, 2, 9));
         await after;
         Assert.Equal([0f, 9f], state.Executions.Select(x => x.Values[0]));
@@ -221,14 +236,8 @@ public sealed class SchedulerTests
     [Fact]
     public async Task A_cancelled_call_is_dropped_from_the_queue()
     {
-        var repo = Paths.NewTempDirectory("cancel-repo");
-        GateBackend.WriteModel(repo, "gate", "max_batch_size: 0\n");
-        await using var server = await StartAsync(repo);
-        var state = GateBackend.States["gate"];
-
-        state.Open.Reset();
-        var running = InferAsync(server, "gate", Floats(1, 2, 0));
-        await state.WaitForExecutionsAsync(1);
+        await using var gate = await StartBlockedAsync("max_batch_size: 0\n");
+        var (server, state) = (gate.Server, gate.State);
         using var cts = new CancellationTokenSource();
         var call = server.Grpc.ModelInferAsync(InferClient.BuildGrpcRequest("gate", "", [Floats(1, 2, 5)], raw: true), cancellationToken: cts.Token);
         await WaitForQueueAsync(server, "gate", 1);
@@ -237,8 +246,7 @@ public sealed class SchedulerTests
         Assert.Equal(StatusCode.Cancelled, e.StatusCode);
         await WaitForQueueAsync(server, "gate", 0);
 
-        state.Open.Set();
-        await running;
+        await gate.ReleaseAsync();
         await InferAsync(server, "gate", Floats(1, 2, 6));
         Assert.Equal([0f, 6f], state.Executions.Select(x => x.Values[0]));
     }
@@ -246,14 +254,8 @@ public sealed class SchedulerTests
     [Fact]
     public async Task Higher_priority_requests_run_first()
     {
-        var repo = Paths.NewTempDirectory("priority-repo");
-        GateBackend.WriteModel(repo, "gate", "max_batch_size: 0\ndynamic_batching:\n  priority_levels: 3\n  default_priority_level: 2\n");
-        await using var server = await StartAsync(repo);
-        var state = GateBackend.States["gate"];
-
-        state.Open.Reset();
-        var running = InferAsync(server, "gate", Floats(1, 2, 0));
-        await state.WaitForExecutionsAsync(1);
+        await using var gate = await StartBlockedAsync("max_batch_size: 0\ndynamic_batching:\n  priority_levels: 3\n  default_priority_level: 2\n");
+        var (server, state) = (gate.Server, gate.State);
 
         Task<ModelInferResponse> Send(float marker, ulong? priority)
         {
@@ -274,8 +276,7 @@ public sealed class SchedulerTests
         var invalid = await Assert.ThrowsAsync<RpcException>(() => Send(99, 4));
         Assert.Equal(StatusCode.InvalidArgument, invalid.StatusCode);
 
-        state.Open.Set();
-        await running;
+        await gate.ReleaseAsync();
         await Task.WhenAll(sent);
         Assert.Equal([0f, 11f, 12f, 21f, 22f, 31f, 32f], state.Executions.Select(x => x.Values[0]));
     }
