@@ -1,20 +1,46 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 
 namespace InferenceServer.Tensors;
 
 /// <summary>
-/// The bytes of one tensor in an array rented from <see cref="ArrayPool{T}.Shared"/>: little-endian elements for
-/// fixed-size types; for BYTES, each element as a 4-byte little-endian length followed by its bytes (the
-/// protocol's raw form, so raw requests are copied once and never re-encoded). A buffer may be a slice of a
-/// larger one (a request's rows of a batch's output); the array returns to the pool when the last slice is disposed.
+/// Memory that one or more <see cref="TensorBuffer"/>s view: a pooled array, a protocol message's bytes, or an
+/// engine's own output. Released when the last view is disposed.
+/// </summary>
+public abstract class BufferOwner
+{
+    private int _references = 1;
+
+    /// <summary>All the owned bytes.</summary>
+    public abstract Memory<byte> Memory { get; }
+
+    internal void AddReference() => Interlocked.Increment(ref _references);
+
+    internal void Release()
+    {
+        if (Interlocked.Decrement(ref _references) == 0)
+        {
+            Free();
+        }
+    }
+
+    /// <summary>Gives the memory back (to the pool, the engine, ...); called once, after the last view is gone.</summary>
+    protected abstract void Free();
+}
+
+/// <summary>
+/// The bytes of one tensor: little-endian elements for fixed-size types; for BYTES, each element as a 4-byte
+/// little-endian length followed by its bytes (the protocol's raw form, so raw requests are never re-encoded).
+/// A buffer is a view of memory held by a <see cref="BufferOwner"/>: a pooled array, a request's own bytes (no copy),
+/// or an engine output (no copy); slices share it, and it is released when the last view is disposed.
 /// </summary>
 public sealed class TensorBuffer : IDisposable
 {
-    private RentedArray? _owner;
+    private BufferOwner? _owner;
     private readonly int _offset;
 
-    private TensorBuffer(RentedArray owner, int offset, int length)
+    private TensorBuffer(BufferOwner owner, int offset, int length)
     {
         _owner = owner;
         _offset = offset;
@@ -25,15 +51,15 @@ public sealed class TensorBuffer : IDisposable
     public int Length { get; private set; }
 
     /// <summary>The bytes in use.</summary>
-    public Span<byte> Span => Owner.Array.AsSpan(_offset, Length);
+    public Span<byte> Span => Memory.Span;
 
     /// <summary>The bytes in use.</summary>
-    public Memory<byte> Memory => Owner.Array.AsMemory(_offset, Length);
+    public Memory<byte> Memory => Owner.Memory.Slice(_offset, Length);
 
-    private RentedArray Owner => _owner ?? throw new ObjectDisposedException(nameof(TensorBuffer));
+    private BufferOwner Owner => _owner ?? throw new ObjectDisposedException(nameof(TensorBuffer));
 
     /// <summary>Rents a buffer of exactly <paramref name="length"/> bytes in use (contents undefined).</summary>
-    public static TensorBuffer Rent(int length) => new(new RentedArray(ArrayPool<byte>.Shared.Rent(Math.Max(length, 1))), 0, length);
+    public static TensorBuffer Rent(int length) => new(new PooledArray(ArrayPool<byte>.Shared.Rent(Math.Max(length, 1))), 0, length);
 
     /// <summary>Rents a buffer holding a copy of <paramref name="source"/>.</summary>
     public static TensorBuffer CopyOf(ReadOnlySpan<byte> source)
@@ -43,7 +69,13 @@ public sealed class TensorBuffer : IDisposable
         return buffer;
     }
 
-    /// <summary>A view of <paramref name="length"/> bytes from <paramref name="offset"/>, sharing this buffer's array (no copy).</summary>
+    /// <summary>A view of memory someone else keeps alive for as long as the tensor is used (a request message's bytes); never written to.</summary>
+    public static TensorBuffer Wrap(ReadOnlyMemory<byte> memory) => new(new External(MemoryMarshal.AsMemory(memory)), 0, memory.Length);
+
+    /// <summary>A view of all of <paramref name="owner"/>'s memory, taking over the owner's first reference.</summary>
+    public static TensorBuffer Own(BufferOwner owner, int length) => new(owner, 0, length);
+
+    /// <summary>A view of <paramref name="length"/> bytes from <paramref name="offset"/>, sharing this buffer's memory (no copy).</summary>
     public TensorBuffer Slice(int offset, int length)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan((long)offset + length, Length);
@@ -53,7 +85,11 @@ public sealed class TensorBuffer : IDisposable
     }
 
     /// <summary>Pins the bytes for native code; the memory always has an address, even when empty.</summary>
-    public MemoryHandle Pin() => Owner.Array.AsMemory(_offset < Owner.Array.Length ? _offset : 0).Pin();
+    public MemoryHandle Pin()
+    {
+        var all = Owner.Memory;
+        return (all.Length > 0 ? all[Math.Min(_offset, all.Length - 1)..] : new byte[1].AsMemory()).Pin();
+    }
 
     /// <summary>Shrinks the bytes in use (after writing fewer than were reserved).</summary>
     public void Truncate(int length)
@@ -62,23 +98,22 @@ public sealed class TensorBuffer : IDisposable
         Length = length;
     }
 
-    /// <summary>Releases this view; the array returns to the pool with the last view.</summary>
+    /// <summary>Releases this view; the memory is released with the last view.</summary>
     public void Dispose() => Interlocked.Exchange(ref _owner, null)?.Release();
 
-    private sealed class RentedArray(byte[] array)
+    private sealed class PooledArray(byte[] array) : BufferOwner
     {
-        private int _references = 1;
+        public override Memory<byte> Memory => array;
 
-        public byte[] Array { get; } = array;
+        protected override void Free() => ArrayPool<byte>.Shared.Return(array);
+    }
 
-        public void AddReference() => Interlocked.Increment(ref _references);
+    private sealed class External(Memory<byte> memory) : BufferOwner
+    {
+        public override Memory<byte> Memory => memory;
 
-        public void Release()
+        protected override void Free()
         {
-            if (Interlocked.Decrement(ref _references) == 0)
-            {
-                ArrayPool<byte>.Shared.Return(Array);
-            }
         }
     }
 }

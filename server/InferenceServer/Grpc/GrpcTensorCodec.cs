@@ -45,7 +45,8 @@ internal static class GrpcTensorCodec
                     {
                         throw InferenceException.InvalidArgument($"input '{input.Name}' has both contents and raw_input_contents");
                     }
-                    data = TensorBuffer.CopyOf(raw[i].Span);
+                    // The message stays alive until the call ends, so the engine reads its bytes in place.
+                    data = TensorBuffer.Wrap(raw[i].Memory);
                 }
                 else
                 {

@@ -28,6 +28,7 @@ internal static class RestInferCodec
 
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 256 };
 
+    /// <summary>Decodes an infer body; binary inputs are views of <paramref name="body"/>, which must outlive the request.</summary>
     public static InferenceRequest ReadRequest(string model, string version, ReadOnlyMemory<byte> body, string? headerLength, RestOutputEncoding encoding)
     {
         var json = body;
@@ -134,7 +135,8 @@ internal static class RestInferCodec
                 throw InferenceException.InvalidArgument(
                     $"input '{name}': binary_data_size {bytes} exceeds the {binary.Length - offset} bytes of binary data left in the body");
             }
-            var tensor = new Tensor(name, type, shape, TensorBuffer.CopyOf(binary.Span.Slice(offset, (int)bytes)));
+            // Binary data is read in place: the body outlives the request (see ReadRequest).
+            var tensor = new Tensor(name, type, shape, TensorBuffer.Wrap(binary.Slice(offset, (int)bytes)));
             offset += (int)bytes;
             return tensor;
         }

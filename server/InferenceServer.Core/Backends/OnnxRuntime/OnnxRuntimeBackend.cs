@@ -112,6 +112,15 @@ public sealed class OnnxRuntimeBackend : IModelBackend
                 case "inter_op_num_threads":
                     options.InterOpNumThreads = ParseInt(key, value);
                     break;
+                case "allow_spinning":
+                    // Idle intra-op threads spin by default, taking cores the transport needs between executions.
+                    options.AddSessionConfigEntry("session.intra_op.allow_spinning", value switch
+                    {
+                        "0" or "false" => "0",
+                        "1" or "true" => "1",
+                        _ => throw new ModelLoadException($"parameter allow_spinning must be true or false, not '{value}'"),
+                    });
+                    break;
                 case "graph_optimization_level":
                     options.GraphOptimizationLevel = value switch
                     {

@@ -76,12 +76,21 @@ internal sealed class OnnxRuntimeModel : IBackendModel
             }
             var copied = Stopwatch.GetTimestamp();
             timings.InferTicks += copied - ran;
-            using (results)
+            // Each output value is handed to its tensor (no copy) or disposed here; never both.
+            var j = 0;
+            foreach (var value in results)
             {
-                var j = 0;
-                foreach (var value in results)
+                try
                 {
-                    response.Outputs.Add(CopyOut(outputs[j++], value));
+                    response.Outputs.Add(TakeOutput(outputs[j++], value));
+                }
+                catch
+                {
+                    foreach (var rest in results.Skip(j - 1))
+                    {
+                        rest.Dispose();
+                    }
+                    throw;
                 }
             }
             timings.OutputTicks += Stopwatch.GetTimestamp() - copied;
@@ -137,7 +146,11 @@ internal sealed class OnnxRuntimeModel : IBackendModel
         }
     }
 
-    private static Tensor CopyOut(string name, OrtValue value)
+    /// <summary>
+    /// The tensor of one engine output: fixed-size elements stay in the engine's memory (the tensor owns the value
+    /// and disposes it), strings are copied into the protocol's length-prefixed form and the value disposed.
+    /// </summary>
+    private static Tensor TakeOutput(string name, OrtValue value)
     {
         if (!value.IsTensor)
         {
@@ -149,15 +162,19 @@ internal sealed class OnnxRuntimeModel : IBackendModel
         var shape = info.Shape;
         if (type != DataType.Bytes)
         {
-            return new Tensor(name, type, shape, TensorBuffer.CopyOf(value.GetTensorMutableRawData()));
+            var owner = new OrtValueMemory(value);
+            return new Tensor(name, type, shape, TensorBuffer.Own(owner, owner.Memory.Length));
         }
-        var elements = (int)info.ElementCount;
-        using var writer = new TensorWriter(DataType.Bytes, elements);
-        for (var i = 0; i < elements; i++)
+        using (value)
         {
-            writer.WriteBytes(value.GetStringElementAsSpan(i));
+            var elements = (int)info.ElementCount;
+            using var writer = new TensorWriter(DataType.Bytes, elements);
+            for (var i = 0; i < elements; i++)
+            {
+                writer.WriteBytes(value.GetStringElementAsSpan(i));
+            }
+            return new Tensor(name, type, shape, writer.Detach());
         }
-        return new Tensor(name, type, shape, writer.Detach());
     }
 
     /// <summary>Strips ONNX Runtime's "[ErrorCode:X]" prefix and source locations from an engine message.</summary>
