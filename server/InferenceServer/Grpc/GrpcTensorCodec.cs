@@ -146,6 +146,7 @@ internal static class GrpcTensorCodec
         }
     }
 
+    /// <summary>Encodes a response; raw outputs are views of <paramref name="response"/>'s buffers, so it must not be disposed before the message is written.</summary>
     public static ModelInferResponse Encode(InferenceResponse response, bool raw)
     {
         var message = new ModelInferResponse { ModelName = response.ModelName, ModelVersion = response.ModelVersion, Id = response.Id };
@@ -156,7 +157,8 @@ internal static class GrpcTensorCodec
             tensor.Shape.Add(output.Shape);
             if (raw)
             {
-                message.RawOutputContents.Add(ByteString.CopyFrom(output.Data.Span));
+                // No copy: the caller keeps the response (and so these bytes) alive until the message is written.
+                message.RawOutputContents.Add(UnsafeByteOperations.UnsafeWrap(output.Data.Memory));
             }
             else
             {

@@ -33,7 +33,9 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
     {
         using var inference = GrpcTensorCodec.Decode(request);
         inference.Deadline = DeadlineOf(context);
-        using var response = await dispatcher.InferAsync(inference, context.CancellationToken);
+        var response = await dispatcher.InferAsync(inference, context.CancellationToken);
+        // The reply's raw contents are views of the response's buffers: release them once the call is complete.
+        context.GetHttpContext().Response.RegisterForDispose(response);
         return GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0);
     }
 
@@ -43,19 +45,24 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
         // Each request on the stream gets one response; an error is reported in its response and the stream goes on.
         await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
         {
+            InferenceResponse? response = null;
             ModelStreamInferResponse reply;
             try
             {
                 using var inference = GrpcTensorCodec.Decode(request);
                 inference.Deadline = DeadlineOf(context);
-                using var response = await dispatcher.InferAsync(inference, context.CancellationToken);
+                response = await dispatcher.InferAsync(inference, context.CancellationToken);
                 reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };
             }
             catch (InferenceException e)
             {
                 reply = new ModelStreamInferResponse { ErrorMessage = e.Message, InferResponse = new ModelInferResponse { Id = request.Id, ModelName = request.ModelName } };
             }
-            await responseStream.WriteAsync(reply, context.CancellationToken);
+            using (response)
+            {
+                // The message is serialized by the time the write completes; only then may the buffers go.
+                await responseStream.WriteAsync(reply, context.CancellationToken);
+            }
         }
     }
 

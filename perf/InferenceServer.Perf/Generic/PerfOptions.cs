@@ -22,6 +22,9 @@ internal sealed record PerfOptions
     public Uri? UrlHttp { get; init; }
     public Uri? UrlGrpc { get; init; }
     public string? Out { get; init; }
+    public string? Json { get; init; }
+    public IReadOnlyList<double> Rates { get; init; } = [];
+    public int MaxInFlight { get; init; } = OpenLoop.DefaultMaxInFlight;
     public string ServerLogLevel { get; init; } = "Warning";
 
     /// <summary>Whether to start the server in-process (no URLs given) or load an external one.</summary>
@@ -29,6 +32,8 @@ internal sealed record PerfOptions
 
     public static string Usage() => """
         Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- [options]
+               dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead [options]   (bench --help)
+               dotnet run -c Release --project perf/InferenceServer.Perf -- echo [options]                                  (echo --help)
 
           --model-repository DIR   repository to serve (default: models)
           --model NAME             model to load-test (default: simple)
@@ -36,7 +41,9 @@ internal sealed record PerfOptions
                                    from a temporary repository (a symlink); replaces --model-repository/--model
           --shared-dir DIR         the shared data folder (default: $INFERENCE_SHARED_DIR or ../shared beside the repository)
           --protocol LIST          grpc, rest-json, rest-binary or all, comma-separated (default: all)
-          --concurrency LIST       closed-loop clients, comma-separated (default: 1,2,4,8)
+          --concurrency LIST       closed-loop clients, comma-separated, or "sweep" for 1,2,4,...,64 (default: 1,2,4,8)
+          --rate LIST              also open-loop cells at these request rates (req/s), comma-separated
+          --max-in-flight N        open loop: requests in flight before a due request is skipped as an error (default: 4096)
           --duration-seconds N     measured seconds per cell and run (default: 5)
           --warmup-seconds N       unmeasured seconds before each measurement (default: 1)
           --runs N                 repetitions; the table shows medians (default: 3)
@@ -44,6 +51,7 @@ internal sealed record PerfOptions
           --url-http URL           external server's REST address (loopback only)
           --url-grpc URL           external server's gRPC address (loopback only); without it the server runs in-process
           --out FILE               also write the Markdown report to FILE
+          --json FILE              write every run of every cell as JSON
           --server-log-level LVL   in-process server's log level, logs go to stderr (default: Warning)
         """;
 
@@ -77,7 +85,10 @@ internal sealed record PerfOptions
                 "--light" => o with { Light = OneOf(name, value, LightModels) },
                 "--shared-dir" => o with { SharedDir = value },
                 "--protocol" => o with { Protocols = ParseProtocols(value) },
-                "--concurrency" => o with { Concurrency = value.Split(',').Select(v => (int)Number(name, v, 1, 1024)).Distinct().ToArray() },
+                "--concurrency" => o with { Concurrency = value == "sweep" ? [1, 2, 4, 8, 16, 32, 64] : value.Split(',').Select(v => (int)Number(name, v, 1, 1024)).Distinct().ToArray() },
+                "--rate" => o with { Rates = value.Split(',').Select(v => Number(name, v, 0.1, 1_000_000)).Distinct().ToArray() },
+                "--max-in-flight" => o with { MaxInFlight = (int)Number(name, value, 1, 100_000) },
+                "--json" => o with { Json = value },
                 "--duration-seconds" => o with { DurationSeconds = Number(name, value, 0.1, 3600) },
                 "--warmup-seconds" => o with { WarmupSeconds = Number(name, value, 0, 600) },
                 "--runs" => o with { Runs = (int)Number(name, value, 1, 100) },
@@ -136,7 +147,7 @@ internal sealed record PerfOptions
         return loopback ? uri : throw new ArgumentException($"{name} must point at a loopback address (127.0.0.1, [::1], localhost), not '{uri.Host}'");
     }
 
-    private static string DefaultSharedDir()
+    public static string DefaultSharedDir()
     {
         if (Environment.GetEnvironmentVariable("INFERENCE_SHARED_DIR") is { Length: > 0 } fromEnvironment)
         {

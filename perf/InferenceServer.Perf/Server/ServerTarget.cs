@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Grpc.Net.Client;
 using InferenceServer.Hosting;
 using InferenceServer.Protocol;
 using InferenceServer.Repository;
@@ -11,11 +10,9 @@ namespace InferenceServer.Perf;
 /// <summary>The server under load: the real server started in-process on loopback (free ports), or an external one on loopback.</summary>
 internal sealed class ServerTarget : IAsyncDisposable
 {
-    private const int MaxMessageBytes = 256 * 1024 * 1024;
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromMinutes(2);
     private readonly WebApplication? _app;
     private readonly string? _temporaryRepository;
-    private readonly GrpcChannel _channel;
 
     private ServerTarget(WebApplication? app, string? temporaryRepository, string? repository, Uri http, Uri grpc)
     {
@@ -23,14 +20,7 @@ internal sealed class ServerTarget : IAsyncDisposable
         _temporaryRepository = temporaryRepository;
         Repository = repository;
         Description = $"{(app is null ? "external" : "in-process")} server, REST {http}, gRPC {grpc}";
-        Http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = http, Timeout = LoadLoop.RequestTimeout };
-        _channel = GrpcChannel.ForAddress(grpc, new GrpcChannelOptions
-        {
-            HttpHandler = new SocketsHttpHandler { UseProxy = false, EnableMultipleHttp2Connections = true },
-            MaxReceiveMessageSize = MaxMessageBytes,
-            MaxSendMessageSize = MaxMessageBytes,
-        });
-        Grpc = new GRPCInferenceService.GRPCInferenceServiceClient(_channel);
+        Connection = new Connection(http, grpc);
     }
 
     public string Description { get; }
@@ -38,10 +28,11 @@ internal sealed class ServerTarget : IAsyncDisposable
     /// <summary>The model repository on this machine, where the engine baseline finds the model file.</summary>
     public string? Repository { get; }
 
-    public HttpClient Http { get; }
+    public Connection Connection { get; }
 
-    public GRPCInferenceService.GRPCInferenceServiceClient Grpc { get; }
+    public GRPCInferenceService.GRPCInferenceServiceClient Grpc => Connection.Grpc;
 
+    /// <summary>The generic mode's target: in-process over --model-repository (or a --light model), or the external server.</summary>
     public static async Task<ServerTarget> StartAsync(PerfOptions options)
     {
         if (!options.InProcess)
@@ -65,27 +56,35 @@ internal sealed class ServerTarget : IAsyncDisposable
         {
             throw new ArgumentException($"model repository '{repository}' not found (run from the repository root or pass --model-repository)");
         }
-
-        // The server logs through configuration only: keep its console log off stdout (the report goes there) and at the chosen level.
-        Environment.SetEnvironmentVariable("Logging__Console__LogToStandardErrorThreshold", "Trace");
-        Environment.SetEnvironmentVariable("Logging__LogLevel__Default", options.ServerLogLevel);
         try
         {
-            var app = InferenceServerApp.Create(
-            [
-                "--model-repository", repository, "--bind-address", "127.0.0.1",
-                "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-            ]);
-            await app.StartAsync().ConfigureAwait(false);
-            var endpoints = app.Services.GetRequiredService<ServerEndpoints>();
-            return new ServerTarget(app, temporary, repository,
-                new Uri($"http://127.0.0.1:{endpoints.HttpPort}/"), new Uri($"http://127.0.0.1:{endpoints.GrpcPort}/"));
+            return await StartInProcessAsync(repository, options.ServerLogLevel, temporary).ConfigureAwait(false);
         }
         catch when (temporary is not null)
         {
             Directory.Delete(temporary, recursive: true);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The real server in this process over <paramref name="repository"/>, on free loopback ports. A
+    /// <paramref name="temporaryRepository"/> is deleted when the target is disposed.
+    /// </summary>
+    public static async Task<ServerTarget> StartInProcessAsync(string repository, string logLevel, string? temporaryRepository = null)
+    {
+        // The server logs through configuration only: keep its console log off stdout (the report goes there) and at the chosen level.
+        Environment.SetEnvironmentVariable("Logging__Console__LogToStandardErrorThreshold", "Trace");
+        Environment.SetEnvironmentVariable("Logging__LogLevel__Default", logLevel);
+        var app = InferenceServerApp.Create(
+        [
+            "--model-repository", repository, "--bind-address", "127.0.0.1",
+            "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+        ]);
+        await app.StartAsync().ConfigureAwait(false);
+        var endpoints = app.Services.GetRequiredService<ServerEndpoints>();
+        return new ServerTarget(app, temporaryRepository, repository,
+            new Uri($"http://127.0.0.1:{endpoints.HttpPort}/"), new Uri($"http://127.0.0.1:{endpoints.GrpcPort}/"));
     }
 
     /// <summary>Waits (bounded) until the model is ready, then returns its metadata.</summary>
@@ -119,18 +118,11 @@ internal sealed class ServerTarget : IAsyncDisposable
         throw new TimeoutException($"model '{model}' not ready within {ReadyTimeout} ({last})");
     }
 
-    public IInferClient CreateClient(string protocol, string model, IReadOnlyList<InputTensor> inputs) => protocol switch
-    {
-        "grpc" => new GrpcInferClient(Grpc, model, inputs),
-        "rest-json" => new RestInferClient(Http, model, inputs, binary: false),
-        "rest-binary" => new RestInferClient(Http, model, inputs, binary: true),
-        _ => throw new ArgumentOutOfRangeException(nameof(protocol), protocol, null),
-    };
+    public IInferClient CreateClient(string protocol, string model, IReadOnlyList<InputTensor> inputs) => Connection.CreateClient(protocol, model, inputs);
 
     public async ValueTask DisposeAsync()
     {
-        Http.Dispose();
-        _channel.Dispose();
+        Connection.Dispose();
         if (_app is not null)
         {
             using var stopping = new CancellationTokenSource(TimeSpan.FromSeconds(30));

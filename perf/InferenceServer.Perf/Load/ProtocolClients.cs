@@ -27,6 +27,26 @@ internal sealed record InputTensor(string Name, string Datatype, long[] Shape, b
         }).ToArray();
     }
 
+    /// <summary>A deterministic tensor of the given datatype and shape (e.g. a payload of a chosen size).</summary>
+    public static InputTensor Create(string name, string datatype, long[] shape, int seed = 20240601)
+    {
+        var count = (int)shape.Aggregate(1L, (a, d) => a * d);
+        return new InputTensor(name, datatype, shape, Generate(datatype, count, new Random(seed)));
+    }
+
+    /// <summary>This tensor (of batch 1 along dimension 0) repeated to <paramref name="batch"/> rows.</summary>
+    public InputTensor WithBatch(int batch)
+    {
+        var shape = (long[])Shape.Clone();
+        shape[0] = batch * Shape[0];
+        var data = new byte[Data.Length * batch];
+        for (var i = 0; i < batch; i++)
+        {
+            Data.CopyTo(data, i * Data.Length);
+        }
+        return this with { Shape = shape, Data = data };
+    }
+
     private static byte[] Generate(string datatype, int count, Random random)
     {
         if (datatype == "BYTES")
@@ -147,7 +167,7 @@ internal sealed class RestInferClient : IInferClient
         var body = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
-            throw new HttpRequestException($"{(int)response.StatusCode}: {Encoding.UTF8.GetString(body.AsSpan(0, Math.Min(body.Length, 300)))}");
+            throw new HttpRequestException($"{(int)response.StatusCode}: {Encoding.UTF8.GetString(body.AsSpan(0, Math.Min(body.Length, 300)))}", null, response.StatusCode);
         }
         if (body.Length == 0)
         {

@@ -2,16 +2,6 @@ using System.Diagnostics;
 
 namespace InferenceServer.Perf;
 
-/// <summary>One measurement: successful requests, errors, wall time, and the successful requests' latencies (sorted, ms).</summary>
-internal sealed record Measurement(long Requests, long Errors, double Seconds, double[] LatenciesMs, string? FirstError)
-{
-    public double RequestsPerSecond => Seconds > 0 ? Requests / Seconds : 0;
-
-    /// <summary>Nearest-rank percentile of the latencies (NaN when nothing succeeded).</summary>
-    public double Percentile(double p) =>
-        LatenciesMs.Length == 0 ? double.NaN : LatenciesMs[Math.Clamp((int)Math.Ceiling(p / 100 * LatenciesMs.Length) - 1, 0, LatenciesMs.Length - 1)];
-}
-
 /// <summary>
 /// Closed-loop load: <c>concurrency</c> workers, each sending its next request as soon as the previous one answers,
 /// until the duration ends or the request cap is reached (whichever comes first). Requests in flight at the end are
@@ -97,31 +87,6 @@ internal static class LoadLoop
 
         public bool TryBegin() => Stopwatch.GetTimestamp() < _deadline && Interlocked.Increment(ref _issued) <= maxRequests;
 
-        public Measurement Finish(IReadOnlyList<Recorder> recorders)
-        {
-            var seconds = Stopwatch.GetElapsedTime(_start).TotalSeconds;
-            var latencies = recorders.SelectMany(r => r.LatenciesMs).ToArray();
-            Array.Sort(latencies);
-            return new Measurement(latencies.Length, recorders.Sum(r => r.Errors), seconds, latencies,
-                recorders.Select(r => r.FirstError).FirstOrDefault(e => e is not null));
-        }
-    }
-
-    /// <summary>One worker's latencies and errors (no sharing, so no locks on the hot path).</summary>
-    private sealed class Recorder
-    {
-        public List<double> LatenciesMs { get; } = new(4096);
-
-        public long Errors { get; private set; }
-
-        public string? FirstError { get; private set; }
-
-        public void Success(long start) => LatenciesMs.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-
-        public void Error(Exception e)
-        {
-            Errors++;
-            FirstError ??= $"{e.GetType().Name}: {e.Message}";
-        }
+        public Measurement Finish(IReadOnlyList<Recorder> recorders) => Recorder.Finish(recorders, Stopwatch.GetElapsedTime(_start).TotalSeconds);
     }
 }

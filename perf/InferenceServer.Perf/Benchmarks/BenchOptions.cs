@@ -1,0 +1,128 @@
+using System.Globalization;
+
+namespace InferenceServer.Perf;
+
+/// <summary>Options of <c>bench NAME</c>; each benchmark supplies its defaults, the command line overrides them.</summary>
+internal sealed record BenchOptions
+{
+    public static readonly string[] Names = ["mlp", "resnet50", "payload", "overhead"];
+
+    public required string Name { get; init; }
+    public int Runs { get; init; } = 3;
+    public double? DurationSeconds { get; init; }
+    public double WarmupSeconds { get; init; } = 1;
+    public double FirstWarmupSeconds { get; init; } = 5;
+    public double? EngineSeconds { get; init; }
+    public long MaxRequests { get; init; } = 10_000_000;
+    public string? Json { get; init; }
+    public string? Out { get; init; }
+    public string SharedDir { get; init; } = PerfOptions.DefaultSharedDir();
+    public string ServerLogLevel { get; init; } = "Warning";
+    public IReadOnlyList<int>? Concurrency { get; init; }
+    public IReadOnlyList<string>? Protocols { get; init; }
+    public IReadOnlyList<(int I, int T)>? Settings { get; init; }
+    public IReadOnlyList<int>? EngineBatches { get; init; }
+    public long? MaxQueueDelayMicroseconds { get; init; }
+    public int? MaxBatchSize { get; init; }
+    public IReadOnlyList<int>? PreferredBatchSizes { get; init; }
+    public IReadOnlyList<int>? Bytes { get; init; }
+    public bool SkipUnbatched { get; init; }
+    public bool Contention { get; init; }
+
+    public static string Usage() => """
+        Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead [options]
+
+          --runs N                 repetitions; tables show medians, ratios are taken within each run (default: 3)
+          --duration-seconds N     measured seconds per load cell (default per benchmark: mlp 4, resnet50 6, payload 4, overhead 4)
+          --engine-seconds N       measured seconds per engine batch size (default: mlp 2, resnet50 4)
+          --warmup-seconds N       unmeasured seconds before every cell (default: 1)
+          --first-warmup-seconds N unmeasured seconds before a load cell's first measurement (default: 5)
+          --max-requests N         cap on requests per cell (default: 10000000)
+          --json FILE              write every run's figures, profiles and checks as JSON
+          --out FILE               also write the Markdown report to FILE
+          --shared-dir DIR         the shared data folder (resnet50; default: $INFERENCE_SHARED_DIR or ../shared beside the repository)
+          --server-log-level LVL   in-process server's log level (default: Warning)
+          --concurrency LIST       closed-loop clients (default: mlp 64, resnet50 8, payload 1, overhead 64)
+          --protocol LIST          grpc, rest-binary, rest-json (default: grpc; payload grpc,rest-binary)
+          --settings LIST          engine instances x intra-op threads, e.g. 1x2,2x1 (default: mlp and resnet50 1x2,2x1; payload and overhead 1x2)
+          --engine-batches LIST    engine batch sizes (default: mlp 1,4,16,32,64; resnet50 1,2,4,8)
+          --max-queue-delay-us N   dynamic_batching max_queue_delay_microseconds (default: 0)
+          --max-batch-size N       mlp, resnet50: the served models' max_batch_size (default: mlp 64, resnet50 8)
+          --preferred-batch-sizes LIST  mlp, resnet50: dynamic_batching preferred_batch_size (default: none)
+          --bytes LIST             payload sizes in bytes, multiples of 4 (default: 602112,7120000)
+          --skip-unbatched         mlp: leave out the models without dynamic batching
+          --contention             mlp: also profile the engine (1x2, batch 64) and the echo side by side, ONNX Runtime spinning on/off
+        """;
+
+    public static BenchOptions Parse(IReadOnlyList<string> args)
+    {
+        if (args.Count == 0 || !Names.Contains(args[0]))
+        {
+            throw new ArgumentException($"bench needs one of {string.Join(", ", Names)}");
+        }
+        var o = new BenchOptions { Name = args[0] };
+        for (var i = 1; i < args.Count; i++)
+        {
+            var name = args[i];
+            if (name is "--skip-unbatched" or "--contention")
+            {
+                o = name == "--contention" ? o with { Contention = true } : o with { SkipUnbatched = true };
+                continue;
+            }
+            string value;
+            var eq = name.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0)
+            {
+                value = name[(eq + 1)..];
+                name = name[..eq];
+            }
+            else if (i + 1 < args.Count)
+            {
+                value = args[++i];
+            }
+            else
+            {
+                throw new ArgumentException($"option {name} needs a value");
+            }
+            o = name switch
+            {
+                "--runs" => o with { Runs = (int)Number(name, value, 1, 20) },
+                "--duration-seconds" => o with { DurationSeconds = Number(name, value, 0.1, 600) },
+                "--engine-seconds" => o with { EngineSeconds = Number(name, value, 0.1, 600) },
+                "--warmup-seconds" => o with { WarmupSeconds = Number(name, value, 0, 60) },
+                "--first-warmup-seconds" => o with { FirstWarmupSeconds = Number(name, value, 0, 120) },
+                "--max-requests" => o with { MaxRequests = (long)Number(name, value, 1, 100_000_000) },
+                "--json" => o with { Json = value },
+                "--out" => o with { Out = value },
+                "--shared-dir" => o with { SharedDir = value },
+                "--server-log-level" => o with { ServerLogLevel = value },
+                "--concurrency" => o with { Concurrency = Ints(name, value, 1, 1024) },
+                "--protocol" => o with { Protocols = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(p => PerfOptions.AllProtocols.Contains(p) ? p : throw new ArgumentException($"--protocol: unknown '{p}'")).Distinct().ToArray() },
+                "--settings" => o with { Settings = value.Split(',').Select(s => ParseSetting(name, s)).ToArray() },
+                "--engine-batches" => o with { EngineBatches = Ints(name, value, 1, 1024) },
+                "--max-queue-delay-us" => o with { MaxQueueDelayMicroseconds = (long)Number(name, value, 0, 1_000_000) },
+                "--max-batch-size" => o with { MaxBatchSize = (int)Number(name, value, 1, 1024) },
+                "--preferred-batch-sizes" => o with { PreferredBatchSizes = Ints(name, value, 1, 1024) },
+                "--bytes" => o with { Bytes = Ints(name, value, 4, 200_000_000).Select(b => b % 4 == 0 ? b : throw new ArgumentException("--bytes: sizes must be multiples of 4 (FP32)")).ToArray() },
+                _ => throw new ArgumentException($"unknown option {name}"),
+            };
+        }
+        return o;
+    }
+
+    private static (int, int) ParseSetting(string name, string value)
+    {
+        var parts = value.Trim().Split('x');
+        return parts.Length == 2 && int.TryParse(parts[0], out var i) && int.TryParse(parts[1], out var t) && i is >= 1 and <= 8 && t is >= 1 and <= 64
+            ? (i, t)
+            : throw new ArgumentException($"{name}: '{value}' is not INSTANCESxTHREADS (e.g. 1x2)");
+    }
+
+    private static int[] Ints(string name, string value, int min, int max) =>
+        value.Split(',').Select(v => (int)Number(name, v, min, max)).Distinct().ToArray();
+
+    private static double Number(string name, string value, double min, double max) =>
+        double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? n
+            : throw new ArgumentException($"{name} must be a number from {min} to {max}, not '{value}'");
+}

@@ -1,0 +1,115 @@
+using System.Globalization;
+using InferenceServer.Protocol;
+
+namespace InferenceServer.Perf;
+
+/// <summary>
+/// What a cell cost the machine: CPU busy over the whole machine and for this process (from <c>/proc</c>), the thread
+/// pool's size, and, for a server cell, the model's statistics over the cell (the statistics extension's
+/// difference before/after): executions, batch sizes seen, queue time per request, compute time per execution.
+/// </summary>
+internal sealed record Profile(double MachineBusy, double ProcessBusy, int ThreadPoolThreads, ServerStatsDelta? Server)
+{
+    /// <summary>This process's garbage collections (gen0/gen1/gen2) and GC pause time during the cell.</summary>
+    public GcDelta? Gc { get; init; }
+
+    /// <summary>Other processes used more than a tenth of the machine during the cell: its figures are suspect.</summary>
+    public bool Disturbed => MachineBusy - ProcessBusy > 0.1;
+
+    public override string ToString() =>
+        (double.IsNaN(MachineBusy) ? $"{ThreadPoolThreads} pool threads" : Invariant($"cpu {MachineBusy:P0} busy (this process {ProcessBusy:P0} of all cores), {ThreadPoolThreads} pool threads")) +
+        (Disturbed ? Invariant($" DISTURBED: other processes used {MachineBusy - ProcessBusy:P0}") : "") +
+        (Gc is { } gc ? "; " + gc : "") +
+        (Server is { } s ? "; " + s : "");
+
+    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>CPU time of the machine and of this process, sampled from <c>/proc/stat</c> and <c>/proc/self/stat</c> (zeros elsewhere).</summary>
+internal readonly record struct CpuSample(long MachineBusy, long MachineTotal, long ProcessTicks)
+{
+    public static CpuSample Take()
+    {
+        try
+        {
+            var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(long.Parse).ToArray();
+            var total = fields.Take(8).Sum();
+            var idle = fields[3] + fields[4];
+            var self = File.ReadAllText("/proc/self/stat");
+            var after = self[(self.LastIndexOf(')') + 2)..].Split(' ');
+            // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+            return new CpuSample(total - idle, total, long.Parse(after[11], CultureInfo.InvariantCulture) + long.Parse(after[12], CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or InvalidOperationException)
+        {
+            return default;
+        }
+    }
+
+    /// <summary>(machine busy fraction, this process's fraction of all cores) since <paramref name="start"/>.</summary>
+    public (double Machine, double Process) Since(CpuSample start)
+    {
+        var total = MachineTotal - start.MachineTotal;
+        return total <= 0 ? (double.NaN, double.NaN) : ((MachineBusy - start.MachineBusy) / (double)total, (ProcessTicks - start.ProcessTicks) / (double)total);
+    }
+}
+
+/// <summary>A model's statistics over one cell.</summary>
+internal sealed record ServerStatsDelta(long Inferences, long Executions, double QueueMsPerRequest, double ComputeInputMsPerExecution,
+    double ComputeInferMsPerExecution, double ComputeOutputMsPerExecution, IReadOnlyDictionary<long, long> ExecutionsByBatchSize)
+{
+    public double AverageBatch => Executions == 0 ? double.NaN : Inferences / (double)Executions;
+
+    public static async Task<ModelStatistics?> SnapshotAsync(GRPCInferenceService.GRPCInferenceServiceClient grpc, string model)
+    {
+        var response = await grpc.ModelStatisticsAsync(new ModelStatisticsRequest { Name = model }, deadline: DateTime.UtcNow.AddSeconds(10)).ConfigureAwait(false);
+        return response.ModelStats.FirstOrDefault();
+    }
+
+    public static ServerStatsDelta? Between(ModelStatistics? before, ModelStatistics? after)
+    {
+        if (before is null || after is null)
+        {
+            return null;
+        }
+        var executions = (long)(after.ExecutionCount - before.ExecutionCount);
+        var requests = (long)(after.InferenceStats.Queue.Count - before.InferenceStats.Queue.Count);
+        double Ms(StatisticDuration a, StatisticDuration b, long per) => per == 0 ? double.NaN : (a.Ns - b.Ns) / 1e6 / per;
+        var byBatch = new SortedDictionary<long, long>();
+        foreach (var batch in after.BatchStats)
+        {
+            var previous = before.BatchStats.FirstOrDefault(b => b.BatchSize == batch.BatchSize)?.ComputeInfer.Count ?? 0;
+            if (batch.ComputeInfer.Count > previous)
+            {
+                byBatch[(long)batch.BatchSize] = (long)(batch.ComputeInfer.Count - previous);
+            }
+        }
+        return new ServerStatsDelta((long)(after.InferenceCount - before.InferenceCount), executions,
+            Ms(after.InferenceStats.Queue, before.InferenceStats.Queue, requests),
+            Ms(after.InferenceStats.ComputeInput, before.InferenceStats.ComputeInput, executions),
+            Ms(after.InferenceStats.ComputeInfer, before.InferenceStats.ComputeInfer, executions),
+            Ms(after.InferenceStats.ComputeOutput, before.InferenceStats.ComputeOutput, executions),
+            byBatch);
+    }
+
+    public override string ToString()
+    {
+        var top = ExecutionsByBatchSize.OrderByDescending(kv => kv.Value).Take(5).Select(kv => $"{kv.Key}:{kv.Value}");
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{Executions} executions, avg batch {AverageBatch:F1} (most frequent sizes {string.Join(" ", top)}), queue {QueueMsPerRequest:F2} ms/request, compute input/infer/output {ComputeInputMsPerExecution:F3}/{ComputeInferMsPerExecution:F3}/{ComputeOutputMsPerExecution:F3} ms/execution");
+    }
+}
+
+/// <summary>Garbage collections and GC pause time of this process between two samples.</summary>
+internal sealed record GcDelta(int Gen0, int Gen1, int Gen2, double PauseMs)
+{
+    public static (int, int, int, TimeSpan) Take() => (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration());
+
+    public static GcDelta Since((int Gen0, int Gen1, int Gen2, TimeSpan Pause) start)
+    {
+        var now = Take();
+        return new GcDelta(now.Item1 - start.Gen0, now.Item2 - start.Gen1, now.Item3 - start.Gen2, (now.Item4 - start.Pause).TotalMilliseconds);
+    }
+
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"GCs gen0/1/2 {Gen0}/{Gen1}/{Gen2}, GC pauses {PauseMs:F0} ms");
+}
