@@ -31,8 +31,6 @@ public sealed class OnnxRuntimeBackend : IModelBackend
             throw new ModelLoadException($"model file '{Path.GetFileName(request.ModelPath)}' not found in version {request.Version}");
         }
         using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
-        // Idle intra-op threads would spin on cores the transport needs (perf/RESULTS.md); allow_spinning: true restores it.
-        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         ApplyParameters(options, request.Parameters);
         var provider = SelectProvider(options, request);
         InferenceSession session;
@@ -115,6 +113,8 @@ public sealed class OnnxRuntimeBackend : IModelBackend
                     options.InterOpNumThreads = ParseInt(key, value);
                     break;
                 case "allow_spinning":
+                    // Idle intra-op threads spin-wait by default: faster small executions, but they take cores the
+                    // transport could use between executions. Measured both ways in perf/RESULTS.md.
                     options.AddSessionConfigEntry("session.intra_op.allow_spinning", value switch
                     {
                         "0" or "false" => "0",
