@@ -136,4 +136,46 @@ internal sealed class BenchSession : IAsyncDisposable
         await Server.DisposeAsync().ConfigureAwait(false);
         _repository.Dispose();
     }
+
+    /// <summary>The bare echo's cell for a protocol and concurrency.</summary>
+    public static CellInfo EchoCell(string protocol, int c) => new($"echo {protocol} c={c}", "echo", protocol, c, "bare echo of the same request");
+
+    /// <summary>
+    /// Every run of the standard sweep: each engine setting at each batch size, then for each concurrency and protocol
+    /// the bare echo of the same request and each served model. Returns the engine cells' names.
+    /// </summary>
+    public async Task<List<string>> SweepAsync(
+        IReadOnlyList<EngineBatchSweep> engines, IReadOnlyList<int> batches, double engineSeconds, IReadOnlyList<int> concurrency,
+        IReadOnlyList<string> protocols, string echoModel, IReadOnlyList<string> models, InputTensor row, double seconds)
+    {
+        var engineCells = new List<string>();
+        for (Run = 1; Run <= Options.Runs; Run++)
+        {
+            foreach (var engine in engines)
+            {
+                foreach (var b in batches)
+                {
+                    var cell = new CellInfo($"engine {engine.Instances}x{engine.Threads} batch {b}", "engine", "-", engine.Instances, $"{engine.Setting} sessions x intra-op threads, batch {b}");
+                    Engine(cell, engine, b, engineSeconds);
+                    if (Run == 1)
+                    {
+                        engineCells.Add(cell.Name);
+                    }
+                }
+            }
+            foreach (var c in concurrency)
+            {
+                foreach (var protocol in protocols)
+                {
+                    await ClosedAsync(EchoCell(protocol, c), EchoConnection.CreateClient(protocol, echoModel, [row]), null, seconds).ConfigureAwait(false);
+                    foreach (var model in models)
+                    {
+                        var cell = new CellInfo($"{model} {protocol} c={c}", "server", protocol, c, model);
+                        await ClosedAsync(cell, Server.CreateClient(protocol, model, [row]), model, seconds).ConfigureAwait(false);
+                    }
+                }
+            }
+        }
+        return engineCells;
+    }
 }

@@ -51,41 +51,14 @@ internal static class MlpBenchmark
         var engines = settings.Select(s => new EngineBatchSweep(modelFile, [row], s.I, s.T)).ToArray();
         try
         {
-            var engineCells = new List<string>();
-            for (session.Run = 1; session.Run <= o.Runs; session.Run++)
-            {
-                foreach (var engine in engines)
-                {
-                    foreach (var b in batches)
-                    {
-                        var cell = new CellInfo($"engine {engine.Instances}x{engine.Threads} batch {b}", "engine", "-", engine.Instances, $"{engine.Setting} sessions x intra-op threads, batch {b}");
-                        session.Engine(cell, engine, b, engineSeconds);
-                        if (session.Run == 1)
-                        {
-                            engineCells.Add(cell.Name);
-                        }
-                    }
-                }
-                foreach (var c in concurrency)
-                {
-                    foreach (var protocol in protocols)
-                    {
-                        await session.ClosedAsync(EchoCell(protocol, c), session.EchoConnection.CreateClient(protocol, "mlp", [row]), null, seconds).ConfigureAwait(false);
-                        foreach (var model in models)
-                        {
-                            var cell = new CellInfo($"{model} {protocol} c={c}", "server", protocol, c, model);
-                            await session.ClosedAsync(cell, session.Server.CreateClient(protocol, model, [row]), model, seconds).ConfigureAwait(false);
-                        }
-                    }
-                }
-            }
+            var engineCells = await session.SweepAsync(engines, batches, engineSeconds, concurrency, protocols, "mlp", models, row, seconds).ConfigureAwait(false);
 
             var engineBest = Bound.BestEngine(results, engineCells, o.Runs);
             foreach (var c in concurrency)
             {
                 foreach (var protocol in protocols)
                 {
-                    var echo = results.Runs(EchoCell(protocol, c).Name);
+                    var echo = results.Runs(BenchSession.EchoCell(protocol, c).Name);
                     var bound = engineBest.Zip(echo, (e, x) => Bound.Combined(e, x.RequestsPerSecond)).ToArray();
                     foreach (var s in settings)
                     {
@@ -118,6 +91,4 @@ internal static class MlpBenchmark
             }
         }
     }
-
-    private static CellInfo EchoCell(string protocol, int c) => new($"echo {protocol} c={c}", "echo", protocol, c, "bare echo of the same request");
 }

@@ -51,41 +51,14 @@ internal static class Resnet50Benchmark
         var engines = settings.Select(s => new EngineBatchSweep(modelFile, [row], s.I, s.T)).ToArray();
         try
         {
-            var engineCells = new List<string>();
-            for (session.Run = 1; session.Run <= o.Runs; session.Run++)
-            {
-                foreach (var engine in engines)
-                {
-                    foreach (var b in batches)
-                    {
-                        var cell = new CellInfo($"engine {engine.Instances}x{engine.Threads} batch {b}", "engine", "-", engine.Instances, $"{engine.Setting} sessions x intra-op threads, batch {b}");
-                        session.Engine(cell, engine, b, engineSeconds);
-                        if (session.Run == 1)
-                        {
-                            engineCells.Add(cell.Name);
-                        }
-                    }
-                }
-                foreach (var c in concurrency)
-                {
-                    foreach (var protocol in protocols)
-                    {
-                        await session.ClosedAsync(EchoCell(protocol, c), session.EchoConnection.CreateClient(protocol, "resnet50", [row]), null, seconds).ConfigureAwait(false);
-                        foreach (var s in settings)
-                        {
-                            var cell = new CellInfo($"{Name(s)} {protocol} c={c}", "server", protocol, c, Name(s));
-                            await session.ClosedAsync(cell, session.Server.CreateClient(protocol, Name(s), [row]), Name(s), seconds).ConfigureAwait(false);
-                        }
-                    }
-                }
-            }
+            var engineCells = await session.SweepAsync(engines, batches, engineSeconds, concurrency, protocols, "resnet50", settings.Select(Name).ToArray(), row, seconds).ConfigureAwait(false);
 
             var engineBest = Bound.BestEngine(results, engineCells, o.Runs);
             foreach (var c in concurrency)
             {
                 foreach (var protocol in protocols)
                 {
-                    var echo = results.Runs(EchoCell(protocol, c).Name);
+                    var echo = results.Runs(BenchSession.EchoCell(protocol, c).Name);
                     var bound = engineBest.Zip(echo, (e, x) => Bound.Combined(e, x.RequestsPerSecond)).ToArray();
                     foreach (var s in settings)
                     {
@@ -108,6 +81,4 @@ internal static class Resnet50Benchmark
             }
         }
     }
-
-    private static CellInfo EchoCell(string protocol, int c) => new($"echo {protocol} c={c}", "echo", protocol, c, "bare echo of the same request");
 }
