@@ -69,21 +69,7 @@ internal sealed record BenchOptions
                 o = name == "--contention" ? o with { Contention = true } : o with { SkipUnbatched = true };
                 continue;
             }
-            string value;
-            var eq = name.IndexOf('=', StringComparison.Ordinal);
-            if (eq > 0)
-            {
-                value = name[(eq + 1)..];
-                name = name[..eq];
-            }
-            else if (i + 1 < args.Count)
-            {
-                value = args[++i];
-            }
-            else
-            {
-                throw new ArgumentException($"option {name} needs a value");
-            }
+            (name, var value) = Flags.Next(args, ref i);
             o = name switch
             {
                 "--runs" => o with { Runs = (int)Number(name, value, 1, 20) },

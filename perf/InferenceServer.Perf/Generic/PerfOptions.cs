@@ -63,21 +63,7 @@ internal sealed record PerfOptions
         for (var i = 0; i < args.Count; i++)
         {
             var name = args[i];
-            string value;
-            var eq = name.IndexOf('=', StringComparison.Ordinal);
-            if (eq > 0)
-            {
-                value = name[(eq + 1)..];
-                name = name[..eq];
-            }
-            else if (i + 1 < args.Count)
-            {
-                value = args[++i];
-            }
-            else
-            {
-                throw new ArgumentException($"option {name} needs a value");
-            }
+            (name, var value) = Flags.Next(args, ref i);
             o = name switch
             {
                 "--model-repository" => o with { ModelRepository = value },
