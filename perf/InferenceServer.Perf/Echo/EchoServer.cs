@@ -1,4 +1,4 @@
-using System.Buffers;
+using InferenceServer.Http;
 using System.Net;
 using InferenceServer.Protocol;
 using Microsoft.AspNetCore.Builder;
@@ -58,45 +58,20 @@ internal sealed class EchoServer : IAsyncDisposable
             new Uri($"http://127.0.0.1:{httpListen!.IPEndPoint!.Port}/"), new Uri($"http://127.0.0.1:{grpcListen!.IPEndPoint!.Port}/"));
     }
 
-    /// <summary>Reads the body whole into a pooled array (as the server does) and writes it back.</summary>
+    /// <summary>Reads the body whole with the server's own <see cref="RequestBody"/> and writes it back.</summary>
     private static async Task EchoRestAsync(HttpContext context)
     {
         var request = context.Request;
-        var capacity = request.ContentLength is long n and > 0 and <= MaxMessageBytes ? (int)n : 64 * 1024;
-        var array = ArrayPool<byte>.Shared.Rent(capacity);
-        var length = 0;
-        try
+        using var body = await RequestBody.ReadAsync(request, context.RequestAborted).ConfigureAwait(false);
+        var response = context.Response;
+        response.StatusCode = 200;
+        response.ContentType = request.ContentType ?? "application/octet-stream";
+        if (request.Headers[HeaderLength].FirstOrDefault() is { } header)
         {
-            while (true)
-            {
-                if (length == array.Length)
-                {
-                    var grown = ArrayPool<byte>.Shared.Rent(array.Length * 2);
-                    array.AsSpan(0, length).CopyTo(grown);
-                    ArrayPool<byte>.Shared.Return(array);
-                    array = grown;
-                }
-                var read = await request.Body.ReadAsync(array.AsMemory(length), context.RequestAborted).ConfigureAwait(false);
-                if (read == 0)
-                {
-                    break;
-                }
-                length += read;
-            }
-            var response = context.Response;
-            response.StatusCode = 200;
-            response.ContentType = request.ContentType ?? "application/octet-stream";
-            if (request.Headers[HeaderLength].FirstOrDefault() is { } header)
-            {
-                response.Headers[HeaderLength] = header;
-            }
-            response.ContentLength = length;
-            await response.Body.WriteAsync(array.AsMemory(0, length), context.RequestAborted).ConfigureAwait(false);
+            response.Headers[HeaderLength] = header;
         }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(array);
-        }
+        response.ContentLength = body.Length;
+        await response.Body.WriteAsync(body.Memory, context.RequestAborted).ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()

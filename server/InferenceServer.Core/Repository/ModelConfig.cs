@@ -35,8 +35,8 @@ public sealed class ModelConfig
     /// <summary>The file inside a version directory that holds the model.</summary>
     public string DefaultModelFilename { get; init; } = "model.onnx";
 
-    /// <summary>The device asked for ("cpu", "cuda:0").</summary>
-    public string Device { get; init; } = "cpu";
+    /// <summary>The device of the first instance ("cpu", "cuda:0").</summary>
+    public string Device => InstanceDevices[0];
 
     /// <summary>The execution provider the engine actually uses ("CPUExecutionProvider", "CUDAExecutionProvider").</summary>
     public string ExecutionProvider { get; init; } = "CPUExecutionProvider";

@@ -14,7 +14,6 @@ public static class ModelConfigResolver
     public static ModelConfig Resolve(
         string name, ModelConfigFile? file, IModelBackend backend, IBackendModel model, IReadOnlyList<string> instanceDevices, ModelRepositoryOptions defaults)
     {
-        var device = instanceDevices[0];
         var defaultMaxBatchSize = defaults.DefaultMaxBatchSize;
         var signature = model.Signature;
         var allBatchable = signature.Inputs.Concat(signature.Outputs).All(t => t.Dims.Length > 0 && t.Dims[0] == -1);
@@ -39,7 +38,6 @@ public static class ModelConfigResolver
             Outputs = Merge(ModelConfigFile.ResolveTensors(file?.Output, "output"), signature.Outputs, maxBatchSize, "output"),
             VersionPolicy = file?.ResolveVersionPolicy() ?? VersionPolicy.Latest(1),
             DefaultModelFilename = file?.DefaultModelFilename ?? backend.DefaultModelFilename,
-            Device = device,
             InstanceDevices = instanceDevices,
             DynamicBatching = ResolveBatching(file, maxBatchSize),
             Queue = ResolveQueue(file?.DynamicBatching, defaults.DefaultMaxQueueSize),

@@ -37,9 +37,6 @@ public sealed partial class ModelRepository : IDisposable
     /// <summary>The repository directory (absolute).</summary>
     public string RootPath { get; }
 
-    /// <summary>The model control mode.</summary>
-    public ModelControlMode ControlMode => _options.ModelControlMode;
-
     /// <summary>True once start-up loading has finished.</summary>
     public bool StartupComplete { get; private set; }
 

@@ -34,7 +34,7 @@ internal static class GrpcTensorCodec
                     throw InferenceException.InvalidArgument($"input '{input.Name}' has unknown datatype '{input.Datatype}'");
                 }
                 var shape = input.Shape.ToArray();
-                if (shape.Any(d => d < 0) || !TensorShape.TryGetElementCount(shape, out var count))
+                if (!TensorShape.TryGetElementCount(shape, out var count))
                 {
                     throw InferenceException.InvalidArgument($"input '{input.Name}' has invalid shape {TensorShape.Format(shape)}");
                 }

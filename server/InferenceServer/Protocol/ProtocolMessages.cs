@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Reflection;
+using InferenceServer.Backends;
 using InferenceServer.Repository;
 using InferenceServer.Statistics;
 using InferenceServer.Tensors;
@@ -82,15 +83,16 @@ internal static class ProtocolMessages
         var onGpu = config.ExecutionProvider.StartsWith("CUDA", StringComparison.Ordinal);
         foreach (var group in config.InstanceDevices.GroupBy(d => d))
         {
+            var gpu = DeviceName.IsCuda(group.Key, out var gpuId) && onGpu;
             var instanceGroup = new ModelInstanceGroup
             {
                 Name = $"{config.Name}_{group.Key}",
                 Count = group.Count(),
-                Kind = onGpu && group.Key.StartsWith("cuda", StringComparison.Ordinal) ? ModelInstanceGroup.Types.Kind.Gpu : ModelInstanceGroup.Types.Kind.Cpu,
+                Kind = gpu ? ModelInstanceGroup.Types.Kind.Gpu : ModelInstanceGroup.Types.Kind.Cpu,
             };
-            if (instanceGroup.Kind == ModelInstanceGroup.Types.Kind.Gpu)
+            if (gpu)
             {
-                instanceGroup.Gpus.Add(group.Key.Contains(':') ? int.Parse(group.Key.AsSpan(group.Key.IndexOf(':') + 1), CultureInfo.InvariantCulture) : 0);
+                instanceGroup.Gpus.Add(gpuId);
             }
             message.InstanceGroup.Add(instanceGroup);
         }

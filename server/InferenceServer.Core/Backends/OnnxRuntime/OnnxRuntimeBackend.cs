@@ -47,7 +47,7 @@ public sealed class OnnxRuntimeBackend : IModelBackend
         }
         try
         {
-            return new OnnxRuntimeModel(session, ReadSignature(session), provider, DeviceId(request.Device));
+            return new OnnxRuntimeModel(session, ReadSignature(session), provider, DeviceName.IsCuda(request.Device, out var deviceId) ? deviceId : 0);
         }
         catch
         {
@@ -58,18 +58,12 @@ public sealed class OnnxRuntimeBackend : IModelBackend
 
     private static string SelectProvider(SessionOptions options, BackendLoadRequest request)
     {
-        var device = request.Device.Trim().ToLowerInvariant();
-        if (device == "cpu")
+        if (DeviceName.IsCpu(request.Device))
         {
             return CpuProvider;
         }
-        if (device == "cuda" || device.StartsWith("cuda:", StringComparison.Ordinal))
+        if (DeviceName.IsCuda(request.Device, out var id))
         {
-            var id = 0;
-            if (device.Length > 5 && (!int.TryParse(device.AsSpan(5), out id) || id < 0))
-            {
-                throw new ModelLoadException($"device '{request.Device}' is not 'cpu' or 'cuda:N'");
-            }
             if (!AvailableProviders.Contains(CudaProvider))
             {
                 if (request.AllowCpuFallback)
@@ -96,9 +90,6 @@ public sealed class OnnxRuntimeBackend : IModelBackend
         }
         throw new ModelLoadException($"device '{request.Device}' is not 'cpu' or 'cuda:N'");
     }
-
-    private static int DeviceId(string device) =>
-        device.IndexOf(':') is var colon and > 0 && int.TryParse(device.AsSpan(colon + 1), out var id) ? id : 0;
 
     private static void ApplyParameters(SessionOptions options, IReadOnlyDictionary<string, string> parameters)
     {
