@@ -1,4 +1,8 @@
+using InferenceServer.Backends.TorchSharp;
 using InferenceServer.Hosting;
+
+// On a system whose libstdc++ is too old for TorchSharp (Debian 12) this does not return: see LibStdCxxCompat.
+LibStdCxxCompat.ReexecIfNeeded(args);
 
 if (args.Contains("--help") || args.Contains("-h"))
 {

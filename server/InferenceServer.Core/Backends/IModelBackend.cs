@@ -13,7 +13,17 @@ public sealed record BackendLoadRequest(
     string ModelPath,
     string Device,
     bool AllowCpuFallback,
-    IReadOnlyDictionary<string, string> Parameters);
+    IReadOnlyDictionary<string, string> Parameters)
+{
+    /// <summary>
+    /// The inputs the configuration declares, with full dimensions (a leading -1 when the model batches). Backends
+    /// whose format carries no signature (TorchScript) take the model's inputs from here.
+    /// </summary>
+    public IReadOnlyList<TensorConfig> DeclaredInputs { get; init; } = [];
+
+    /// <summary>The outputs the configuration declares, as <see cref="DeclaredInputs"/>.</summary>
+    public IReadOnlyList<TensorConfig> DeclaredOutputs { get; init; } = [];
+}
 
 /// <summary>Time spent in each phase of one execution, in <see cref="System.Diagnostics.Stopwatch"/> ticks.</summary>
 public struct ExecutionTimings

@@ -299,7 +299,7 @@ public sealed partial class ModelRepository : IDisposable
         var instances = new List<IBackendModel>();
         try
         {
-            var backend = SelectBackend(file);
+            var backend = SelectBackend(file, Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture)));
             var fileName = file?.DefaultModelFilename ?? backend.DefaultModelFilename;
             if (!ModelNames.IsValid(fileName))
             {
@@ -310,7 +310,11 @@ public sealed partial class ModelRepository : IDisposable
             var path = Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture), fileName);
             foreach (var device in devices)
             {
-                instances.Add(backend.Load(new BackendLoadRequest(name, version, path, device, file?.AllowCpuFallback ?? false, parameters)));
+                instances.Add(backend.Load(new BackendLoadRequest(name, version, path, device, file?.AllowCpuFallback ?? false, parameters)
+                {
+                    DeclaredInputs = WithBatchDimension(ModelConfigFile.ResolveTensors(file?.Input, "input"), file?.MaxBatchSize),
+                    DeclaredOutputs = WithBatchDimension(ModelConfigFile.ResolveTensors(file?.Output, "output"), file?.MaxBatchSize),
+                }));
             }
             var config = ModelConfigResolver.Resolve(name, file, backend, instances[0], devices, _options);
             Log.ModelLoaded(_logger, name, version, instances.Count, instances[0].ExecutionProvider);
@@ -342,9 +346,26 @@ public sealed partial class ModelRepository : IDisposable
         return parameters;
     }
 
-    private IModelBackend SelectBackend(ModelConfigFile? file)
+    private static List<TensorConfig> WithBatchDimension(List<TensorConfig> declared, int? maxBatchSize) =>
+        maxBatchSize > 0 ? declared.Select(t => t with { Dims = [-1, .. t.Dims] }).ToList() : declared;
+
+    /// <summary>
+    /// The configuration's backend or platform; when it names neither, the backend whose default model file the version
+    /// directory holds (model.onnx, model.pt), as Triton does; else the first backend.
+    /// </summary>
+    private IModelBackend SelectBackend(ModelConfigFile? file, string versionDirectory)
     {
         var wanted = file?.Backend;
+        if (wanted is null && file?.Platform is null)
+        {
+            var byFile = file?.DefaultModelFilename is { } named
+                ? _backends.FirstOrDefault(b => string.Equals(Path.GetExtension(named), Path.GetExtension(b.DefaultModelFilename), StringComparison.OrdinalIgnoreCase))
+                : _backends.FirstOrDefault(b => File.Exists(Path.Combine(versionDirectory, b.DefaultModelFilename)));
+            if (byFile is not null)
+            {
+                return byFile;
+            }
+        }
         if (wanted is null && file?.Platform is { } platform)
         {
             return _backends.FirstOrDefault(b => b.Platform == platform)

@@ -1,6 +1,7 @@
 using System.Net;
 using InferenceServer.Backends;
 using InferenceServer.Backends.OnnxRuntime;
+using InferenceServer.Backends.TorchSharp;
 using InferenceServer.Grpc;
 using InferenceServer.Http;
 using InferenceServer.Inference;
@@ -48,6 +49,7 @@ public static class InferenceServerApp
         builder.Services.AddSingleton(Options.Create(repository));
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<ModelRepositoryOptions>>().Value);
         builder.Services.AddSingleton<IModelBackend, OnnxRuntimeBackend>();
+        builder.Services.AddSingleton<IModelBackend, TorchSharpBackend>();
         builder.Services.AddSingleton<ModelRepository>();
         builder.Services.AddSingleton<InferenceDispatcher>();
         builder.Services.AddHostedService<RepositoryLoader>();

@@ -161,7 +161,9 @@ public sealed class ConformanceTests(ConformanceFixture fixture) : IClassFixture
 
     private static bool HasLocale(string name)
     {
-        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("locale", "-a") { RedirectStandardOutput = true })!;
+        var info = Backends.TorchSharp.LibStdCxxCompat.ChildProcess("locale", "-a");
+        info.RedirectStandardOutput = true;
+        using var process = System.Diagnostics.Process.Start(info)!;
         var output = process.StandardOutput.ReadToEnd();
         process.WaitForExit();
         return output.Split('\n').Any(l => l.Trim().Equals(name, StringComparison.OrdinalIgnoreCase) || l.Trim().Equals(name.Replace("utf8", "UTF-8"), StringComparison.OrdinalIgnoreCase));
