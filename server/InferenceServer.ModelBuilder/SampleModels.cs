@@ -4,8 +4,8 @@ using System.Text;
 namespace InferenceServer.ModelBuilder;
 
 /// <summary>
-/// The sample model repository served by a fresh clone: <c>simple</c>, <c>linear</c> (versions 1 and 2)
-/// and <c>string_normalizer</c>. Layout: <c>&lt;repo&gt;/&lt;model&gt;/&lt;version&gt;/model.onnx</c>, plus
+/// The sample model repository served by a fresh clone: <c>simple</c>, <c>linear</c> (versions 1 and 2),
+/// <c>string_normalizer</c> and the generative <c>bigram_lm</c>. Layout: <c>&lt;repo&gt;/&lt;model&gt;/&lt;version&gt;/model.onnx</c>, plus
 /// <c>&lt;repo&gt;/&lt;model&gt;/config.yaml</c> where a model has one, plus <c>README.md</c>.
 /// Everything written is byte-for-byte deterministic.
 /// </summary>
@@ -25,6 +25,41 @@ public static class SampleModels
 
     /// <summary>Name of the <c>string_normalizer</c> model.</summary>
     public const string StringNormalizerName = "string_normalizer";
+
+    /// <summary>Name of the generative <c>bigram_lm</c> model.</summary>
+    public const string BigramName = "bigram_lm";
+
+    /// <summary>The character vocabulary of <c>bigram_lm</c> (the tiny-Shakespeare characters; index 0 is the newline).</summary>
+    public const string BigramVocabulary = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+    /// <summary>The tokens <c>bigram_lm</c> sees per step (its fixed input length).</summary>
+    public const int BigramWindow = 16;
+
+    /// <summary>
+    /// The text <c>bigram_lm</c>'s next-character table is counted from (written for this project, so the sample is
+    /// the project's own).
+    /// </summary>
+    public const string BigramCorpus =
+        "The server wakes before the sun and reads its models from the shelf.\n" +
+        "Each request comes in at the door, takes a seat, and waits for the next step.\n" +
+        "When the batch is full the engine turns once, and every sequence gains a letter.\n" +
+        "Some stop early, some run long; the ones that finish leave, and new ones join.\n" +
+        "No one waits for the slowest: the loop goes on, step after step, token after token.\n" +
+        "At night the metrics tell the story: how long the first letter took, and the rest.\n" +
+        "Then the mesh sends more traffic, the canary sings, and the server answers again.\n";
+
+    /// <summary>The exact contents of <c>bigram_lm/config.yaml</c>.</summary>
+    public const string BigramConfigYaml =
+        "# A character-level bigram language model: the next character's logits depend on the current one only.\n" +
+        "# Served by text generation (OpenAI API, generate, gRPC streaming) with continuous batching.\n" +
+        "max_batch_size: 64\n" +
+        "generation:\n" +
+        "  tokenizer:\n" +
+        "    kind: characters\n" +
+        "    vocabulary: \"\\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz\"\n" +
+        "  max_running_sequences: 64\n" +
+        "  max_waiting_sequences: 256\n" +
+        "  default_max_tokens: 64\n";
 
     /// <summary>Number of input features of <c>linear</c>.</summary>
     public const int LinearFeatures = 4;
@@ -202,6 +237,51 @@ public static class SampleModels
             .Output("normalized", TensorElementKind.String, "n");
 
     /// <summary>
+    /// <c>bigram_lm</c>'s table: row <c>a</c> holds the logits of the character after <c>a</c>, the log of its smoothed
+    /// frequency in <see cref="BigramCorpus"/> (add-0.1 smoothing, so every character stays possible when sampling).
+    /// </summary>
+    public static float[] BigramTable()
+    {
+        var size = BigramVocabulary.Length;
+        var counts = new double[size * size];
+        for (var i = 0; i + 1 < BigramCorpus.Length; i++)
+        {
+            var a = BigramVocabulary.IndexOf(BigramCorpus[i], StringComparison.Ordinal);
+            var b = BigramVocabulary.IndexOf(BigramCorpus[i + 1], StringComparison.Ordinal);
+            if (a >= 0 && b >= 0)
+            {
+                counts[(a * size) + b]++;
+            }
+        }
+        var table = new float[size * size];
+        for (var a = 0; a < size; a++)
+        {
+            double total = 0;
+            for (var b = 0; b < size; b++)
+            {
+                total += counts[(a * size) + b] + 0.1;
+            }
+            for (var b = 0; b < size; b++)
+            {
+                table[(a * size) + b] = (float)Math.Log((counts[(a * size) + b] + 0.1) / total);
+            }
+        }
+        return table;
+    }
+
+    /// <summary>
+    /// <c>bigram_lm</c>: tokens INT64 [batch, <see cref="BigramWindow"/>] → Gather(table, tokens) → logits FP32
+    /// [batch, window, vocabulary]: each position's next-character logits.
+    /// </summary>
+    public static OnnxGraphBuilder Bigram() =>
+        new OnnxGraphBuilder(BigramName, Opset)
+            .DocString("Character bigram language model: logits[b, t, :] = table[tokens[b, t], :].")
+            .Input("tokens", TensorElementKind.Int64, "batch", BigramWindow)
+            .Initializer("table", [BigramVocabulary.Length, BigramVocabulary.Length], BigramTable())
+            .Node("Gather", ["table", "tokens"], ["logits"], NodeAttribute.Int("axis", 0))
+            .Output("logits", TensorElementKind.Float, "batch", BigramWindow, BigramVocabulary.Length);
+
+    /// <summary>
     /// Writes the sample repository into <paramref name="repositoryDir"/> (created if missing; existing
     /// files are overwritten, others left alone) and returns the paths written, in order.
     /// </summary>
@@ -236,6 +316,8 @@ public static class SampleModels
 
         Model(StringNormalizerName, 1, StringNormalizer());
         Text(Path.Combine(StringNormalizerName, "config.yaml"), StringNormalizerConfigYaml);
+        Model(BigramName, 1, Bigram());
+        Text(Path.Combine(BigramName, "config.yaml"), BigramConfigYaml);
         Text("README.md", Readme());
         return written;
     }
@@ -343,6 +425,21 @@ public static class SampleModels
         L("rejects an empty input (`n = 0`). The node's `locale` is `C.UTF-8` rather than ONNX's default");
         L("`en_US.UTF-8`, which minimal Linux images lack (ONNX Runtime then refuses to load the model);");
         L("non-ASCII letters are still lower-cased (`\"ÄÖÜ\"` -> `\"äöü\"`).");
+        L();
+        L("## bigram_lm (version 1, generative, `config.yaml` with a `generation` section)");
+        L();
+        L("The smallest language model: a character bigram table counted from a few lines of text written for");
+        L("this project, so a fresh clone can stream tokens through the OpenAI API, Triton's generate extension and");
+        L("gRPC streaming. Greedy decoding soon repeats itself; sample (`temperature` > 0) for livelier text.");
+        L();
+        L("| | name | type | shape |");
+        L("| --- | --- | --- | --- |");
+        L(string.Create(CultureInfo.InvariantCulture, $"| input | `tokens` | INT64 | [batch, {BigramWindow}] |"));
+        L(string.Create(CultureInfo.InvariantCulture, $"| output | `logits` | FP32 | [batch, {BigramWindow}, {BigramVocabulary.Length}] |"));
+        L();
+        L("`logits[b, t, :] = table[tokens[b, t], :]` (ONNX `Gather`), where `table[a, c]` is the log of the");
+        L("smoothed frequency of character `c` after `a`. The tokenizer is the character vocabulary in `config.yaml`");
+        L("(index 0 is the newline). The server feeds the last 16 tokens, left-padded with token 0.");
         return sb.ToString();
     }
 }

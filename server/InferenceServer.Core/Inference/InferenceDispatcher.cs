@@ -1,13 +1,16 @@
 using System.Diagnostics;
+using InferenceServer.Generation;
+using InferenceServer.Observability;
 using InferenceServer.Repository;
 
 namespace InferenceServer.Inference;
 
 /// <summary>
 /// The protocol-free entry point of every inference: finds the model version, validates the request against its
-/// configuration, runs it on the backend and records the statistics.
+/// configuration and hands it to the version's scheduler — the dynamic batcher of a tensor model, the continuous
+/// batcher of a generative one — and records the statistics.
 /// </summary>
-public sealed class InferenceDispatcher
+public sealed class InferenceDispatcher : ITextGenerator
 {
     private readonly ModelRepository _repository;
 
@@ -30,6 +33,11 @@ public sealed class InferenceDispatcher
         Task<InferenceResponse> scheduled;
         try
         {
+            if (lease.Config.Generation is not null)
+            {
+                throw InferenceException.InvalidArgument(
+                    $"model '{request.ModelName}' is a generative model: send a BYTES input 'text_input', or use generate or the OpenAI API");
+            }
             var batch = RequestValidator.Validate(request, lease.Config);
             scheduled = lease.Scheduler.ScheduleAsync(request, batch, cancellationToken);
         }
@@ -48,5 +56,100 @@ public sealed class InferenceDispatcher
             lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
             throw;
         }
+    }
+
+    /// <inheritdoc />
+    public ValueTask<GenerationStream> GenerateAsync(string model, string? version, GenerationRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var arrived = Stopwatch.GetTimestamp();
+        var lease = _repository.Acquire(model, version ?? "");
+        Activity? activity = null;
+        try
+        {
+            var generation = lease.Config.Generation
+                ?? throw InferenceException.InvalidArgument($"model '{model}' is not a generative model: use infer with its tensors");
+            var maxTokens = request.MaxTokens ?? generation.DefaultMaxTokens;
+            if (maxTokens < 1 || maxTokens > generation.MaxTokensLimit)
+            {
+                throw InferenceException.InvalidArgument($"max_tokens must be between 1 and {generation.MaxTokensLimit}, not {maxTokens}");
+            }
+            request.Sampling.Validate();
+            if ((request.Prompt is null) == (request.Messages is null))
+            {
+                throw InferenceException.InvalidArgument("a generation request needs either a prompt or messages");
+            }
+            var prompt = request.Prompt ?? generation.ChatTemplate.Render(request.Messages!);
+            var tokens = new List<int>(prompt.Length + 1);
+            if (generation.Tokenizer.BosTokenId is { } bos)
+            {
+                tokens.Add(bos);
+            }
+            generation.Tokenizer.Encode(prompt, tokens);
+
+            activity = StartActivity(model, lease.Version, request, maxTokens);
+            var sequence = lease.Version.Batcher!.Submit(tokens, request, maxTokens, activity, lease, cancellationToken);
+            return ValueTask.FromResult(new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks));
+        }
+        catch (Exception e)
+        {
+            lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - arrived);
+            activity?.SetStatus(ActivityStatusCode.Error, e.Message);
+            activity?.Stop();
+            lease.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyList<GenerativeModelInfo> ListModels() =>
+        _repository.Versions()
+            .Where(v => v.State == ModelState.Ready && v.Config?.Generation is not null)
+            .GroupBy(v => v.Name)
+            .Select(g => g.MaxBy(v => v.Version)!)
+            .OrderBy(v => v.Name, StringComparer.Ordinal)
+            .Select(v => new GenerativeModelInfo(v.Name, v.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), v.Config!.Generation!.ContextWindow, v.LoadedUnixSeconds))
+            .ToArray();
+
+    /// <inheritdoc />
+    public bool IsGenerative(string model)
+    {
+        try
+        {
+            return _repository.Select(model, "").Config?.Generation is not null;
+        }
+        catch (InferenceException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The request's span, with the OpenTelemetry GenAI attributes; the sequence ends it with the usage.</summary>
+    private static Activity? StartActivity(string model, ModelVersion version, GenerationRequest request, int maxTokens)
+    {
+        var parent = Activity.Current;
+        var activity = Telemetry.Source.StartActivity($"{request.Operation} {model}", ActivityKind.Internal);
+        // The span ends on the batcher's thread; the caller's context keeps its own current span.
+        Activity.Current = parent;
+        if (activity is null)
+        {
+            return null;
+        }
+        activity.SetTag(Telemetry.OperationName, request.Operation);
+        activity.SetTag(Telemetry.RequestModel, model);
+        activity.SetTag(Telemetry.ResponseModel, $"{model}:{version.Version}");
+        activity.SetTag(Telemetry.RequestMaxTokens, maxTokens);
+        activity.SetTag(Telemetry.RequestTemperature, request.Sampling.Temperature);
+        activity.SetTag(Telemetry.RequestTopP, request.Sampling.TopP);
+        if (request.Sampling.TopK > 0)
+        {
+            activity.SetTag(Telemetry.RequestTopK, request.Sampling.TopK);
+        }
+        if (request.Id.Length > 0)
+        {
+            activity.SetTag(Telemetry.ResponseId, request.Id);
+        }
+        return activity;
     }
 }

@@ -56,6 +56,9 @@ public sealed class ModelConfig
     /// <summary>Free-form parameters (backend settings such as <c>intra_op_num_threads</c>).</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>For a generative model, how it generates text (its <c>generation</c> section, resolved); null for tensor models.</summary>
+    public Generation.GenerationConfig? Generation { get; internal set; }
+
     /// <summary>The names of <see cref="Outputs"/>, in order (what a request that names no outputs gets).</summary>
     public IReadOnlyList<string> OutputNames => _outputNames ??= Outputs.Select(o => o.Name).ToArray();
 

@@ -53,6 +53,46 @@ public sealed class ModelConfigFile
     /// <summary>Engine instances and the devices they run on (Triton's names).</summary>
     public List<InstanceGroupEntry>? InstanceGroup { get; set; }
 
+    /// <summary>Present for autoregressive language models: served by text generation with continuous batching.</summary>
+    public GenerationEntry? Generation { get; set; }
+
+    /// <summary>
+    /// generation: how a language model's token-in, logits-out network becomes a text generator. See the README's
+    /// "Generative models" section.
+    /// </summary>
+    public sealed class GenerationEntry
+    {
+        /// <summary>The tokenizer (a character vocabulary, or BPE / SentencePiece / tiktoken / tokenizer.json files).</summary>
+        public Generation.TokenizerSpec? Tokenizer { get; set; }
+
+        /// <summary>How chat messages become the prompt; default: each message's content on its own line.</summary>
+        public Generation.ChatTemplateSpec? ChatTemplate { get; set; }
+
+        /// <summary>Tokens the model sees per step (default: the token input's fixed length); older tokens slide out.</summary>
+        public int? ContextWindow { get; set; }
+
+        /// <summary>Token id that fills the window's left when the context is shorter (default 0).</summary>
+        public long? PadTokenId { get; set; }
+
+        /// <summary>The input that takes token ids (default: the model's only input).</summary>
+        public string? InputIds { get; set; }
+
+        /// <summary>The output holding next-token logits, [batch, window, vocab] or [batch, vocab] (default: the only output).</summary>
+        public string? Logits { get; set; }
+
+        /// <summary>Most sequences stepped together per instance (default: max_batch_size).</summary>
+        public int? MaxRunningSequences { get; set; }
+
+        /// <summary>Most requests waiting for a running slot; beyond it 429 / RESOURCE_EXHAUSTED (default 256).</summary>
+        public int? MaxWaitingSequences { get; set; }
+
+        /// <summary>max_tokens of requests that set none (default 256).</summary>
+        public int? DefaultMaxTokens { get; set; }
+
+        /// <summary>Largest max_tokens a request may ask for (default 4096).</summary>
+        public int? MaxTokensLimit { get; set; }
+    }
+
     /// <summary>
     /// dynamic_batching: for a model with a batch dimension, requests are combined into batches; for any model, the
     /// queue's size, priorities and timeouts.

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using InferenceServer.Backends;
+using InferenceServer.Generation;
+using InferenceServer.Observability;
 using InferenceServer.Inference;
 using Microsoft.Extensions.Logging;
 
@@ -18,13 +20,15 @@ public sealed partial class ModelRepository : IDisposable
 {
     private readonly ModelRepositoryOptions _options;
     private readonly IReadOnlyList<IModelBackend> _backends;
+    private readonly ServerMetrics _metrics;
     private readonly ILogger<ModelRepository> _logger;
     private readonly ConcurrentDictionary<string, ModelVersion[]> _models = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _modelLocks = new(StringComparer.Ordinal);
 
     /// <summary>Creates a repository over <see cref="ModelRepositoryOptions.Path"/>; nothing is loaded until <see cref="LoadStartupModelsAsync"/>.</summary>
-    public ModelRepository(ModelRepositoryOptions options, IEnumerable<IModelBackend> backends, ILogger<ModelRepository> logger)
+    public ModelRepository(ModelRepositoryOptions options, IEnumerable<IModelBackend> backends, ILogger<ModelRepository> logger, ServerMetrics? metrics = null)
     {
+        _metrics = metrics ?? new ServerMetrics();
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(backends);
         ArgumentNullException.ThrowIfNull(logger);
@@ -317,8 +321,12 @@ public sealed partial class ModelRepository : IDisposable
                 }));
             }
             var config = ModelConfigResolver.Resolve(name, file, backend, instances[0], devices, _options);
+            if (file?.Generation is { } generation)
+            {
+                config.Generation = GenerationConfig.Resolve(generation, config, directory);
+            }
             Log.ModelLoaded(_logger, name, version, instances.Count, instances[0].ExecutionProvider);
-            return ModelVersion.Ready(name, version, config, instances);
+            return ModelVersion.Ready(name, version, config, instances, _metrics);
         }
         catch (Exception e) when (e is ModelLoadException or ModelConfigException)
         {

@@ -1,4 +1,5 @@
 using InferenceServer.Backends;
+using InferenceServer.Observability;
 using InferenceServer.Scheduling;
 using InferenceServer.Statistics;
 
@@ -24,9 +25,10 @@ public enum ModelState
 public sealed class ModelVersion
 {
     private readonly ModelScheduler? _scheduler;
+    private readonly ContinuousBatcher? _batcher;
     private int _references;
 
-    private ModelVersion(string name, long version, ModelState state, string reason, ModelConfig? config, IReadOnlyList<IBackendModel>? instances)
+    private ModelVersion(string name, long version, ModelState state, string reason, ModelConfig? config, IReadOnlyList<IBackendModel>? instances, ServerMetrics? metrics)
     {
         Name = name;
         Version = version;
@@ -35,7 +37,15 @@ public sealed class ModelVersion
         Config = config;
         if (instances is not null)
         {
-            _scheduler = new ModelScheduler(config!, version, instances, Statistics);
+            var label = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (config!.Generation is { } generation)
+            {
+                _batcher = new ContinuousBatcher(config, label, generation, instances, Statistics, (metrics ?? new ServerMetrics()).ForGeneration(name, label));
+            }
+            else
+            {
+                _scheduler = new ModelScheduler(config, version, instances, Statistics);
+            }
             _references = 1;
         }
     }
@@ -61,17 +71,23 @@ public sealed class ModelVersion
     /// <summary>The complete configuration; null when loading failed before it could be derived.</summary>
     public ModelConfig? Config { get; }
 
+    /// <summary>When the version became ready (Unix seconds; OpenAI's "created").</summary>
+    public long LoadedUnixSeconds { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
     /// <summary>Statistics of the requests this version served.</summary>
     public ModelStatistics Statistics { get; } = new();
 
-    internal static ModelVersion Ready(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances) =>
-        new(name, version, ModelState.Ready, "", config, instances);
+    internal static ModelVersion Ready(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances, ServerMetrics? metrics = null) =>
+        new(name, version, ModelState.Ready, "", config, instances, metrics);
 
     internal static ModelVersion Failed(string name, long version, string reason, ModelConfig? config = null) =>
-        new(name, version, ModelState.Unavailable, reason, config, null);
+        new(name, version, ModelState.Unavailable, reason, config, null, null);
 
-    /// <summary>Requests waiting in this version's queue.</summary>
-    public int QueueLength => _scheduler?.QueueLength ?? 0;
+    /// <summary>Requests waiting in this version's queue (for a generative model, waiting for a running slot).</summary>
+    public int QueueLength => _scheduler?.QueueLength ?? _batcher?.WaitingCount ?? 0;
+
+    /// <summary>The continuous batcher of a generative model; null for tensor models.</summary>
+    public ContinuousBatcher? Batcher => _batcher;
 
     internal bool TryAcquire(out ModelScheduler scheduler)
     {
@@ -95,6 +111,7 @@ public sealed class ModelVersion
         if (Interlocked.Decrement(ref _references) == 0)
         {
             _scheduler?.Dispose();
+            _batcher?.Dispose();
         }
     }
 

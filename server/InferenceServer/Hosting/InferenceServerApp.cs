@@ -2,6 +2,8 @@ using System.Net;
 using InferenceServer.Backends;
 using InferenceServer.Backends.OnnxRuntime;
 using InferenceServer.Backends.TorchSharp;
+using InferenceServer.Generation;
+using InferenceServer.Observability;
 using InferenceServer.Grpc;
 using InferenceServer.Http;
 using InferenceServer.Inference;
@@ -51,7 +53,9 @@ public static class InferenceServerApp
         builder.Services.AddSingleton<IModelBackend, OnnxRuntimeBackend>();
         builder.Services.AddSingleton<IModelBackend, TorchSharpBackend>();
         builder.Services.AddSingleton<ModelRepository>();
+        builder.Services.AddSingleton<ServerMetrics>();
         builder.Services.AddSingleton<InferenceDispatcher>();
+        builder.Services.AddSingleton<ITextGenerator>(sp => sp.GetRequiredService<InferenceDispatcher>());
         builder.Services.AddHostedService<RepositoryLoader>();
         configureServices?.Invoke(builder.Services);
 
@@ -78,14 +82,14 @@ public static class InferenceServerApp
         app.UseMiddleware<RestErrorMiddleware>();
         app.MapOpenInferenceRest();
         app.MapKServeV1();
+        app.MapMetrics();
         app.MapGrpcService<InferenceGrpcService>();
         return app;
     }
 }
 
 /// <summary>
-/// Keeps each port to its protocol: gRPC calls only on the gRPC port, health checks only on the admin port (metrics
-/// join it later), the REST API on the REST port with its body-size limit.
+/// Keeps each port to its protocol: gRPC calls only on the gRPC port, health checks and metrics only on the admin port, the REST API on the REST port with its body-size limit.
 /// </summary>
 internal static class PortRouting
 {
@@ -98,9 +102,14 @@ internal static class PortRouting
                 ? next(context)
                 : RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the gRPC port serves gRPC only; REST is on the HTTP port");
         }
-        if (port == endpoints.MetricsPort && !context.Request.Path.StartsWithSegments("/v2/health"))
+        var path = context.Request.Path;
+        if (port == endpoints.MetricsPort && !path.StartsWithSegments("/v2/health") && !path.StartsWithSegments(MetricsEndpoint.Path))
         {
-            return RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the admin port serves /v2/health/live and /v2/health/ready");
+            return RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the admin port serves /metrics, /v2/health/live and /v2/health/ready");
+        }
+        if (port != endpoints.MetricsPort && path.StartsWithSegments(MetricsEndpoint.Path))
+        {
+            return RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "metrics are served on the metrics port");
         }
         if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
         {

@@ -35,6 +35,12 @@ public sealed class RunningServer : IAsyncDisposable
 
     public ModelRepository Repository => _app.Services.GetRequiredService<ModelRepository>();
 
+    /// <summary>The server's services (the core's entry points, for tests that bypass the protocols).</summary>
+    public IServiceProvider Services => _app.Services;
+
+    /// <summary>A client of the metrics (admin) port.</summary>
+    public HttpClient NewMetricsClient() => new() { BaseAddress = new Uri($"http://127.0.0.1:{Endpoints.MetricsPort}") };
+
     /// <summary>Starts a server over <paramref name="repository"/> and waits until its start-up models have loaded.</summary>
     public static Task<RunningServer> StartAsync(string repository, params string[] extraArgs) => StartAsync(repository, null, extraArgs);
 

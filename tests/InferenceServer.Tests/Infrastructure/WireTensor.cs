@@ -38,6 +38,13 @@ public sealed record WireTensor(string Name, string Datatype, long[] Shape, byte
         _ => 0,
     };
 
+    /// <summary>An FP32 tensor.</summary>
+    public static WireTensor FromFloats(string name, long[] shape, float[] values) =>
+        new(name, "FP32", shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+
+    /// <summary>The elements of an FP32 tensor.</summary>
+    public float[] AsFloats() => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(Data).ToArray();
+
     /// <summary>From an ONNX TensorProto (golden data), renamed to the model's tensor name.</summary>
     public static WireTensor FromOnnx(OnnxTensor tensor, string name) =>
         tensor.Type == TensorElementKind.String

@@ -1,0 +1,189 @@
+using System.Text;
+using InferenceServer.Inference;
+
+namespace InferenceServer.Generation;
+
+/// <summary>One message of a chat conversation.</summary>
+/// <param name="Role">Who wrote it: system, user, assistant, or another role such as tool.</param>
+/// <param name="Content">The message text.</param>
+public sealed record ChatMessage(string Role, string Content);
+
+/// <summary>A chat template as written in a model's configuration; every string uses <c>{content}</c>, <c>{role}</c> and <c>{{</c>/<c>}}</c> escapes.</summary>
+public sealed class ChatTemplateSpec
+{
+    /// <summary>Format of system messages; <see cref="Default"/> when null.</summary>
+    public string? System { get; set; }
+
+    /// <summary>Format of user messages; <see cref="Default"/> when null.</summary>
+    public string? User { get; set; }
+
+    /// <summary>Format of assistant messages; <see cref="Default"/> when null.</summary>
+    public string? Assistant { get; set; }
+
+    /// <summary>Format of every other role (and of the three above when they are null); when null, such roles are rejected.</summary>
+    public string? Default { get; set; }
+
+    /// <summary>Text before the first message (no placeholders).</summary>
+    public string? Prefix { get; set; }
+
+    /// <summary>Text after the last message that cues the assistant's reply, left out when the last message is the assistant's own (no placeholders).</summary>
+    public string? GenerationPrompt { get; set; }
+}
+
+/// <summary>Renders chat messages into the prompt text a model was trained on.</summary>
+public sealed class ChatTemplate
+{
+    private readonly Segment[]? _system;
+    private readonly Segment[]? _user;
+    private readonly Segment[]? _assistant;
+    private readonly Segment[]? _default;
+    private readonly string _prefix;
+    private readonly string _generationPrompt;
+
+    /// <summary>
+    /// Builds a template from per-role formats (null: fall back to <paramref name="defaultFormat"/>; a null default rejects unlisted roles).
+    /// </summary>
+    /// <exception cref="ArgumentException">A format has unbalanced braces or an unknown placeholder, or no format is given at all.</exception>
+    public ChatTemplate(string? system, string? user, string? assistant, string? defaultFormat, string? prefix = null, string? generationPrompt = null)
+    {
+        if (system is null && user is null && assistant is null && defaultFormat is null)
+        {
+            throw new ArgumentException("the chat template defines no message format");
+        }
+        _default = defaultFormat is null ? null : Parse(defaultFormat, "default");
+        _system = system is null ? _default : Parse(system, "system");
+        _user = user is null ? _default : Parse(user, "user");
+        _assistant = assistant is null ? _default : Parse(assistant, "assistant");
+        _prefix = Literal(prefix, "prefix");
+        _generationPrompt = Literal(generationPrompt, "generation_prompt");
+    }
+
+    /// <summary>Each message's content on its own line, without role names (suits small character-level models); no generation prompt.</summary>
+    public static ChatTemplate Default { get; } = new(null, null, null, "{content}\n");
+
+    /// <summary>The template <paramref name="spec"/> describes, or <see cref="Default"/> when it is null.</summary>
+    /// <exception cref="ArgumentException">The spec is malformed.</exception>
+    public static ChatTemplate FromSpec(ChatTemplateSpec? spec) =>
+        spec is null ? Default : new ChatTemplate(spec.System, spec.User, spec.Assistant, spec.Default, spec.Prefix, spec.GenerationPrompt);
+
+    /// <summary>The prompt for <paramref name="messages"/>.</summary>
+    /// <exception cref="InferenceException">InvalidArgument when there are no messages or a role has no format.</exception>
+    public string Render(IReadOnlyList<ChatMessage> messages)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        if (messages.Count == 0)
+        {
+            throw InferenceException.InvalidArgument("messages must contain at least one message");
+        }
+        var text = new StringBuilder(_prefix);
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i] ?? throw InferenceException.InvalidArgument($"messages[{i}] is null");
+            if (message.Role is null)
+            {
+                throw InferenceException.InvalidArgument($"messages[{i}] has no role");
+            }
+            var format = message.Role switch
+            {
+                "system" => _system,
+                "user" => _user,
+                "assistant" => _assistant,
+                _ => _default,
+            } ?? throw InferenceException.InvalidArgument($"messages[{i}] has role '{message.Role}', which this model's chat template does not support");
+            foreach (var segment in format)
+            {
+                text.Append(segment.Kind switch
+                {
+                    SegmentKind.Content => message.Content,
+                    SegmentKind.Role => message.Role,
+                    _ => segment.Text,
+                });
+            }
+        }
+        // A trailing assistant message is a reply to continue, so no new reply is cued.
+        if (messages[^1].Role != "assistant")
+        {
+            text.Append(_generationPrompt);
+        }
+        return text.ToString();
+    }
+
+    private enum SegmentKind
+    {
+        Text,
+        Content,
+        Role,
+    }
+
+    private readonly record struct Segment(SegmentKind Kind, string Text);
+
+    private static string Literal(string? format, string name)
+    {
+        if (format is null)
+        {
+            return "";
+        }
+        var segments = Parse(format, name);
+        if (Array.Exists(segments, s => s.Kind != SegmentKind.Text))
+        {
+            throw new ArgumentException($"chat template {name} cannot use placeholders (write {{{{ and }}}} for literal braces)");
+        }
+        return string.Concat(segments.Select(s => s.Text));
+    }
+
+    // Compiled once at load so rendering is a walk over literal and placeholder segments.
+    private static Segment[] Parse(string format, string name)
+    {
+        var segments = new List<Segment>();
+        var literal = new StringBuilder();
+        for (var i = 0; i < format.Length; i++)
+        {
+            var c = format[i];
+            if (c == '{' && i + 1 < format.Length && format[i + 1] == '{')
+            {
+                literal.Append('{');
+                i++;
+            }
+            else if (c == '}' && i + 1 < format.Length && format[i + 1] == '}')
+            {
+                literal.Append('}');
+                i++;
+            }
+            else if (c == '{')
+            {
+                var end = format.IndexOfAny(['{', '}'], i + 1);
+                if (end < 0 || format[end] == '{')
+                {
+                    throw new ArgumentException($"chat template {name} has an unclosed '{{' at position {i} (write {{{{ for a literal brace)");
+                }
+                var placeholder = format[(i + 1)..end];
+                var kind = placeholder switch
+                {
+                    "content" => SegmentKind.Content,
+                    "role" => SegmentKind.Role,
+                    _ => throw new ArgumentException($"chat template {name} has unknown placeholder '{{{placeholder}}}' (expected {{content}} or {{role}})"),
+                };
+                if (literal.Length > 0)
+                {
+                    segments.Add(new Segment(SegmentKind.Text, literal.ToString()));
+                    literal.Clear();
+                }
+                segments.Add(new Segment(kind, ""));
+                i = end;
+            }
+            else if (c == '}')
+            {
+                throw new ArgumentException($"chat template {name} has an unmatched '}}' at position {i} (write }}}} for a literal brace)");
+            }
+            else
+            {
+                literal.Append(c);
+            }
+        }
+        if (literal.Length > 0)
+        {
+            segments.Add(new Segment(SegmentKind.Text, literal.ToString()));
+        }
+        return [.. segments];
+    }
+}

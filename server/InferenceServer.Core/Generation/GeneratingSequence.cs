@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using InferenceServer.Inference;
+using InferenceServer.Observability;
+
+namespace InferenceServer.Generation;
+
+/// <summary>
+/// One request being generated: its tokens, sampler, detokenizer and stop conditions, and the channel its text goes
+/// out on. Owned by the batcher thread from admission to finish; only <see cref="Cancel"/> comes from elsewhere.
+/// </summary>
+internal sealed class GeneratingSequence : DecoderSequence
+{
+    private readonly Channel<GenerationChunk> _chunks = Channel.CreateUnbounded<GenerationChunk>(
+        new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = false });
+    private readonly Sampler _sampler;
+    private readonly IncrementalDecoder _detokenizer;
+    private readonly StopSequenceMatcher? _stops;
+    private readonly int? _eos;
+    private readonly int _maxTokens;
+    private readonly GenerationMetrics _metrics;
+    private readonly Activity? _activity;
+    private readonly IDisposable _lease;
+    private CancellationTokenRegistration _cancellation;
+    private volatile bool _cancelled;
+    private long _lastTokenTimestamp;
+
+    public GeneratingSequence(
+        List<int> promptTokens, GenerationRequest request, int maxTokens, GenerationConfig config, GenerationMetrics metrics, Activity? activity, IDisposable lease)
+    {
+        Tokens.AddRange(promptTokens);
+        PromptTokens = promptTokens.Count;
+        _sampler = new Sampler(request.Sampling);
+        _detokenizer = config.Tokenizer.CreateDecoder(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(promptTokens));
+        _stops = request.Stop.Count > 0 ? new StopSequenceMatcher(request.Stop) : null;
+        _eos = request.IgnoreEos ? null : config.Tokenizer.EosTokenId;
+        _maxTokens = maxTokens;
+        _metrics = metrics;
+        _activity = activity;
+        _lease = lease;
+        ArrivalTimestamp = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>The reader side, handed to the protocol adapter.</summary>
+    public ChannelReader<GenerationChunk> Chunks => _chunks.Reader;
+
+    public int PromptTokens { get; }
+
+    public int CompletionTokens { get; private set; }
+
+    public long ArrivalTimestamp { get; }
+
+    public bool IsCancelled => _cancelled;
+
+    public FinishReason Finish { get; private set; }
+
+    public void WatchCancellation(CancellationToken token) => _cancellation = token.Register(static s => ((GeneratingSequence)s!).Cancel(), this);
+
+    public void Cancel() => _cancelled = true;
+
+    /// <summary>Takes the sampled next token; returns true when the sequence is finished.</summary>
+    public bool Accept(ReadOnlySpan<float> logits, Span<float> scratch, long now)
+    {
+        var token = _sampler.Sample(logits, scratch);
+        CompletionTokens++;
+        _metrics.GenerationTokens.Inc();
+        if (CompletionTokens == 1)
+        {
+            _metrics.TimeToFirstToken.Observe(Seconds(now - ArrivalTimestamp));
+        }
+        else
+        {
+            _metrics.TimePerOutputToken.Observe(Seconds(now - _lastTokenTimestamp));
+        }
+        _lastTokenTimestamp = now;
+
+        if (token == _eos)
+        {
+            // The end-of-sequence token ends the text; it is not part of it.
+            Complete(FlushText(), FinishReason.Stop, now);
+            return true;
+        }
+        Tokens.Add(token);
+        var text = _detokenizer.Append(token);
+        if (_stops is not null && text.Length > 0 && _stops.Append(text, out text) == StopResult.Stopped)
+        {
+            Complete(text, FinishReason.Stop, now);
+            return true;
+        }
+        if (CompletionTokens >= _maxTokens)
+        {
+            Complete(text + FlushText(), FinishReason.Length, now);
+            return true;
+        }
+        if (text.Length > 0)
+        {
+            _chunks.Writer.TryWrite(new GenerationChunk(text, CompletionTokens, FinishReason.None));
+        }
+        return false;
+    }
+
+    /// <summary>Ends the sequence without output (the client left or the server is stopping).</summary>
+    public void CompleteCancelled(long now)
+    {
+        Finish = FinishReason.Cancelled;
+        End(now);
+        _chunks.Writer.TryComplete(new OperationCanceledException("the generation was cancelled"));
+    }
+
+    /// <summary>Ends the sequence with an engine error.</summary>
+    public void Fail(InferenceException error, long now)
+    {
+        Finish = FinishReason.Cancelled;
+        _activity?.SetStatus(ActivityStatusCode.Error, error.Message);
+        End(now, "error");
+        _chunks.Writer.TryComplete(error);
+    }
+
+    private string FlushText()
+    {
+        var rest = _detokenizer.Flush();
+        if (_stops is null)
+        {
+            return rest;
+        }
+        var emitted = "";
+        if (rest.Length > 0 && _stops.Append(rest, out emitted) == StopResult.Stopped)
+        {
+            return emitted;
+        }
+        return emitted + _stops.Flush();
+    }
+
+    private void Complete(string text, FinishReason reason, long now)
+    {
+        Finish = reason;
+        _chunks.Writer.TryWrite(new GenerationChunk(text, CompletionTokens, reason));
+        End(now);
+        _chunks.Writer.TryComplete();
+    }
+
+    private void End(long now, string? outcome = null)
+    {
+        _cancellation.Dispose();
+        _metrics.PromptTokens.Inc(PromptTokens);
+        _metrics.RequestPromptTokens.Observe(PromptTokens);
+        _metrics.RequestGenerationTokens.Observe(CompletionTokens);
+        _metrics.RequestLatency.Observe(Seconds(now - ArrivalTimestamp));
+        var reason = outcome ?? Finish.Name() ?? "cancelled";
+        _metrics.Finished(reason);
+        if (_activity is not null)
+        {
+            _activity.SetTag(Telemetry.UsageInputTokens, PromptTokens);
+            _activity.SetTag(Telemetry.UsageOutputTokens, CompletionTokens);
+            _activity.SetTag(Telemetry.ResponseFinishReasons, new[] { reason });
+            _activity.Stop();
+        }
+        DecoderState?.Dispose();
+        DecoderState = null;
+        _lease.Dispose();
+    }
+
+    private static double Seconds(long ticks) => ticks / (double)Stopwatch.Frequency;
+}

@@ -1,0 +1,61 @@
+namespace InferenceServer.Generation;
+
+/// <summary>
+/// One text-generation request, protocol-free: the OpenAI, Triton generate and gRPC adapters all build one of these.
+/// Exactly one of <see cref="Prompt"/> and <see cref="Messages"/> is set.
+/// </summary>
+public sealed class GenerationRequest
+{
+    /// <summary>The prompt text, used as it is.</summary>
+    public string? Prompt { get; init; }
+
+    /// <summary>A conversation, turned into the prompt by the model's chat template.</summary>
+    public IReadOnlyList<ChatMessage>? Messages { get; init; }
+
+    /// <summary>Most tokens to generate; null for the model's default (<c>generation.default_max_tokens</c>).</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>Greedy or sampled decoding.</summary>
+    public SamplingParameters Sampling { get; init; } = SamplingParameters.Greedy;
+
+    /// <summary>Up to four stop sequences; generation ends before the first one and it is not returned.</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>Keep generating past the model's end-of-sequence token.</summary>
+    public bool IgnoreEos { get; init; }
+
+    /// <summary>The OpenTelemetry GenAI operation name: "chat", "text_completion" or "generate".</summary>
+    public string Operation { get; init; } = "text_completion";
+
+    /// <summary>The client's request id, for logs and traces.</summary>
+    public string Id { get; init; } = "";
+}
+
+/// <summary>Why a generation ended, as OpenAI names it.</summary>
+public enum FinishReason
+{
+    /// <summary>Not finished.</summary>
+    None,
+
+    /// <summary>The model's end-of-sequence token or a stop sequence ("stop").</summary>
+    Stop,
+
+    /// <summary>max_tokens reached ("length").</summary>
+    Length,
+
+    /// <summary>The client went away or its deadline passed; nothing more is sent.</summary>
+    Cancelled,
+}
+
+/// <summary>The wire names of <see cref="FinishReason"/>.</summary>
+public static class FinishReasons
+{
+    /// <summary>"stop", "length", "cancelled" or null while running.</summary>
+    public static string? Name(this FinishReason reason) => reason switch
+    {
+        FinishReason.Stop => "stop",
+        FinishReason.Length => "length",
+        FinishReason.Cancelled => "cancelled",
+        _ => null,
+    };
+}

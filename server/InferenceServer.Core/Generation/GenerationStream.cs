@@ -1,0 +1,66 @@
+using System.Threading.Channels;
+
+namespace InferenceServer.Generation;
+
+/// <summary>
+/// A piece of generated text. <see cref="Text"/> may be empty (a token that completes no character yet, or the final
+/// chunk); <see cref="CompletionTokens"/> counts every token generated so far; the last chunk has a
+/// <see cref="FinishReason"/> other than <see cref="FinishReason.None"/>.
+/// </summary>
+public sealed record GenerationChunk(string Text, int CompletionTokens, FinishReason FinishReason);
+
+/// <summary>Token counts of a request, as OpenAI's <c>usage</c>.</summary>
+public readonly record struct GenerationUsage(int PromptTokens, int CompletionTokens)
+{
+    /// <summary>Prompt plus completion.</summary>
+    public int TotalTokens => PromptTokens + CompletionTokens;
+}
+
+/// <summary>
+/// The output of one generation as it is made. Read <see cref="Chunks"/> to the end: it completes after the chunk that
+/// carries the finish reason, or with an <see cref="Inference.InferenceException"/> when the engine fails. Cancelling
+/// the token given to <see cref="ITextGenerator.GenerateAsync"/> ends the generation and frees its slot.
+/// </summary>
+public sealed class GenerationStream
+{
+    /// <summary>Creates a stream over <paramref name="chunks"/>.</summary>
+    public GenerationStream(string modelName, string modelVersion, int promptTokens, ChannelReader<GenerationChunk> chunks)
+    {
+        ModelName = modelName;
+        ModelVersion = modelVersion;
+        PromptTokens = promptTokens;
+        Chunks = chunks;
+    }
+
+    /// <summary>The model serving the request.</summary>
+    public string ModelName { get; }
+
+    /// <summary>The version serving the request.</summary>
+    public string ModelVersion { get; }
+
+    /// <summary>Tokens in the prompt (after the chat template).</summary>
+    public int PromptTokens { get; }
+
+    /// <summary>The generated text, chunk by chunk.</summary>
+    public ChannelReader<GenerationChunk> Chunks { get; }
+}
+
+/// <summary>A generative model as the APIs list it (<c>GET /v1/models</c>).</summary>
+public sealed record GenerativeModelInfo(string Name, string Version, int ContextWindow, long CreatedUnixSeconds);
+
+/// <summary>The text-generation entry point the protocol adapters call (implemented by the dispatcher).</summary>
+public interface ITextGenerator
+{
+    /// <summary>
+    /// Admits the request to the model's continuous batcher. Throws <see cref="Inference.InferenceException"/>:
+    /// NotFound (no such model or version), InvalidArgument (not a generative model; bad prompt or parameters),
+    /// ResourceExhausted with RetryAfter (the waiting queue is full), Unavailable (the model is not ready).
+    /// </summary>
+    ValueTask<GenerationStream> GenerateAsync(string model, string? version, GenerationRequest request, CancellationToken cancellationToken);
+
+    /// <summary>The ready generative models.</summary>
+    IReadOnlyList<GenerativeModelInfo> ListModels();
+
+    /// <summary>Whether <paramref name="model"/> is a ready generative model (tensor models are served by infer instead).</summary>
+    bool IsGenerative(string model);
+}

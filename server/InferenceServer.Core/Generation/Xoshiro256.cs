@@ -1,0 +1,45 @@
+namespace InferenceServer.Generation;
+
+/// <summary>
+/// xoshiro256** (Blackman and Vigna), seeded through SplitMix64: a fixed, well-known generator, so a seed gives the
+/// same draws on every .NET version (System.Random's algorithm is an implementation detail).
+/// </summary>
+internal struct Xoshiro256
+{
+    private ulong _s0;
+    private ulong _s1;
+    private ulong _s2;
+    private ulong _s3;
+
+    public Xoshiro256(ulong seed)
+    {
+        _s0 = SplitMix64(ref seed);
+        _s1 = SplitMix64(ref seed);
+        _s2 = SplitMix64(ref seed);
+        _s3 = SplitMix64(ref seed);
+    }
+
+    public ulong NextUInt64()
+    {
+        var result = ulong.RotateLeft(_s1 * 5, 7) * 9;
+        var t = _s1 << 17;
+        _s2 ^= _s0;
+        _s3 ^= _s1;
+        _s1 ^= _s2;
+        _s0 ^= _s3;
+        _s2 ^= t;
+        _s3 = ulong.RotateLeft(_s3, 45);
+        return result;
+    }
+
+    /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
+    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
+
+    private static ulong SplitMix64(ref ulong state)
+    {
+        var z = state += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+}

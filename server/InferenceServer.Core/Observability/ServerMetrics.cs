@@ -1,0 +1,132 @@
+using Prometheus;
+
+namespace InferenceServer.Observability;
+
+/// <summary>
+/// Every Prometheus metric the server exports, by name, in one place. Each server instance has its own registry
+/// (scraped at <c>/metrics</c>), so servers in one process (tests) do not mix their series.
+/// </summary>
+public sealed class ServerMetrics
+{
+    /// <summary>The label of the model name on per-model series.</summary>
+    public const string ModelLabel = "model";
+
+    /// <summary>The label of the model version on per-model series.</summary>
+    public const string VersionLabel = "version";
+
+    private static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60];
+    private static readonly double[] TokenIntervalBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5];
+    private static readonly double[] LengthBuckets = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000];
+
+    /// <summary>Creates the registry and its metrics.</summary>
+    public ServerMetrics()
+    {
+        Registry = Metrics.NewCustomRegistry();
+        var factory = Metrics.WithCustomRegistry(Registry);
+        string[] labels = [ModelLabel, VersionLabel];
+        PromptTokens = factory.CreateCounter("inference_prompt_tokens_total", "Prompt tokens of finished generation requests.", labels);
+        GenerationTokens = factory.CreateCounter("inference_generation_tokens_total", "Tokens generated.", labels);
+        TimeToFirstToken = factory.CreateHistogram("inference_time_to_first_token_seconds",
+            "Time from a generation request's arrival to its first generated token.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
+        TimePerOutputToken = factory.CreateHistogram("inference_time_per_output_token_seconds",
+            "Time between consecutive generated tokens of a request.", new HistogramConfiguration { LabelNames = labels, Buckets = TokenIntervalBuckets });
+        RequestLatency = factory.CreateHistogram("inference_e2e_request_latency_seconds",
+            "Time from a generation request's arrival to its last token.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
+        RequestPromptTokens = factory.CreateHistogram("inference_request_prompt_tokens",
+            "Prompt length of finished generation requests, in tokens.", new HistogramConfiguration { LabelNames = labels, Buckets = LengthBuckets });
+        RequestGenerationTokens = factory.CreateHistogram("inference_request_generation_tokens",
+            "Generated length of finished generation requests, in tokens.", new HistogramConfiguration { LabelNames = labels, Buckets = LengthBuckets });
+        RequestsRunning = factory.CreateGauge("inference_num_requests_running", "Sequences in the continuous batch.", labels);
+        RequestsWaiting = factory.CreateGauge("inference_num_requests_waiting", "Generation requests waiting for a slot in the batch.", labels);
+        GenerationRequests = factory.CreateCounter("inference_generation_requests_total",
+            "Finished generation requests by finish reason (stop, length, cancelled, error).", [ModelLabel, VersionLabel, "finish_reason"]);
+    }
+
+    /// <summary>The registry <c>/metrics</c> exports.</summary>
+    public CollectorRegistry Registry { get; }
+
+    /// <summary>inference_prompt_tokens_total.</summary>
+    public Counter PromptTokens { get; }
+
+    /// <summary>inference_generation_tokens_total.</summary>
+    public Counter GenerationTokens { get; }
+
+    /// <summary>inference_time_to_first_token_seconds.</summary>
+    public Histogram TimeToFirstToken { get; }
+
+    /// <summary>inference_time_per_output_token_seconds.</summary>
+    public Histogram TimePerOutputToken { get; }
+
+    /// <summary>inference_e2e_request_latency_seconds.</summary>
+    public Histogram RequestLatency { get; }
+
+    /// <summary>inference_request_prompt_tokens.</summary>
+    public Histogram RequestPromptTokens { get; }
+
+    /// <summary>inference_request_generation_tokens.</summary>
+    public Histogram RequestGenerationTokens { get; }
+
+    /// <summary>inference_num_requests_running.</summary>
+    public Gauge RequestsRunning { get; }
+
+    /// <summary>inference_num_requests_waiting.</summary>
+    public Gauge RequestsWaiting { get; }
+
+    /// <summary>inference_generation_requests_total.</summary>
+    public Counter GenerationRequests { get; }
+
+    /// <summary>The series of one generative model version, resolved once so the decode loop does no label lookups.</summary>
+    public GenerationMetrics ForGeneration(string model, string version) => new(this, model, version);
+}
+
+/// <summary>One generative model version's token metrics (children of <see cref="ServerMetrics"/>' families).</summary>
+public sealed class GenerationMetrics
+{
+    private readonly ServerMetrics _metrics;
+    private readonly string[] _labels;
+
+    internal GenerationMetrics(ServerMetrics metrics, string model, string version)
+    {
+        _metrics = metrics;
+        _labels = [model, version];
+        PromptTokens = metrics.PromptTokens.WithLabels(_labels);
+        GenerationTokens = metrics.GenerationTokens.WithLabels(_labels);
+        TimeToFirstToken = metrics.TimeToFirstToken.WithLabels(_labels);
+        TimePerOutputToken = metrics.TimePerOutputToken.WithLabels(_labels);
+        RequestLatency = metrics.RequestLatency.WithLabels(_labels);
+        RequestPromptTokens = metrics.RequestPromptTokens.WithLabels(_labels);
+        RequestGenerationTokens = metrics.RequestGenerationTokens.WithLabels(_labels);
+        Running = metrics.RequestsRunning.WithLabels(_labels);
+        Waiting = metrics.RequestsWaiting.WithLabels(_labels);
+    }
+
+    /// <summary>Prompt tokens counter.</summary>
+    public Counter.Child PromptTokens { get; }
+
+    /// <summary>Generated tokens counter.</summary>
+    public Counter.Child GenerationTokens { get; }
+
+    /// <summary>Time to first token, seconds.</summary>
+    public Histogram.Child TimeToFirstToken { get; }
+
+    /// <summary>Time per output token, seconds.</summary>
+    public Histogram.Child TimePerOutputToken { get; }
+
+    /// <summary>End-to-end latency, seconds.</summary>
+    public Histogram.Child RequestLatency { get; }
+
+    /// <summary>Prompt length histogram.</summary>
+    public Histogram.Child RequestPromptTokens { get; }
+
+    /// <summary>Generated length histogram.</summary>
+    public Histogram.Child RequestGenerationTokens { get; }
+
+    /// <summary>Running sequences gauge.</summary>
+    public Gauge.Child Running { get; }
+
+    /// <summary>Waiting requests gauge.</summary>
+    public Gauge.Child Waiting { get; }
+
+    /// <summary>Counts one finished request by its finish reason.</summary>
+    public void Finished(string reason) => _metrics.GenerationRequests.WithLabels(_labels[0], _labels[1], reason).Inc();
+}

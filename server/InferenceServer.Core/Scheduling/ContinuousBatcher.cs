@@ -1,0 +1,214 @@
+using System.Diagnostics;
+using InferenceServer.Backends;
+using InferenceServer.Generation;
+using InferenceServer.Inference;
+using InferenceServer.Observability;
+using InferenceServer.Repository;
+using InferenceServer.Statistics;
+
+namespace InferenceServer.Scheduling;
+
+/// <summary>
+/// The iteration-level scheduler of a generative model (vLLM's scheduler): each engine instance has a thread that, at
+/// every decode step, steps all of its running sequences together as one batch. Waiting requests join between steps
+/// (first come, first served) up to <see cref="GenerationConfig.MaxRunningSequences"/>; finished and cancelled ones
+/// leave; every running sequence gets one token per step, so progress is fair. The waiting queue is bounded: beyond
+/// <see cref="GenerationConfig.MaxWaitingSequences"/> a request is refused at once (429 / RESOURCE_EXHAUSTED).
+/// </summary>
+public sealed class ContinuousBatcher : IDisposable
+{
+    private readonly ModelConfig _config;
+    private readonly GenerationConfig _generation;
+    private readonly ModelStatistics _statistics;
+    private readonly GenerationMetrics _metrics;
+    private readonly IReadOnlyList<IBackendModel> _instances;
+    private readonly Queue<GeneratingSequence> _waiting = new();
+    private readonly Thread[] _threads;
+    private int _running;
+    private bool _stopping;
+
+    /// <summary>Starts one decode loop per engine instance.</summary>
+    public ContinuousBatcher(ModelConfig config, string version, GenerationConfig generation, IReadOnlyList<IBackendModel> instances, ModelStatistics statistics, GenerationMetrics metrics)
+    {
+        _config = config;
+        _generation = generation;
+        _statistics = statistics;
+        _metrics = metrics;
+        _instances = instances;
+        _threads = new Thread[instances.Count];
+        for (var i = 0; i < instances.Count; i++)
+        {
+            var decoder = new WindowDecoder(instances[i], config.Name, generation);
+            _threads[i] = new Thread(() => Loop(decoder)) { IsBackground = true, Name = $"generate {config.Name}:{version} #{i}" };
+            _threads[i].Start();
+        }
+    }
+
+    /// <summary>Requests waiting for a running slot.</summary>
+    public int WaitingCount
+    {
+        get
+        {
+            lock (_waiting)
+            {
+                return _waiting.Count;
+            }
+        }
+    }
+
+    /// <summary>Sequences currently in a batch, over every instance.</summary>
+    public int RunningCount => Volatile.Read(ref _running);
+
+    /// <summary>Test hook: the largest batch a step has had so far.</summary>
+    public int LargestStep { get; private set; }
+
+    /// <summary>
+    /// Queues a request whose prompt is already tokenized; its text arrives on the returned sequence's chunks. The
+    /// sequence owns <paramref name="lease"/> and <paramref name="activity"/> once this returns. Throws
+    /// ResourceExhausted when the waiting queue is full.
+    /// </summary>
+    internal GeneratingSequence Submit(
+        List<int> promptTokens, GenerationRequest request, int maxTokens, Activity? activity, IDisposable lease, CancellationToken cancellationToken)
+    {
+        var sequence = new GeneratingSequence(promptTokens, request, maxTokens, _generation, _metrics, activity, lease);
+        Enqueue(sequence);
+        // Registered after queueing: a token already cancelled marks the sequence at once, and the loop drops it.
+        sequence.WatchCancellation(cancellationToken);
+        return sequence;
+    }
+
+    private void Enqueue(GeneratingSequence sequence)
+    {
+        lock (_waiting)
+        {
+            if (_stopping)
+            {
+                throw InferenceException.Unavailable($"model '{_config.Name}' is being unloaded");
+            }
+            if (_waiting.Count >= _generation.MaxWaitingSequences)
+            {
+                throw new InferenceException(InferenceErrorKind.ResourceExhausted,
+                    $"model '{_config.Name}' has {_generation.MaxWaitingSequences} generation requests waiting for a slot (max_waiting_sequences); retry later")
+                {
+                    RetryAfter = TimeSpan.FromSeconds(1),
+                };
+            }
+            _waiting.Enqueue(sequence);
+            _metrics.Waiting.Set(_waiting.Count);
+            Monitor.Pulse(_waiting);
+        }
+    }
+
+    private void Loop(IDecoder decoder)
+    {
+        var width = _generation.LogitsWidth;
+        var vocabulary = _generation.Tokenizer.VocabularySize;
+        var capacity = _generation.MaxRunningSequences;
+        var running = new List<GeneratingSequence>(capacity);
+        var batch = new List<DecoderSequence>(capacity);
+        var logits = new float[capacity * width];
+        var scratch = new float[width];
+        while (true)
+        {
+            lock (_waiting)
+            {
+                while (running.Count == 0 && _waiting.Count == 0 && !_stopping)
+                {
+                    Monitor.Wait(_waiting);
+                }
+                if (_stopping && running.Count == 0 && _waiting.Count == 0)
+                {
+                    return;
+                }
+                while (running.Count < capacity && _waiting.TryDequeue(out var next))
+                {
+                    running.Add(next);
+                    Interlocked.Increment(ref _running);
+                }
+                _metrics.Waiting.Set(_waiting.Count);
+            }
+            var now = Stopwatch.GetTimestamp();
+            for (var i = running.Count - 1; i >= 0; i--)
+            {
+                if (running[i].IsCancelled || _stopping)
+                {
+                    running[i].CompleteCancelled(now);
+                    running.RemoveAt(i);
+                    Interlocked.Decrement(ref _running);
+                }
+            }
+            _metrics.Running.Set(RunningCount);
+            if (running.Count == 0)
+            {
+                continue;
+            }
+
+            batch.Clear();
+            batch.AddRange(running);
+            var timings = default(ExecutionTimings);
+            try
+            {
+                decoder.Step(batch, logits, ref timings);
+            }
+            catch (Exception e)
+            {
+                var error = e as InferenceException ?? new InferenceException(InferenceErrorKind.Internal, "model execution failed: " + e.Message);
+                now = Stopwatch.GetTimestamp();
+                foreach (var sequence in running)
+                {
+                    sequence.Fail(error, now);
+                }
+                Interlocked.Add(ref _running, -running.Count);
+                running.Clear();
+                continue;
+            }
+            _statistics.RecordExecution(running.Count, timings.InputTicks, timings.InferTicks, timings.OutputTicks);
+            if (running.Count > LargestStep)
+            {
+                LargestStep = running.Count;
+            }
+
+            now = Stopwatch.GetTimestamp();
+            var kept = 0;
+            for (var i = 0; i < running.Count; i++)
+            {
+                var sequence = running[i];
+                if (sequence.Accept(logits.AsSpan(i * width, vocabulary), scratch, now))
+                {
+                    _statistics.Success.Record(now - sequence.ArrivalTimestamp);
+                    Interlocked.Decrement(ref _running);
+                    continue;
+                }
+                running[kept++] = sequence;
+            }
+            running.RemoveRange(kept, running.Count - kept);
+        }
+    }
+
+    /// <summary>Cancels every waiting and running sequence and stops the loops; the engines are released after.</summary>
+    public void Dispose()
+    {
+        lock (_waiting)
+        {
+            _stopping = true;
+            var now = Stopwatch.GetTimestamp();
+            while (_waiting.TryDequeue(out var sequence))
+            {
+                sequence.CompleteCancelled(now);
+            }
+            Monitor.PulseAll(_waiting);
+        }
+        foreach (var thread in _threads)
+        {
+            // The last lease may be released by a loop itself, as its final sequence finishes; it exits on its own.
+            if (thread != Thread.CurrentThread)
+            {
+                thread.Join();
+            }
+        }
+        foreach (var instance in _instances)
+        {
+            instance.Dispose();
+        }
+    }
+}
