@@ -305,7 +305,7 @@ public sealed class RepositoryTests
         }
         using (var all = JsonDocument.Parse(await server.Http.GetStringAsync("/v2/models/stats")))
         {
-            Assert.Equal(4, all.RootElement.GetProperty("model_stats").GetArrayLength());
+            Assert.Equal(5, all.RootElement.GetProperty("model_stats").GetArrayLength());
         }
         using (var versioned = JsonDocument.Parse(await server.Http.GetStringAsync("/v2/models/linear/versions/1/stats")))
         {

@@ -32,7 +32,35 @@ public sealed class SampleModelTests(SampleServerFixture fixture) : IClassFixtur
         Assert.True(Server.Repository.IsServerReady, string.Join("\n", Server.Repository.Index(false).Select(r => $"{r.Name}/{r.Version}: {r.State} {r.Reason}")));
         Assert.Equal(HttpStatusCode.OK, (await Server.Http.GetAsync("/v2/health/ready")).StatusCode);
         var index = Server.Repository.Index(false).Select(r => $"{r.Name}/{r.Version}/{r.State}").ToArray();
-        Assert.Equal(["linear/1/READY", "linear/2/READY", "simple/1/READY", "string_normalizer/1/READY"], index);
+        Assert.Equal(["bigram_lm/1/READY", "linear/1/READY", "linear/2/READY", "simple/1/READY", "string_normalizer/1/READY"], index);
+    }
+
+    [Fact]
+    public async Task Bigram_lm_generates_the_greedy_chain_of_its_table()
+    {
+        var generator = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Generation.ITextGenerator>(Server.Services);
+        var stream = await generator.GenerateAsync(SampleModels.BigramName, null, new Generation.GenerationRequest { Prompt = "The s", MaxTokens = 30 }, CancellationToken.None);
+        var (text, usage, finish) = await ShakespeareGenerationTests.CollectAsync(stream);
+
+        // The reference: follow the table's largest entry from the prompt's last character.
+        var table = SampleModels.BigramTable();
+        var size = SampleModels.BigramVocabulary.Length;
+        var expected = new StringBuilder();
+        var current = SampleModels.BigramVocabulary.IndexOf('s', StringComparison.Ordinal);
+        for (var i = 0; i < 30; i++)
+        {
+            var row = table.AsSpan(current * size, size);
+            var best = 0;
+            for (var j = 1; j < size; j++)
+            {
+                best = row[j] > row[best] ? j : best;
+            }
+            expected.Append(SampleModels.BigramVocabulary[best]);
+            current = best;
+        }
+        Assert.Equal(expected.ToString(), text);
+        Assert.Equal(new Generation.GenerationUsage(5, 30), usage);
+        Assert.Equal(Generation.FinishReason.Length, finish);
     }
 
     [Theory]
