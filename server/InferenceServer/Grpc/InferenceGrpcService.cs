@@ -1,12 +1,19 @@
 using Grpc.Core;
+using InferenceServer.Generation;
 using InferenceServer.Inference;
 using InferenceServer.Protocol;
 using InferenceServer.Repository;
 
 namespace InferenceServer.Grpc;
 
-/// <summary>inference.GRPCInferenceService: the Open Inference Protocol v2 over gRPC with Triton's extensions. A thin adapter over the core; errors are translated by <see cref="ErrorInterceptor"/>.</summary>
-internal sealed class InferenceGrpcService(ModelRepository repository, InferenceDispatcher dispatcher) : GRPCInferenceService.GRPCInferenceServiceBase
+/// <summary>
+/// inference.GRPCInferenceService: the Open Inference Protocol v2 over gRPC with Triton's extensions. A thin adapter over
+/// the core; errors are translated by <see cref="ErrorInterceptor"/>. Generative models (those <see cref="ITextGenerator"/>
+/// serves) take a BYTES input <c>text_input</c> and answer <c>text_output</c>, streamed on ModelStreamInfer.
+/// </summary>
+internal sealed class InferenceGrpcService(
+    ModelRepository repository, InferenceDispatcher dispatcher, ILogger<InferenceGrpcService> logger, ITextGenerator? generator = null)
+    : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
@@ -21,7 +28,8 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
         Task.FromResult(ProtocolMessages.ServerMetadata());
 
     public override Task<ModelMetadataResponse> ModelMetadata(ModelMetadataRequest request, ServerCallContext context) =>
-        Task.FromResult(ProtocolMessages.ModelMetadata(repository, repository.GetReady(request.Name, request.Version)));
+        Task.FromResult(GenerativeTensors.Metadata(generator, repository, request.Name, request.Version)
+            ?? ProtocolMessages.ModelMetadata(repository, repository.GetReady(request.Name, request.Version)));
 
     public override Task<ModelConfigResponse> ModelConfig(ModelConfigRequest request, ServerCallContext context) =>
         Task.FromResult(new ModelConfigResponse { Config = ProtocolMessages.ModelConfig(repository.GetReady(request.Name, request.Version).Config!) });
@@ -33,7 +41,9 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
     {
         using var inference = GrpcTensorCodec.Decode(request);
         inference.Deadline = DeadlineOf(context);
-        var response = await dispatcher.InferAsync(inference, context.CancellationToken);
+        var response = IsGenerative(request)
+            ? await GenerativeTensors.InferAsync(generator!, inference, context.CancellationToken)
+            : await dispatcher.InferAsync(inference, context.CancellationToken);
         // The reply's raw contents are views of the response's buffers: release them once the call is complete.
         context.GetHttpContext().Response.RegisterForDispose(response);
         return GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0);
@@ -42,29 +52,48 @@ internal sealed class InferenceGrpcService(ModelRepository repository, Inference
     public override async Task ModelStreamInfer(
         IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream, ServerCallContext context)
     {
-        // Each request on the stream gets one response; an error is reported in its response and the stream goes on.
-        await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
+        // Each tensor request on the stream gets one response, in order; an error is reported in its response and the
+        // stream goes on. Generative requests run concurrently, each writing its pieces as they come.
+        using var writer = new StreamResponseWriter(responseStream);
+        var generations = new List<Task>();
+        try
         {
-            InferenceResponse? response = null;
-            ModelStreamInferResponse reply;
-            try
+            await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
             {
-                using var inference = GrpcTensorCodec.Decode(request);
-                inference.Deadline = DeadlineOf(context);
-                response = await dispatcher.InferAsync(inference, context.CancellationToken);
-                reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };
-            }
-            catch (InferenceException e)
-            {
-                reply = new ModelStreamInferResponse { ErrorMessage = e.Message, InferResponse = new ModelInferResponse { Id = request.Id, ModelName = request.ModelName } };
-            }
-            using (response)
-            {
-                // The message is serialized by the time the write completes; only then may the buffers go.
-                await responseStream.WriteAsync(reply, context.CancellationToken);
+                if (IsGenerative(request))
+                {
+                    generations.RemoveAll(t => t.IsCompleted);
+                    generations.Add(new GrpcGeneration(generator!, logger).StreamAsync(request, writer, context.CancellationToken));
+                    continue;
+                }
+                InferenceResponse? response = null;
+                ModelStreamInferResponse reply;
+                try
+                {
+                    using var inference = GrpcTensorCodec.Decode(request);
+                    inference.Deadline = DeadlineOf(context);
+                    response = await dispatcher.InferAsync(inference, context.CancellationToken);
+                    reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };
+                }
+                catch (InferenceException e)
+                {
+                    reply = new ModelStreamInferResponse { ErrorMessage = e.Message, InferResponse = new ModelInferResponse { Id = request.Id, ModelName = request.ModelName } };
+                }
+                using (response)
+                {
+                    // The message is serialized by the time the write completes; only then may the buffers go.
+                    await writer.WriteAsync(reply, context.CancellationToken);
+                }
             }
         }
+        finally
+        {
+            // The call ends when this method returns: every generation must have written its last response by then.
+            await Task.WhenAll(generations);
+        }
     }
+
+    private bool IsGenerative(ModelInferRequest request) => generator is not null && generator.IsGenerative(request.ModelName);
 
     /// <summary>The call's gRPC deadline as a Stopwatch timestamp (0 when the client set none).</summary>
     private static long DeadlineOf(ServerCallContext context)

@@ -6,6 +6,7 @@ using InferenceServer.Generation;
 using InferenceServer.Observability;
 using InferenceServer.Grpc;
 using InferenceServer.Http;
+using InferenceServer.Http.OpenAi;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -37,10 +38,12 @@ public static class InferenceServerApp
 
         ServerOptions server;
         ModelRepositoryOptions repository;
+        OpenAiOptions openAi;
         try
         {
             server = builder.Configuration.GetSection("Server").Get<ServerOptions>() ?? new ServerOptions();
             repository = builder.Configuration.GetSection("Repository").Get<ModelRepositoryOptions>() ?? new ModelRepositoryOptions();
+            openAi = builder.Configuration.GetSection("OpenAi").Get<OpenAiOptions>() ?? new OpenAiOptions();
         }
         catch (InvalidOperationException e)
         {
@@ -48,6 +51,7 @@ public static class InferenceServerApp
             throw new ArgumentException(e.Message, e);
         }
         builder.Services.AddSingleton(server);
+        builder.Services.AddSingleton(openAi);
         builder.Services.AddSingleton(Options.Create(repository));
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<ModelRepositoryOptions>>().Value);
         builder.Services.AddSingleton<IModelBackend, OnnxRuntimeBackend>();
@@ -82,6 +86,8 @@ public static class InferenceServerApp
         app.UseMiddleware<RestErrorMiddleware>();
         app.MapOpenInferenceRest();
         app.MapKServeV1();
+        app.MapTritonGenerate();
+        app.MapOpenAi();
         app.MapMetrics();
         app.MapGrpcService<InferenceGrpcService>();
         return app;

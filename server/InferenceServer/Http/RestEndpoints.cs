@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Google.Protobuf;
+using InferenceServer.Generation;
 using InferenceServer.Inference;
 using InferenceServer.Protocol;
 using InferenceServer.Repository;
@@ -44,7 +45,10 @@ internal static class RestEndpoints
         using var body = await RequestBody.ReadAsync(context.Request, context.RequestAborted);
         var encoding = new RestOutputEncoding();
         using var request = RestInferCodec.ReadRequest(name, version, body.Memory, context.Request.Headers[RestInferCodec.HeaderLengthHeader].FirstOrDefault(), encoding);
-        using var response = await dispatcher.InferAsync(request, context.RequestAborted);
+        // A generative model takes text_input and answers text_output, so KServe v2 clients can call it too.
+        using var response = context.RequestServices.GetService<ITextGenerator>() is { } generator && generator.IsGenerative(name)
+            ? await GenerativeTensors.InferAsync(generator, request, context.RequestAborted)
+            : await dispatcher.InferAsync(request, context.RequestAborted);
         await RestInferCodec.WriteResponseAsync(context.Response, response, encoding, context.RequestAborted);
     }
 
@@ -52,7 +56,8 @@ internal static class RestEndpoints
     {
         var (name, version) = Route(context);
         var repository = Repository(context);
-        return WriteMessageAsync(context, ProtocolMessages.ModelMetadata(repository, repository.GetReady(name, version)));
+        return WriteMessageAsync(context, GenerativeTensors.Metadata(context.RequestServices.GetService<ITextGenerator>(), repository, name, version)
+            ?? ProtocolMessages.ModelMetadata(repository, repository.GetReady(name, version)));
     }
 
     private static Task ModelReadyAsync(HttpContext context)

@@ -248,12 +248,19 @@ public sealed class SamplerTests
         {
             var sampler = new Sampler(parameters);
             sampler.Sample(logits, scratch);
-            var before = GC.GetAllocatedBytesForCurrentThread();
-            for (var i = 0; i < 20; i++)
+            // The runtime may allocate on this thread while it re-compiles a hot method (tiering); a per-call
+            // allocation shows in every round, so the quietest of several rounds must be zero.
+            var quietest = long.MaxValue;
+            for (var round = 0; round < 5; round++)
             {
-                sampler.Sample(logits, scratch);
+                var before = GC.GetAllocatedBytesForCurrentThread();
+                for (var i = 0; i < 20; i++)
+                {
+                    sampler.Sample(logits, scratch);
+                }
+                quietest = Math.Min(quietest, GC.GetAllocatedBytesForCurrentThread() - before);
             }
-            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.Equal(0, quietest);
         }
     }
 

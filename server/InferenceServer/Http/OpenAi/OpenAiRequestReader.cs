@@ -1,0 +1,242 @@
+using System.Text.Json;
+using InferenceServer.Generation;
+using InferenceServer.Inference;
+
+namespace InferenceServer.Http.OpenAi;
+
+/// <summary>A parsed OpenAI completions or chat completions request.</summary>
+internal sealed record OpenAiRequest(string Model, GenerationRequest Generation, bool Stream, bool IncludeUsage);
+
+/// <summary>
+/// Parses the bodies of <c>POST /v1/completions</c> and <c>POST /v1/chat/completions</c> into a
+/// <see cref="GenerationRequest"/>. Fields this server cannot honour (n &gt; 1, echo, logprobs, penalties, tools, ...)
+/// are refused with a 400 naming the field rather than silently ignored; unknown fields are ignored, as vLLM does.
+/// </summary>
+internal static class OpenAiRequestReader
+{
+    private static readonly HashSet<string> ChatRoles = new(StringComparer.Ordinal) { "system", "developer", "user", "assistant" };
+
+    public static OpenAiRequest ReadCompletion(ReadOnlyMemory<byte> body, string id) => Read(body, id, chat: false);
+
+    public static OpenAiRequest ReadChat(ReadOnlyMemory<byte> body, string id) => Read(body, id, chat: true);
+
+    private static OpenAiRequest Read(ReadOnlyMemory<byte> body, string id, bool chat)
+    {
+        if (body.IsEmpty)
+        {
+            throw InferenceException.InvalidArgument("the request body is empty; expected a JSON object");
+        }
+        using var document = JsonDocument.Parse(body);
+        var root = document.RootElement;
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw InferenceException.InvalidArgument("the request body must be a JSON object");
+        }
+
+        string? model = null;
+        string? prompt = null;
+        List<ChatMessage>? messages = null;
+        int? maxCompletionTokens = null;
+        JsonElement? streamOptions = null;
+        var fields = new GenerationFields();
+        foreach (var property in root.EnumerateObject())
+        {
+            var value = property.Value;
+            switch (property.Name)
+            {
+                case "model":
+                    model = value.ValueKind == JsonValueKind.String ? value.GetString() : throw GenerationFields.Invalid("model", "\"model\" must be a string");
+                    break;
+                case "prompt" when !chat:
+                    prompt = ReadPrompt(value);
+                    break;
+                case "messages" when chat:
+                    messages = ReadMessages(value);
+                    break;
+                case "max_completion_tokens" when chat:
+                    maxCompletionTokens = GenerationFields.ReadMaxTokens(property.Name, value);
+                    break;
+                case "stream_options":
+                    streamOptions = value.ValueKind == JsonValueKind.Null ? null : value;
+                    break;
+                case "n":
+                    RequireOneOf(property.Name, value, "only n = 1 is supported", JsonValueKind.Null, 1);
+                    break;
+                case "best_of":
+                    RequireOneOf(property.Name, value, "only best_of = 1 is supported", JsonValueKind.Null, 1);
+                    break;
+                case "presence_penalty" or "frequency_penalty":
+                    RequireOneOf(property.Name, value, $"\"{property.Name}\" is not supported; only 0 is accepted", JsonValueKind.Null, 0);
+                    break;
+                case "repetition_penalty":
+                    RequireOneOf(property.Name, value, $"\"{property.Name}\" is not supported; only 1 is accepted", JsonValueKind.Null, 1);
+                    break;
+                case "echo" when !chat:
+                    RequireOneOf(property.Name, value, "\"echo\" is not supported; only false is accepted", JsonValueKind.Null, JsonValueKind.False);
+                    break;
+                case "logprobs":
+                    RequireOneOf(property.Name, value, "\"logprobs\" is not supported; only null is accepted", JsonValueKind.Null, chat ? JsonValueKind.False : JsonValueKind.Null);
+                    break;
+                case "top_logprobs" or "suffix":
+                    RequireOneOf(property.Name, value, $"\"{property.Name}\" is not supported", JsonValueKind.Null, JsonValueKind.Null);
+                    break;
+                case "logit_bias":
+                    if (value.ValueKind != JsonValueKind.Null && !(value.ValueKind == JsonValueKind.Object && !value.EnumerateObject().Any()))
+                    {
+                        throw GenerationFields.Invalid(property.Name, "\"logit_bias\" is not supported");
+                    }
+                    break;
+                case "tools" or "functions":
+                    if (value.ValueKind != JsonValueKind.Null && !(value.ValueKind == JsonValueKind.Array && value.GetArrayLength() == 0))
+                    {
+                        throw GenerationFields.Invalid(property.Name, $"\"{property.Name}\" (tool calling) is not supported");
+                    }
+                    break;
+                case "response_format":
+                    if (value.ValueKind != JsonValueKind.Null &&
+                        !(value.ValueKind == JsonValueKind.Object && value.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+                    {
+                        throw GenerationFields.Invalid(property.Name, "only \"response_format\": {\"type\": \"text\"} is supported");
+                    }
+                    break;
+                default:
+                    // The shared sampling fields; anything else ("user", vendor extensions) is ignored.
+                    fields.TryRead(property.Name, value);
+                    break;
+            }
+        }
+
+        if (string.IsNullOrEmpty(model))
+        {
+            throw GenerationFields.Invalid("model", "the request needs \"model\", the name of a model (GET /v1/models lists them)");
+        }
+        if (chat && messages is null)
+        {
+            throw GenerationFields.Invalid("messages", "the request needs \"messages\", a non-empty array of {\"role\", \"content\"}");
+        }
+        if (!chat && prompt is null)
+        {
+            throw GenerationFields.Invalid("prompt", "the request needs \"prompt\", a string");
+        }
+        // The newer name wins when a client sends both.
+        fields.MaxTokens = maxCompletionTokens ?? fields.MaxTokens;
+
+        var stream = fields.Stream ?? false;
+        var includeUsage = false;
+        if (streamOptions is { } options)
+        {
+            if (!stream)
+            {
+                throw GenerationFields.Invalid("stream_options", "\"stream_options\" is only allowed with \"stream\": true");
+            }
+            if (options.ValueKind != JsonValueKind.Object)
+            {
+                throw GenerationFields.Invalid("stream_options", "\"stream_options\" must be an object");
+            }
+            if (options.TryGetProperty("include_usage", out var include))
+            {
+                includeUsage = GenerationFields.ReadBool("stream_options.include_usage", include) ?? false;
+            }
+        }
+        var generation = fields.ToRequest(prompt, messages, chat ? "chat" : "text_completion", id);
+        return new OpenAiRequest(model, generation, stream, includeUsage);
+    }
+
+    private static string ReadPrompt(JsonElement value)
+    {
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                return value.GetString()!;
+            case JsonValueKind.Array when value.GetArrayLength() == 1 && value[0].ValueKind == JsonValueKind.String:
+                return value[0].GetString()!;
+            case JsonValueKind.Array when value.GetArrayLength() > 1 && value[0].ValueKind == JsonValueKind.String:
+                throw GenerationFields.Invalid("prompt", $"\"prompt\" holds {value.GetArrayLength()} prompts; send one prompt per request");
+            case JsonValueKind.Array when value.GetArrayLength() > 0 && value[0].ValueKind is JsonValueKind.Number or JsonValueKind.Array:
+                throw GenerationFields.Invalid("prompt", "token-id prompts are not supported; send the prompt as a string");
+            default:
+                throw GenerationFields.Invalid("prompt", $"\"prompt\" must be a string or an array of one string, not {GenerationFields.Describe(value)}");
+        }
+    }
+
+    private static List<ChatMessage> ReadMessages(JsonElement value)
+    {
+        if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() == 0)
+        {
+            throw GenerationFields.Invalid("messages", "\"messages\" must be a non-empty array of {\"role\", \"content\"}");
+        }
+        var messages = new List<ChatMessage>(value.GetArrayLength());
+        var i = 0;
+        foreach (var message in value.EnumerateArray())
+        {
+            if (message.ValueKind != JsonValueKind.Object)
+            {
+                throw GenerationFields.Invalid("messages", $"messages[{i}] must be an object with \"role\" and \"content\"");
+            }
+            var role = message.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString()! : null;
+            if (role is null || !ChatRoles.Contains(role))
+            {
+                throw GenerationFields.Invalid("messages", $"messages[{i}].role must be one of {string.Join(", ", ChatRoles)}");
+            }
+            if (message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind != JsonValueKind.Null)
+            {
+                throw GenerationFields.Invalid("messages", $"messages[{i}]: tool calls are not supported");
+            }
+            var content = message.TryGetProperty("content", out var c) ? c : default;
+            messages.Add(new ChatMessage(role, ReadContent(content, role, i)));
+            i++;
+        }
+        return messages;
+    }
+
+    /// <summary>A string, or an array of text parts (joined with newlines, as vLLM does); null only for the assistant.</summary>
+    private static string ReadContent(JsonElement content, string role, int index)
+    {
+        switch (content.ValueKind)
+        {
+            case JsonValueKind.String:
+                return content.GetString()!;
+            case JsonValueKind.Null or JsonValueKind.Undefined when role == "assistant":
+                return "";
+            case JsonValueKind.Array:
+                var parts = new List<string>(content.GetArrayLength());
+                var j = 0;
+                foreach (var part in content.EnumerateArray())
+                {
+                    var type = part.ValueKind == JsonValueKind.Object && part.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+                    if (type != "text")
+                    {
+                        throw GenerationFields.Invalid("messages", type is null
+                            ? $"messages[{index}].content[{j}] must be an object with \"type\""
+                            : $"messages[{index}].content[{j}]: only \"text\" parts are supported, not \"{type}\"");
+                    }
+                    parts.Add(part.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
+                        ? text.GetString()!
+                        : throw GenerationFields.Invalid("messages", $"messages[{index}].content[{j}] needs \"text\", a string"));
+                    j++;
+                }
+                return string.Join('\n', parts);
+            default:
+                throw GenerationFields.Invalid("messages", $"messages[{index}].content must be a string or an array of text parts");
+        }
+    }
+
+    /// <summary>Accepts <paramref name="value"/> only when it is one of the allowed kinds or numbers.</summary>
+    private static void RequireOneOf(string name, JsonElement value, string message, params object[] allowed)
+    {
+        foreach (var a in allowed)
+        {
+            var ok = a switch
+            {
+                JsonValueKind kind => value.ValueKind == kind,
+                int number => value.ValueKind == JsonValueKind.Number && value.GetDouble() == number,
+                _ => false,
+            };
+            if (ok)
+            {
+                return;
+            }
+        }
+        throw GenerationFields.Invalid(name, message);
+    }
+}
