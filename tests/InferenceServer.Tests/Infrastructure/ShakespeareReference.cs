@@ -11,6 +11,8 @@ public sealed class ShakespeareReference : IDisposable
 {
     private readonly jit.ScriptModule _module = jit.load(TorchScriptRepository.File("shakespeare.pt.zip"));
 
+    static ShakespeareReference() => Backends.TorchSharp.OpenMpWaitPolicy.PreferPassive();
+
     public ShakespeareReference() => _module.eval();
 
     /// <summary>Greedy continuation of <paramref name="prompt"/>, with each step's gap between the two largest logits.</summary>

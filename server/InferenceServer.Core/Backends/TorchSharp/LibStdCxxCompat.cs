@@ -31,6 +31,7 @@ public static class LibStdCxxCompat
     /// </summary>
     public static void ReexecIfNeeded(string[] args)
     {
+        OpenMpWaitPolicy.PreferPassive();
         if (IsActive)
         {
             RestoreChildEnvironment();

@@ -16,6 +16,9 @@ public sealed class TorchSharpBackend : IModelBackend
 {
     private static readonly Lock ThreadsLock = new();
 
+    /// <summary>Before libtorch (and its OpenMP runtime) loads: see <see cref="OpenMpWaitPolicy"/>.</summary>
+    static TorchSharpBackend() => OpenMpWaitPolicy.PreferPassive();
+
     /// <inheritdoc />
     public string Name => "pytorch";
 
