@@ -24,6 +24,7 @@ public sealed class ContinuousBatcher : IDisposable
     private readonly IReadOnlyList<IBackendModel> _instances;
     private readonly Queue<GeneratingSequence> _waiting = new();
     private readonly Thread[] _threads;
+    private readonly int[] _largestSteps;
     private int _running;
     private bool _stopping;
 
@@ -36,10 +37,12 @@ public sealed class ContinuousBatcher : IDisposable
         _metrics = metrics;
         _instances = instances;
         _threads = new Thread[instances.Count];
+        _largestSteps = new int[instances.Count];
         for (var i = 0; i < instances.Count; i++)
         {
             var decoder = new WindowDecoder(instances[i], config.Name, generation);
-            _threads[i] = new Thread(() => Loop(decoder)) { IsBackground = true, Name = $"generate {config.Name}:{version} #{i}" };
+            var instance = i;
+            _threads[i] = new Thread(() => Loop(decoder, instance)) { IsBackground = true, Name = $"generate {config.Name}:{version} #{i}" };
             _threads[i].Start();
         }
     }
@@ -59,8 +62,11 @@ public sealed class ContinuousBatcher : IDisposable
     /// <summary>Sequences currently in a batch, over every instance.</summary>
     public int RunningCount => Volatile.Read(ref _running);
 
-    /// <summary>Test hook: the largest batch a step has had so far.</summary>
-    public int LargestStep { get; private set; }
+    /// <summary>Test hook: the largest batch a step has had so far, over every instance.</summary>
+    public int LargestStep => _largestSteps.Max();
+
+    /// <summary>Test hook: the largest batch each instance's steps have had so far.</summary>
+    public IReadOnlyList<int> LargestSteps => _largestSteps;
 
     /// <summary>
     /// Queues a request whose prompt is already tokenized; its text arrives on the returned sequence's chunks. The
@@ -95,11 +101,11 @@ public sealed class ContinuousBatcher : IDisposable
             }
             _waiting.Enqueue(sequence);
             _metrics.Waiting.Set(_waiting.Count);
-            Monitor.Pulse(_waiting);
+            Monitor.PulseAll(_waiting);
         }
     }
 
-    private void Loop(IDecoder decoder)
+    private void Loop(IDecoder decoder, int instance)
     {
         var width = _generation.LogitsWidth;
         var vocabulary = _generation.Tokenizer.VocabularySize;
@@ -120,7 +126,12 @@ public sealed class ContinuousBatcher : IDisposable
                 {
                     return;
                 }
-                while (running.Count < capacity && _waiting.TryDequeue(out var next))
+                // With several instances, each takes its fair share of the work in flight, so that their decode
+                // loops run batches of similar size instead of one instance taking everything.
+                var share = _threads.Length == 1
+                    ? capacity
+                    : Math.Min(capacity, (Volatile.Read(ref _running) + _waiting.Count + _threads.Length - 1) / _threads.Length);
+                while (running.Count < share && _waiting.TryDequeue(out var next))
                 {
                     running.Add(next);
                     Interlocked.Increment(ref _running);
@@ -163,9 +174,9 @@ public sealed class ContinuousBatcher : IDisposable
                 continue;
             }
             _statistics.RecordExecution(running.Count, timings.InputTicks, timings.InferTicks, timings.OutputTicks);
-            if (running.Count > LargestStep)
+            if (running.Count > _largestSteps[instance])
             {
-                LargestStep = running.Count;
+                _largestSteps[instance] = running.Count;
             }
 
             now = Stopwatch.GetTimestamp();
