@@ -238,7 +238,7 @@ public static class SampleModels
 
     /// <summary>
     /// <c>bigram_lm</c>'s table: row <c>a</c> holds the logits of the character after <c>a</c>, the log of its smoothed
-    /// frequency in <see cref="BigramCorpus"/> (add-0.1 smoothing, so every character stays possible when sampling).
+    /// frequency in <see cref="BigramCorpus"/> (add-0.01 smoothing, so every character stays possible when sampling).
     /// </summary>
     public static float[] BigramTable()
     {
@@ -259,11 +259,11 @@ public static class SampleModels
             double total = 0;
             for (var b = 0; b < size; b++)
             {
-                total += counts[(a * size) + b] + 0.1;
+                total += counts[(a * size) + b] + 0.01;
             }
             for (var b = 0; b < size; b++)
             {
-                table[(a * size) + b] = (float)Math.Log((counts[(a * size) + b] + 0.1) / total);
+                table[(a * size) + b] = (float)Math.Log((counts[(a * size) + b] + 0.01) / total);
             }
         }
         return table;
