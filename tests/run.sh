@@ -7,6 +7,10 @@ if [[ ! -d ../shared/models ]]; then
   echo "error: ../shared/models not found beside the repository; the tests read their golden data from there" >&2
   exit 2
 fi
+# The official OpenAI Node.js client, pinned in tests/clients/node/package.json, for OpenAiNodeClientTests.
+if [[ ! -f tests/clients/node/node_modules/openai/package.json ]]; then
+  npm install --prefix tests/clients/node --no-audit --no-fund --loglevel=error >/dev/null
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
