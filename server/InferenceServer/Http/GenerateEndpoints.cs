@@ -77,7 +77,8 @@ internal static class GenerateEndpoints
                     continue;
                 }
                 var usage = new GenerationUsage(stream.PromptTokens, completionTokens);
-                await events.WriteAsync(new GenerateOutput(reply, chunk.Text, finish, usage), WriteOutput, cancellationToken);
+                await events.WriteAsync(new GenerateOutput(reply, chunk.Text, finish, usage), WriteOutput, cancellationToken,
+                    flush: finish != FinishReason.None || !stream.Chunks.TryPeek(out _));
                 if (finish != FinishReason.None)
                 {
                     break;

@@ -22,8 +22,11 @@ internal sealed class ServerSentEvents(HttpResponse response) : IDisposable
         return response.StartAsync(cancellationToken);
     }
 
-    /// <summary>Writes one event whose data is the JSON <paramref name="write"/> produces, and flushes it.</summary>
-    public async ValueTask WriteAsync<TState>(TState state, Action<Utf8JsonWriter, TState> write, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes one event whose data is the JSON <paramref name="write"/> produces, and flushes it unless
+    /// <paramref name="flush"/> is false (more events are ready: they go out together in one send).
+    /// </summary>
+    public async ValueTask WriteAsync<TState>(TState state, Action<Utf8JsonWriter, TState> write, CancellationToken cancellationToken, bool flush = true)
     {
         var pipe = response.BodyWriter;
         pipe.Write("data: "u8);
@@ -38,7 +41,10 @@ internal sealed class ServerSentEvents(HttpResponse response) : IDisposable
         write(_json, state);
         _json.Flush();
         pipe.Write("\n\n"u8);
-        await pipe.FlushAsync(cancellationToken);
+        if (flush)
+        {
+            await pipe.FlushAsync(cancellationToken);
+        }
     }
 
     /// <summary>Writes OpenAI's end-of-stream event, <c>data: [DONE]</c>.</summary>

@@ -99,7 +99,9 @@ internal static partial class OpenAiEndpoints
                     }
                     continue;
                 }
-                await events.WriteAsync(new OpenAiDelta(reply, chunk.Text, finish, FirstChatChunk: false, includeUsage), OpenAiResponseWriter.Chunk, cancellationToken);
+                // A client that fell behind gets the pieces already made in one send.
+                await events.WriteAsync(new OpenAiDelta(reply, chunk.Text, finish, FirstChatChunk: false, includeUsage), OpenAiResponseWriter.Chunk, cancellationToken,
+                    flush: finish != FinishReason.None || !stream.Chunks.TryPeek(out _));
                 if (finish != FinishReason.None)
                 {
                     break;
