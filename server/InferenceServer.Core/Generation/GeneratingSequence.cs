@@ -24,6 +24,7 @@ internal sealed class GeneratingSequence : DecoderSequence
     private CancellationTokenRegistration _cancellation;
     private volatile bool _cancelled;
     private long _lastTokenTimestamp;
+    private bool _ended;
 
     public GeneratingSequence(
         List<int> promptTokens, GenerationRequest request, int maxTokens, GenerationConfig config, GenerationMetrics metrics, Activity? activity, IDisposable lease)
@@ -54,7 +55,11 @@ internal sealed class GeneratingSequence : DecoderSequence
 
     public FinishReason Finish { get; private set; }
 
-    public void WatchCancellation(CancellationToken token) => _cancellation = token.Register(static s => ((GeneratingSequence)s!).Cancel(), this);
+    /// <summary>Its node in the batcher's waiting queue while it waits (guarded by the queue's lock).</summary>
+    public LinkedListNode<GeneratingSequence>? WaitingNode { get; set; }
+
+    public void WatchCancellation(CancellationToken token, Scheduling.ContinuousBatcher batcher) =>
+        _cancellation = token.Register(static s => { var (sequence, owner) = ((GeneratingSequence, Scheduling.ContinuousBatcher))s!; owner.Cancel(sequence); }, (this, batcher));
 
     public void Cancel() => _cancelled = true;
 
@@ -141,6 +146,11 @@ internal sealed class GeneratingSequence : DecoderSequence
 
     private void End(long now, string? outcome = null)
     {
+        if (_ended)
+        {
+            return;
+        }
+        _ended = true;
         _cancellation.Dispose();
         _metrics.PromptTokens.Inc(PromptTokens);
         _metrics.RequestPromptTokens.Observe(PromptTokens);

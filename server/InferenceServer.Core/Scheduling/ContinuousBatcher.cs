@@ -22,7 +22,7 @@ public sealed class ContinuousBatcher : IDisposable
     private readonly ModelStatistics _statistics;
     private readonly GenerationMetrics _metrics;
     private readonly IReadOnlyList<IBackendModel> _instances;
-    private readonly Queue<GeneratingSequence> _waiting = new();
+    private readonly LinkedList<GeneratingSequence> _waiting = new();
     private readonly Thread[] _threads;
     private readonly int[] _largestSteps;
     private int _running;
@@ -78,9 +78,30 @@ public sealed class ContinuousBatcher : IDisposable
     {
         var sequence = new GeneratingSequence(promptTokens, request, maxTokens, _generation, _metrics, activity, lease);
         Enqueue(sequence);
-        // Registered after queueing: a token already cancelled marks the sequence at once, and the loop drops it.
-        sequence.WatchCancellation(cancellationToken);
+        // Registered after queueing: a token already cancelled takes the sequence out at once.
+        sequence.WatchCancellation(cancellationToken, this);
         return sequence;
+    }
+
+    /// <summary>
+    /// The client of <paramref name="sequence"/> went away: a waiting sequence leaves the queue now (its place is
+    /// free for the next request); a running one is dropped by its loop before the next step.
+    /// </summary>
+    internal void Cancel(GeneratingSequence sequence)
+    {
+        sequence.Cancel();
+        lock (_waiting)
+        {
+            if (sequence.WaitingNode?.List is null)
+            {
+                return;
+            }
+            _waiting.Remove(sequence.WaitingNode);
+            sequence.WaitingNode = null;
+            _metrics.Waiting.Set(_waiting.Count);
+        }
+        // Outside the lock: ending the sequence releases its lease, which may dispose this batcher.
+        sequence.CompleteCancelled(Stopwatch.GetTimestamp());
     }
 
     private void Enqueue(GeneratingSequence sequence)
@@ -99,7 +120,7 @@ public sealed class ContinuousBatcher : IDisposable
                     RetryAfter = TimeSpan.FromSeconds(1),
                 };
             }
-            _waiting.Enqueue(sequence);
+            sequence.WaitingNode = _waiting.AddLast(sequence);
             _metrics.Waiting.Set(_waiting.Count);
             Monitor.PulseAll(_waiting);
         }
@@ -131,8 +152,11 @@ public sealed class ContinuousBatcher : IDisposable
                 var share = _threads.Length == 1
                     ? capacity
                     : Math.Min(capacity, (Volatile.Read(ref _running) + _waiting.Count + _threads.Length - 1) / _threads.Length);
-                while (running.Count < share && _waiting.TryDequeue(out var next))
+                while (running.Count < share && _waiting.First is { } first)
                 {
+                    var next = first.Value;
+                    _waiting.RemoveFirst();
+                    next.WaitingNode = null;
                     running.Add(next);
                     Interlocked.Increment(ref _running);
                 }
@@ -171,6 +195,7 @@ public sealed class ContinuousBatcher : IDisposable
                 }
                 Interlocked.Add(ref _running, -running.Count);
                 running.Clear();
+                _metrics.Running.Set(RunningCount);
                 continue;
             }
             _statistics.RecordExecution(running.Count, timings.InputTicks, timings.InferTicks, timings.OutputTicks);
@@ -193,6 +218,7 @@ public sealed class ContinuousBatcher : IDisposable
                 running[kept++] = sequence;
             }
             running.RemoveRange(kept, running.Count - kept);
+            _metrics.Running.Set(RunningCount);
         }
     }
 
@@ -203,9 +229,11 @@ public sealed class ContinuousBatcher : IDisposable
         {
             _stopping = true;
             var now = Stopwatch.GetTimestamp();
-            while (_waiting.TryDequeue(out var sequence))
+            while (_waiting.First is { } first)
             {
-                sequence.CompleteCancelled(now);
+                _waiting.RemoveFirst();
+                first.Value.WaitingNode = null;
+                first.Value.CompleteCancelled(now);
             }
             Monitor.PulseAll(_waiting);
         }

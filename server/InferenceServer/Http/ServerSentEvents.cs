@@ -12,14 +12,17 @@ internal sealed class ServerSentEvents(HttpResponse response) : IDisposable
     private Utf8JsonWriter? _json;
 
     /// <summary>Sends the status and headers (200, no caching, no proxy buffering).</summary>
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         // nginx (and ingress controllers built on it) would otherwise hold events back.
         response.Headers["X-Accel-Buffering"] = "no";
-        return response.StartAsync(cancellationToken);
+        await response.StartAsync(cancellationToken);
+        // StartAsync only commits the headers; flushing sends them, so a client whose request waits for a slot
+        // sees the stream open at once instead of nothing until the first token.
+        await response.BodyWriter.FlushAsync(cancellationToken);
     }
 
     /// <summary>
