@@ -5,7 +5,7 @@ namespace InferenceServer.Perf;
 /// <summary>Options of <c>bench NAME</c>; each benchmark supplies its defaults, the command line overrides them.</summary>
 internal sealed record BenchOptions
 {
-    public static readonly string[] Names = ["mlp", "resnet50", "payload", "overhead"];
+    public static readonly string[] Names = ["mlp", "resnet50", "payload", "overhead", "generate"];
 
     public required string Name { get; init; }
     public int Runs { get; init; } = 3;
@@ -28,29 +28,32 @@ internal sealed record BenchOptions
     public IReadOnlyList<int>? Bytes { get; init; }
     public bool SkipUnbatched { get; init; }
     public bool Contention { get; init; }
+    public int? MaxTokens { get; init; }
 
     public static string Usage() => """
-        Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead [options]
+        Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead|generate [options]
 
           --runs N                 repetitions; tables show medians, ratios are taken within each run (default: 3)
-          --duration-seconds N     measured seconds per load cell (default per benchmark: mlp 4, resnet50 6, payload 4, overhead 4)
-          --engine-seconds N       measured seconds per engine batch size (default: mlp 2, resnet50 4)
+          --duration-seconds N     measured seconds per load cell (default per benchmark: mlp 4, resnet50 6, payload 4, overhead 4, generate 6)
+          --engine-seconds N       measured seconds per engine batch size (default: mlp 2, resnet50 4, generate 4)
           --warmup-seconds N       unmeasured seconds before every cell (default: 1)
           --first-warmup-seconds N unmeasured seconds before a load cell's first measurement (default: 5)
           --max-requests N         cap on requests per cell (default: 10000000)
           --json FILE              write every run's figures, profiles and checks as JSON
           --out FILE               also write the Markdown report to FILE
-          --shared-dir DIR         the shared data folder (resnet50; default: $INFERENCE_SHARED_DIR or ../shared beside the repository)
+          --shared-dir DIR         the shared data folder (resnet50, generate; default: $INFERENCE_SHARED_DIR or ../shared beside the repository)
           --server-log-level LVL   in-process server's log level (default: Warning)
-          --concurrency LIST       closed-loop clients (default: mlp 64, resnet50 8, payload 1, overhead 64)
+          --concurrency LIST       closed-loop clients (default: mlp 64, resnet50 8, payload 1, overhead 64; generate: streams 1,4,16,64)
           --protocol LIST          grpc, rest-binary, rest-json (default: grpc; payload grpc,rest-binary)
-          --settings LIST          engine instances x intra-op threads, e.g. 1x2,2x1 (default: mlp and resnet50 1x2,2x1; payload and overhead 1x2)
-          --engine-batches LIST    engine batch sizes (default: mlp 1,4,16,32,64; resnet50 1,2,4,8)
+          --settings LIST          engine instances x intra-op threads, e.g. 1x2,2x1 (default: mlp and resnet50 1x2,2x1; payload and overhead 1x2;
+                                   generate: none, libtorch's default threads; 1xT adds parameters.intra_op_num_threads T)
+          --engine-batches LIST    engine batch sizes (default: mlp 1,4,16,32,64; resnet50 1,2,4,8; generate: the raw decode loop's, 1,4,16,64)
           --max-queue-delay-us N   dynamic_batching max_queue_delay_microseconds (default: 0)
           --max-batch-size N       mlp, resnet50: the served models' max_batch_size (default: mlp 64, resnet50 8)
           --preferred-batch-sizes LIST  mlp, resnet50: dynamic_batching preferred_batch_size (default: none)
           --bytes LIST             payload sizes in bytes, multiples of 4 (default: 602112,7120000)
           --skip-unbatched         mlp: leave out the models without dynamic batching
+          --max-tokens N           generate: max_tokens of every completion (default: 128)
           --contention             mlp: also profile the engine (1x2, batch 64) and the echo side by side, ONNX Runtime spinning on/off
         """;
 
@@ -89,6 +92,7 @@ internal sealed record BenchOptions
                 "--max-queue-delay-us" => o with { MaxQueueDelayMicroseconds = (long)Number(name, value, 0, 1_000_000) },
                 "--max-batch-size" => o with { MaxBatchSize = (int)Number(name, value, 1, 1024) },
                 "--preferred-batch-sizes" => o with { PreferredBatchSizes = Ints(name, value, 1, 1024) },
+                "--max-tokens" => o with { MaxTokens = (int)Number(name, value, 2, 100_000) },
                 "--bytes" => o with { Bytes = Ints(name, value, 4, 200_000_000).Select(b => b % 4 == 0 ? b : throw new ArgumentException("--bytes: sizes must be multiples of 4 (FP32)")).ToArray() },
                 _ => throw new ArgumentException($"unknown option {name}"),
             };

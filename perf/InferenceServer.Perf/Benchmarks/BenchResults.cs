@@ -26,6 +26,7 @@ internal sealed class BenchResults(string benchmark, string description)
     private readonly List<(CellInfo Info, List<Measurement> Runs, List<Profile> Profiles)> _cells = [];
     private readonly List<Check> _checks = [];
     private readonly List<string> _notes = [];
+    private readonly List<string> _tables = [];
 
     public string Benchmark => benchmark;
 
@@ -56,6 +57,9 @@ internal sealed class BenchResults(string benchmark, string description)
 
     public void Note(string note) => _notes.Add(note);
 
+    /// <summary>A benchmark's own summary table (Markdown), shown after the cells' table.</summary>
+    public void Table(string markdown) => _tables.Add(markdown);
+
     public string ToMarkdown()
     {
         var s = new StringBuilder();
@@ -68,6 +72,10 @@ internal sealed class BenchResults(string benchmark, string description)
             s.AppendLine(Invariant($"| {info.Name} | {info.Kind} | {info.Protocol} | {info.Concurrency} | {Rate(Median(runs.Select(r => r.RequestsPerSecond)))} | {Rate(Median(runs.Select(r => r.SamplesPerSecond)))} | {Ms(Median(runs.Select(r => r.Percentile(50))))} | {Ms(Median(runs.Select(r => r.Percentile(90))))} | {Ms(Median(runs.Select(r => r.Percentile(99))))} | {Ms(Median(runs.Select(r => r.MaxMs)))} | {(errors.Length == 0 ? "0" : string.Join(", ", errors))} |"));
         }
         s.AppendLine().AppendLine("Medians over the runs (max ms: median of the runs' maxima); errors summed over the runs, by status.").AppendLine();
+        foreach (var table in _tables)
+        {
+            s.AppendLine(table.TrimEnd()).AppendLine();
+        }
         if (_checks.Count > 0)
         {
             s.AppendLine("| target | ratio | per run | median | target | result |");
@@ -131,10 +139,18 @@ internal sealed class BenchResults(string benchmark, string description)
                     errors = r.Errors,
                     errors_by_status = r.ErrorsByStatus,
                     first_error = r.FirstError,
+                    generation = r.Samples is null ? null : new
+                    {
+                        tokens = r.Samples,
+                        tokens_per_second = r.SamplesPerSecond,
+                        time_per_output_token_p50_ms = Measurement.Percentile(r.TimePerOutputTokenMs, 50),
+                        time_per_output_token_p90_ms = Measurement.Percentile(r.TimePerOutputTokenMs, 90),
+                    },
                     profile = c.Profiles[i],
                 }),
             }),
             checks = _checks.Select(c => new { c.Name, c.Formula, per_run = c.PerRun, median = c.Median, target = c.Target, met = c.Met }),
+            tables = _tables,
             notes = _notes,
         };
         File.WriteAllText(path, JsonSerializer.Serialize(document, JsonOptions));

@@ -36,15 +36,19 @@ internal sealed class BenchSession : IAsyncDisposable
 
     public TempRepository Repository => _repository;
 
-    /// <summary>Writes the models (<paramref name="write"/>), starts the server and the echo, and waits for <paramref name="models"/>.</summary>
-    public static async Task<BenchSession> StartAsync(BenchOptions options, BenchResults results, Action<TempRepository> write, IReadOnlyList<string> models)
+    /// <summary>
+    /// Writes the models (<paramref name="write"/>), starts the server (with <paramref name="serverArguments"/>, if any)
+    /// and the echo, and waits for <paramref name="models"/>.
+    /// </summary>
+    public static async Task<BenchSession> StartAsync(
+        BenchOptions options, BenchResults results, Action<TempRepository> write, IReadOnlyList<string> models, IReadOnlyList<string>? serverArguments = null)
     {
         var repository = new TempRepository();
         ServerTarget? server = null;
         try
         {
             write(repository);
-            server = await ServerTarget.StartInProcessAsync(repository.Models, options.ServerLogLevel).ConfigureAwait(false);
+            server = await ServerTarget.StartInProcessAsync(repository.Models, options.ServerLogLevel, arguments: serverArguments).ConfigureAwait(false);
             foreach (var model in models)
             {
                 await server.WaitForModelAsync(model).ConfigureAwait(false);
@@ -98,7 +102,8 @@ internal sealed class BenchSession : IAsyncDisposable
         return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, null));
     }
 
-    private Measurement Record(CellInfo cell, Measurement m, Profile profile)
+    /// <summary>Adds a cell's measurement and profile to the results and prints them (and the cell's first error) on stderr.</summary>
+    public Measurement Record(CellInfo cell, Measurement m, Profile profile)
     {
         Results.Add(cell, m, profile);
         Log(string.Create(CultureInfo.InvariantCulture,

@@ -13,6 +13,9 @@ internal sealed record Profile(double MachineBusy, double ProcessBusy, int Threa
     /// <summary>This process's garbage collections (gen0/gen1/gen2) and GC pause time during the cell.</summary>
     public GcDelta? Gc { get; init; }
 
+    /// <summary>A benchmark's own figures for the cell (generate: the server's token metrics over the cell).</summary>
+    public string? Detail { get; init; }
+
     /// <summary>Other processes used more than a tenth of the machine during the cell: its figures are suspect.</summary>
     public bool Disturbed => MachineBusy - ProcessBusy > 0.1;
 
@@ -20,7 +23,8 @@ internal sealed record Profile(double MachineBusy, double ProcessBusy, int Threa
         (double.IsNaN(MachineBusy) ? $"{ThreadPoolThreads} pool threads" : Invariant($"cpu {MachineBusy:P0} busy (this process {ProcessBusy:P0} of all cores), {ThreadPoolThreads} pool threads")) +
         (Disturbed ? Invariant($" DISTURBED: other processes used {MachineBusy - ProcessBusy:P0}") : "") +
         (Gc is { } gc ? "; " + gc : "") +
-        (Server is { } s ? "; " + s : "");
+        (Server is { } s ? "; " + s : "") +
+        (Detail is { } d ? "; " + d : "");
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

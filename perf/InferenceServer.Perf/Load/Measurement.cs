@@ -5,7 +5,8 @@ namespace InferenceServer.Perf;
 
 /// <summary>
 /// One measurement: successful requests, errors (total and by status), wall time, and the successful requests'
-/// latencies (sorted, ms). <see cref="Samples"/> counts rows: requests times the batch each carried.
+/// latencies (sorted, ms). <see cref="SamplesPerSecond"/> counts rows: requests times the batch each carried, or the
+/// rows counted directly (<see cref="Samples"/>: generated tokens).
 /// </summary>
 internal sealed record Measurement(long Requests, long Errors, double Seconds, double[] LatenciesMs, string? FirstError)
 {
@@ -15,15 +16,24 @@ internal sealed record Measurement(long Requests, long Errors, double Seconds, d
     /// <summary>Rows carried per request (the engine's batch size; 1 for a client request).</summary>
     public int RowsPerRequest { get; init; } = 1;
 
+    /// <summary>Rows counted directly over the window when they do not follow from requests x rows (generated tokens); null otherwise.</summary>
+    public long? Samples { get; init; }
+
+    /// <summary>Streaming generation: each request's time per output token, (last token - first token) / (tokens - 1), sorted, ms.</summary>
+    public double[] TimePerOutputTokenMs { get; init; } = [];
+
     public double RequestsPerSecond => Seconds > 0 ? Requests / Seconds : 0;
 
-    public double SamplesPerSecond => RequestsPerSecond * RowsPerRequest;
+    public double SamplesPerSecond => Samples is { } samples ? (Seconds > 0 ? samples / Seconds : 0) : RequestsPerSecond * RowsPerRequest;
 
     public double MaxMs => LatenciesMs.Length == 0 ? double.NaN : LatenciesMs[^1];
 
     /// <summary>Nearest-rank percentile of the latencies (NaN when nothing succeeded).</summary>
-    public double Percentile(double p) =>
-        LatenciesMs.Length == 0 ? double.NaN : LatenciesMs[Math.Clamp((int)Math.Ceiling(p / 100 * LatenciesMs.Length) - 1, 0, LatenciesMs.Length - 1)];
+    public double Percentile(double p) => Percentile(LatenciesMs, p);
+
+    /// <summary>Nearest-rank percentile of sorted values (NaN when empty).</summary>
+    public static double Percentile(double[] sorted, double p) =>
+        sorted.Length == 0 ? double.NaN : sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
 
     /// <summary>"none" or e.g. "grpc:Unavailable=3, timeout=1".</summary>
     public string ErrorSummary => ErrorsByStatus.Count == 0 ? "none" : string.Join(", ", ErrorsByStatus.OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => $"{e.Key}={e.Value}"));
@@ -58,6 +68,7 @@ internal sealed class Recorder
         HttpRequestException { StatusCode: { } status } => $"http:{(int)status}",
         TaskCanceledException or OperationCanceledException or TimeoutException => "timeout",
         HttpRequestException => "http:connection",
+        CompletionStreamException stream => stream.Status,
         _ => e.GetType().Name,
     };
 

@@ -23,12 +23,15 @@ internal sealed class TempRepository : IDisposable
     public string FilePath(string fileName) => Path.Combine(Files, fileName);
 
     /// <summary>Adds model <paramref name="name"/> (version 1) over <paramref name="modelFile"/> (a symlink) with these settings.</summary>
-    public void AddModel(string name, string modelFile, ModelSettings settings)
+    public void AddModel(string name, string modelFile, ModelSettings settings) => AddModel(name, modelFile, "model.onnx", settings.ToYaml());
+
+    /// <summary>Adds model <paramref name="name"/> (version 1) as <paramref name="fileName"/>, a symlink to <paramref name="modelFile"/> (never a copy), with this <c>config.yaml</c>.</summary>
+    public void AddModel(string name, string modelFile, string fileName, string configYaml)
     {
         var version = Path.Combine(Models, name, "1");
         Directory.CreateDirectory(version);
-        File.CreateSymbolicLink(Path.Combine(version, "model.onnx"), Path.GetFullPath(modelFile));
-        File.WriteAllText(Path.Combine(Models, name, "config.yaml"), settings.ToYaml());
+        File.CreateSymbolicLink(Path.Combine(version, fileName), Path.GetFullPath(modelFile));
+        File.WriteAllText(Path.Combine(Models, name, "config.yaml"), configYaml);
     }
 
     /// <summary>Where the server reads model <paramref name="name"/>'s file (for the engine baseline).</summary>

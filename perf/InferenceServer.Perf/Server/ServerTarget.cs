@@ -14,9 +14,10 @@ internal sealed class ServerTarget : IAsyncDisposable
     private readonly WebApplication? _app;
     private readonly string? _temporaryRepository;
 
-    private ServerTarget(WebApplication? app, string? temporaryRepository, string? repository, Uri http, Uri grpc)
+    private ServerTarget(WebApplication? app, string? temporaryRepository, string? repository, Uri http, Uri grpc, Uri? metrics = null)
     {
         _app = app;
+        Metrics = metrics;
         _temporaryRepository = temporaryRepository;
         Repository = repository;
         Description = $"{(app is null ? "external" : "in-process")} server, REST {http}, gRPC {grpc}";
@@ -29,6 +30,9 @@ internal sealed class ServerTarget : IAsyncDisposable
     public string? Repository { get; }
 
     public Connection Connection { get; }
+
+    /// <summary>The metrics (admin) port's address, for the in-process server; null for an external one.</summary>
+    public Uri? Metrics { get; }
 
     public GRPCInferenceService.GRPCInferenceServiceClient Grpc => Connection.Grpc;
 
@@ -69,9 +73,10 @@ internal sealed class ServerTarget : IAsyncDisposable
 
     /// <summary>
     /// The real server in this process over <paramref name="repository"/>, on free loopback ports. A
-    /// <paramref name="temporaryRepository"/> is deleted when the target is disposed.
+    /// <paramref name="temporaryRepository"/> is deleted when the target is disposed; <paramref name="arguments"/> are
+    /// more command-line flags (e.g. <c>--model-control-mode explicit</c>).
     /// </summary>
-    public static async Task<ServerTarget> StartInProcessAsync(string repository, string logLevel, string? temporaryRepository = null)
+    public static async Task<ServerTarget> StartInProcessAsync(string repository, string logLevel, string? temporaryRepository = null, IReadOnlyList<string>? arguments = null)
     {
         // The server logs through configuration only: keep its console log off stdout (the report goes there) and at the chosen level.
         Environment.SetEnvironmentVariable("Logging__Console__LogToStandardErrorThreshold", "Trace");
@@ -80,11 +85,12 @@ internal sealed class ServerTarget : IAsyncDisposable
         [
             "--model-repository", repository, "--bind-address", "127.0.0.1",
             "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+            .. arguments ?? [],
         ]);
         await app.StartAsync().ConfigureAwait(false);
         var endpoints = app.Services.GetRequiredService<ServerEndpoints>();
         return new ServerTarget(app, temporaryRepository, repository,
-            new Uri($"http://127.0.0.1:{endpoints.HttpPort}/"), new Uri($"http://127.0.0.1:{endpoints.GrpcPort}/"));
+            new Uri($"http://127.0.0.1:{endpoints.HttpPort}/"), new Uri($"http://127.0.0.1:{endpoints.GrpcPort}/"), new Uri($"http://127.0.0.1:{endpoints.MetricsPort}/"));
     }
 
     /// <summary>Waits (bounded) until the model is ready, then returns its metadata.</summary>

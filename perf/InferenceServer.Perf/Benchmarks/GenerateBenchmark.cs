@@ -1,0 +1,350 @@
+using System.Globalization;
+using System.Text;
+using InferenceServer.Protocol;
+using TorchSharp;
+
+namespace InferenceServer.Perf;
+
+/// <summary>
+/// Text generation: <c>shakespeare.pt.zip</c> (a character-level window language model, [B, 32] INT64 → [B, 32, 65]
+/// FP32) decoded greedily by a raw in-process TorchSharp loop at batch sizes 1..64, and served by the real server as a
+/// generative model (continuous batching) to N concurrent streaming clients over OpenAI's <c>POST /v1/completions</c>
+/// (HTTP/1.1, server-sent events). Targets: server tokens/s at 16 streams ≥ 0.85 × the raw loop's best; at 16 streams
+/// ≥ 1.8 × at 1 stream; time to first token p50 at 16 streams ≤ 10 ms.
+/// </summary>
+internal static class GenerateBenchmark
+{
+    public const string Model = "shakespeare";
+    public const string Vocabulary = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    private const int Window = 32;
+    private const int TargetStreams = 16;
+
+    /// <summary>The prompts the streams (and the raw loop's rows) take in turn.</summary>
+    private static readonly string[] Prompts =
+    [
+        "ROMEO:\nBut soft, what light through yonder window breaks?",
+        "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?",
+        "First Citizen:\nBefore we proceed any further, hear me speak.",
+        "KING RICHARD III:\nNow is the winter of our discontent",
+    ];
+
+    private static readonly string Config = """
+        backend: pytorch
+        max_batch_size: 64
+        input:
+          - {name: tokens, data_type: TYPE_INT64, dims: [32]}
+        output:
+          - {name: logits, data_type: TYPE_FP32, dims: [32, 65]}
+        generation:
+          tokenizer:
+            kind: characters
+            vocabulary: "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+          max_running_sequences: 64
+          max_waiting_sequences: 256
+        """;
+
+    public static async Task RunAsync(BenchOptions o)
+    {
+        var concurrency = o.Concurrency ?? [1, 4, 16, 64];
+        var batches = o.EngineBatches ?? [1, 4, 16, 64];
+        var seconds = o.DurationSeconds ?? 6;
+        var engineSeconds = o.EngineSeconds ?? 4;
+        var maxTokens = o.MaxTokens ?? 128;
+        // The issue's configuration sets no threads (libtorch's default); --settings IxT adds I instances (decode loops)
+        // and parameters.intra_op_num_threads: T.
+        if (o.Settings is { } settings && settings.Count != 1)
+        {
+            throw new ArgumentException("generate: --settings takes one setting IxT (I decode loops, T intra-op threads)");
+        }
+        // Default: the README's CPU configuration, one decode loop per core with one intra-op thread each.
+        int? threads = o.Settings is null ? 1 : o.Settings[0].T;
+        var instances = o.Settings?[0].I ?? Environment.ProcessorCount;
+        var config = threads is { } t ? Config + $"\nparameters:\n  intra_op_num_threads: \"{t}\"\n" : Config;
+        if (instances > 1)
+        {
+            config += $"\ninstance_group:\n  - {{count: {instances}, kind: KIND_CPU}}\n";
+        }
+        var modelFile = Path.GetFullPath(Path.Combine(o.SharedDir, "models", "torchscript", "shakespeare.pt.zip"));
+        if (!File.Exists(modelFile))
+        {
+            throw new ArgumentException($"{modelFile} not found; point --shared-dir (or INFERENCE_SHARED_DIR) at the shared data folder");
+        }
+        await CompletionEvent.SelfCheckAsync().ConfigureAwait(false);
+
+        var results = new BenchResults("generate",
+            $"Text generation with `shakespeare.pt.zip` (character-level transformer, window 32, vocabulary 65), greedy, {maxTokens} tokens per completion. " +
+            $"Raw loop: TorchSharp in-process, driven by one thread, `forward` on [B, 32] INT64 + argmax of `output[:, -1, :]` per step, B = {string.Join(",", batches)}, {engineSeconds.ToString(CultureInfo.InvariantCulture)} s each " +
+            "(req/s = steps/s, samples/s = tokens/s, latency = one step). " +
+            $"Server: in-process on loopback, the model served as a generative model (continuous batching, max_running_sequences 64); N = {string.Join(",", concurrency)} closed-loop streams, " +
+            "each `POST /v1/completions` with `stream: true` and `stream_options.include_usage` over HTTP/1.1 (one HttpClient, one connection per stream), " +
+            "the server-sent events read as they arrive (req/s = completions sent in the window, samples/s = generated tokens/s counted as they arrive, latency = time to first token). " +
+            $"{o.Runs} runs x {seconds.ToString(CultureInfo.InvariantCulture)} s per server cell after {o.WarmupSeconds.ToString(CultureInfo.InvariantCulture)} s of warm-up ({o.FirstWarmupSeconds.ToString(CultureInfo.InvariantCulture)} s before a cell's first run), the streams running through both.");
+        await using var session = await BenchSession.StartAsync(o, results, repo => repo.AddModel(Model, modelFile, "model.pt", config), [Model],
+            ["--model-control-mode", "explicit", "--load-model", Model]).ConfigureAwait(false);
+        using var raw = new GreedyDecodeLoop(modelFile, Window, Prompts.Select(Encode).ToArray(), maxTokens);
+        using var client = new CompletionClient(session.Server.Connection.HttpAddress, Model, Math.Max(64, concurrency.Max()));
+        using var metrics = new HttpClient { BaseAddress = session.Server.Metrics, Timeout = TimeSpan.FromSeconds(10) };
+        // libtorch's intra-op threads are per process (the model's load set them, if its configuration says so); OpenMP's
+        // wait policy decides whether those threads spin between parallel regions, which matters on two shared cores.
+        var threading = $"server: {instances} decode loop(s), libtorch intra-op threads {torch.get_num_threads()} ({(threads is null ? "libtorch's default, as the configuration sets none" : $"parameters.intra_op_num_threads {threads}")}); raw loop: {Environment.ProcessorCount} intra-op threads (libtorch's default); OMP_WAIT_POLICY {Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "unset"}";
+        BenchSession.Log(threading);
+        results.Note($"Threading: {threading}.");
+
+        await CompareWithRawAsync(client, raw, results, maxTokens).ConfigureAwait(false);
+
+        var warmed = new HashSet<int>();
+        for (session.Run = 1; session.Run <= o.Runs; session.Run++)
+        {
+            // The raw loop runs with the model unloaded: the server's decode thread, and with it its OpenMP team, gone.
+            await UnloadAsync(session).ConfigureAwait(false);
+            // The raw loop always runs with libtorch's default threads (one per core), whatever the server's model set.
+            var serverThreads = torch.get_num_threads();
+            torch.set_num_threads(Environment.ProcessorCount);
+            foreach (var b in batches)
+            {
+                var cell = new CellInfo(RawCell(b), "engine", "-", 1, $"raw TorchSharp greedy loop, batch {b}");
+                if (o.WarmupSeconds > 0)
+                {
+                    raw.Run(b, TimeSpan.FromSeconds(Math.Min(o.WarmupSeconds, engineSeconds)), o.MaxRequests);
+                }
+                var cpu = CpuSample.Take();
+                var gc = GcDelta.Take();
+                var m = raw.Run(b, TimeSpan.FromSeconds(engineSeconds), o.MaxRequests);
+                var used = CpuSample.Take().Since(cpu);
+                session.Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, null) { Gc = GcDelta.Since(gc) });
+            }
+            torch.set_num_threads(serverThreads);
+            await LoadAsync(session).ConfigureAwait(false);
+            foreach (var c in concurrency)
+            {
+                var cell = new CellInfo(ServerCell(c), "server", "openai-sse", c, $"{c} concurrent stream{(c == 1 ? "" : "s")} of completions");
+                var warmup = warmed.Add(c) ? Math.Max(o.WarmupSeconds, o.FirstWarmupSeconds) : o.WarmupSeconds;
+                InferenceServer.Protocol.ModelStatistics? before = null, after = null;
+                TokenMetrics? metricsBefore = null, metricsAfter = null;
+                var cpu = default(CpuSample);
+                var used = (Machine: double.NaN, Process: double.NaN);
+                var gc = GcDelta.Take();
+                GcDelta? gcs = null;
+                var m = await CompletionLoop.RunAsync(client, Prompts, maxTokens, c, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(seconds), o.MaxRequests,
+                    opened: async () =>
+                    {
+                        before = await ServerStatsDelta.SnapshotAsync(session.Server.Grpc, Model).ConfigureAwait(false);
+                        metricsBefore = await TokenMetrics.ScrapeAsync(metrics).ConfigureAwait(false);
+                        cpu = CpuSample.Take();
+                        gc = GcDelta.Take();
+                    },
+                    closed: async () =>
+                    {
+                        used = CpuSample.Take().Since(cpu);
+                        gcs = GcDelta.Since(gc);
+                        after = await ServerStatsDelta.SnapshotAsync(session.Server.Grpc, Model).ConfigureAwait(false);
+                        metricsAfter = await TokenMetrics.ScrapeAsync(metrics).ConfigureAwait(false);
+                    }).ConfigureAwait(false);
+                session.Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, ServerStatsDelta.Between(before, after))
+                {
+                    Gc = gcs,
+                    Detail = TokenMetrics.Describe(metricsBefore, metricsAfter),
+                });
+            }
+        }
+
+        AddSummaries(results, batches, concurrency, o.Runs);
+        AddChecks(results, batches, concurrency);
+        session.Finish(new { model = modelFile, threading, concurrency, batches, seconds, engineSeconds, max_tokens = maxTokens, runs = o.Runs, prompts = Prompts });
+    }
+
+    private static string RawCell(int batch) => $"raw batch {batch}";
+
+
+    private static string ServerCell(int streams) => $"{Model} c={streams}";
+
+    private static long[] Encode(string text) => text.Select(ch => (long)Vocabulary.IndexOf(ch, StringComparison.Ordinal)).ToArray();
+
+    /// <summary>
+    /// One completion before measuring: the server's greedy text must be the raw loop's (both batch 1), which also
+    /// checks the client's parsing end to end. A server without the endpoint stops the benchmark here.
+    /// </summary>
+    private static async Task CompareWithRawAsync(CompletionClient client, GreedyDecodeLoop raw, BenchResults results, int maxTokens)
+    {
+        var text = new StringBuilder();
+        CompletionOutcome outcome;
+        try
+        {
+            using var timeout = new CancellationTokenSource(LoadLoop.RequestTimeout);
+            outcome = await client.StreamAsync(client.Body(Prompts[0], maxTokens), null, text, timeout.Token).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new InvalidOperationException($"the server's POST /v1/completions failed: {e.Message}", e);
+        }
+        catch (OperationCanceledException e)
+        {
+            throw new TimeoutException($"the first completion ({maxTokens} tokens) did not finish within {LoadLoop.RequestTimeout.TotalSeconds} s " +
+                $"({text.Length} characters arrived): the server decodes far slower than it should; see the server's /metrics (inference_time_per_output_token_seconds)", e);
+        }
+        catch (CompletionStreamException e)
+        {
+            throw new InvalidOperationException($"the server's POST /v1/completions stream is not as expected ({e.Status}): {e.Message}", e);
+        }
+        var expected = new string(raw.Greedy(Encode(Prompts[0]), maxTokens).Select(id => Vocabulary[(int)id]).ToArray());
+        var got = text.ToString();
+        var difference = Enumerable.Range(0, Math.Min(got.Length, expected.Length)).FirstOrDefault(i => got[i] != expected[i], -1);
+        var same = got == expected;
+        var line = same
+            ? $"Check: the server's greedy completion of the first prompt equals the raw loop's ({got.Length} characters; usage: {outcome.PromptTokens} prompt, {outcome.UsageTokens} completion tokens; finish_reason {outcome.FinishReason})."
+            : $"Check: the server's greedy completion of the first prompt DIFFERS from the raw loop's (first difference at character {(difference < 0 ? Math.Min(got.Length, expected.Length) : difference)}; server {got.Length} characters, raw {expected.Length}; usage {outcome.UsageTokens}): server `{Escape(got)}`, raw `{Escape(expected)}`.";
+        BenchSession.Log(line);
+        results.Note(line);
+    }
+
+    /// <summary>
+    /// Unloads the model and waits (bounded) until its decode thread has ended. libtorch parallelises with OpenMP
+    /// (libgomp), which gives every thread calling into it a team of worker threads for as long as that thread lives,
+    /// and whose waiting threads, unless OMP_WAIT_POLICY is PASSIVE (the server's default), spin for 300,000
+    /// iterations, but only 100 while the process has more OpenMP threads than cores (libgomp/config/linux/wait.h,
+    /// do_spin). With the decode thread's team alive, the raw loop's team is one too many on two cores and every one
+    /// of its steps pays for it (about 1.2 ms instead of 0.22 ms at batch 1 on this machine). Without the decode
+    /// thread, the raw loop has the process to itself whatever the policy. The decode thread is recognised by its
+    /// name, "generate MODEL:VERSION #i" ("generate shakes" in /proc, which keeps 15 characters); its OpenMP worker
+    /// inherits that name.
+    /// </summary>
+    private static async Task UnloadAsync(BenchSession session)
+    {
+        await session.Server.Grpc.RepositoryModelUnloadAsync(new RepositoryModelUnloadRequest { ModelName = Model }, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (DecodeThreads() > 0)
+        {
+            if (System.Diagnostics.Stopwatch.GetElapsedTime(started) > TimeSpan.FromSeconds(30))
+            {
+                throw new TimeoutException($"the model's decode threads were still running 30 s after unloading '{Model}'");
+            }
+            await Task.Delay(20).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task LoadAsync(BenchSession session)
+    {
+        await session.Server.Grpc.RepositoryModelLoadAsync(new RepositoryModelLoadRequest { ModelName = Model }, deadline: DateTime.UtcNow.AddSeconds(120)).ConfigureAwait(false);
+        await session.Server.WaitForModelAsync(Model).ConfigureAwait(false);
+    }
+
+    /// <summary>Threads of this process named after a decode loop (0 where /proc is not there).</summary>
+    private static int DecodeThreads()
+    {
+        var prefix = ("generate " + Model)[..15];
+        var count = 0;
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
+            {
+                try
+                {
+                    if (File.ReadAllText(Path.Combine(task, "comm")).StartsWith(prefix, StringComparison.Ordinal))
+                    {
+                        count++;
+                    }
+                }
+                catch (IOException)
+                {
+                    // The thread ended while we looked.
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+        return count;
+    }
+
+    private static string Escape(string text) => text.Replace("\n", "\\n", StringComparison.Ordinal);
+
+    private static void AddSummaries(BenchResults results, IReadOnlyList<int> batches, IReadOnlyList<int> concurrency, int runs)
+    {
+        var s = new StringBuilder();
+        s.AppendLine("Raw loop (medians over the runs):").AppendLine();
+        s.AppendLine("| batch | tokens/s | step p50 ms | step p99 ms |");
+        s.AppendLine("|--:|--:|--:|--:|");
+        foreach (var b in batches)
+        {
+            var r = results.Runs(RawCell(b));
+            s.AppendLine(Invariant($"| {b} | {Median(r, m => m.SamplesPerSecond):F0} | {Median(r, m => m.Percentile(50)):F3} | {Median(r, m => m.Percentile(99)):F3} |"));
+        }
+        s.AppendLine().AppendLine("Server, streaming completions (medians over the runs; server / raw: the median of the per-run ratios to the raw loop at batch = streams):").AppendLine();
+        s.AppendLine("| streams | tokens/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | TPOT p50 ms | completions/s | server / raw same batch | errors |");
+        s.AppendLine("|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+        foreach (var c in concurrency)
+        {
+            var r = results.Runs(ServerCell(c));
+            var ratio = results.Has(RawCell(c))
+                ? BenchResults.Ratio(BenchResults.Median(r.Zip(results.Runs(RawCell(c)), (x, y) => x.SamplesPerSecond / y.SamplesPerSecond)))
+                : "n/a";
+            var errors = r.SelectMany(m => m.ErrorsByStatus).GroupBy(e => e.Key).Select(g => $"{g.Key}={g.Sum(e => e.Value)}").ToArray();
+            s.AppendLine(Invariant($"| {c} | {Median(r, m => m.SamplesPerSecond):F0} | {Median(r, m => m.Percentile(50)):F2} | {Median(r, m => m.Percentile(90)):F2} | {Median(r, m => m.Percentile(99)):F2} | {Median(r, m => Measurement.Percentile(m.TimePerOutputTokenMs, 50)):F3} | {Median(r, m => m.RequestsPerSecond):F1} | {ratio} | {(errors.Length == 0 ? "0" : string.Join(", ", errors))} |"));
+        }
+        s.AppendLine().Append(Invariant($"TTFT: request sent → first non-empty text; TPOT: (last − first text) / (tokens − 1) per completion; both over the completions sent in the window ({runs} runs)."));
+        results.Table(s.ToString());
+    }
+
+    private static void AddChecks(BenchResults results, IReadOnlyList<int> batches, IReadOnlyList<int> concurrency)
+    {
+        if (!concurrency.Contains(TargetStreams) || !concurrency.Contains(1))
+        {
+            results.Note($"Checks skipped: they compare {TargetStreams} streams with 1 stream, and --concurrency did not include both.");
+            return;
+        }
+        var target = results.Runs(ServerCell(TargetStreams));
+        var rawBest = Enumerable.Range(0, target.Count).Select(run => batches.Max(b => results.Runs(RawCell(b))[run].SamplesPerSecond)).ToArray();
+        results.AddCheck($"generate: server / raw, {TargetStreams} streams", $"server tokens/s at {TargetStreams} streams / raw loop's best tokens/s (max over batch sizes)",
+            target.Select((m, run) => m.SamplesPerSecond / rawBest[run]), 0.85, atLeast: true);
+        results.AddCheck($"generate: scaling, {TargetStreams} / 1 streams", $"server tokens/s at {TargetStreams} streams / at 1 stream",
+            target.Zip(results.Runs(ServerCell(1)), (x, y) => x.SamplesPerSecond / y.SamplesPerSecond), 1.8, atLeast: true);
+        results.AddCheck($"generate: TTFT p50, {TargetStreams} streams", "time to first token p50, seconds (absolute)",
+            target.Select(m => m.Percentile(50) / 1000), 0.010, atLeast: false);
+        if (batches.Contains(TargetStreams))
+        {
+            var ceiling = Enumerable.Range(0, target.Count).Select(run => results.Runs(RawCell(TargetStreams))[run].SamplesPerSecond / rawBest[run]).ToArray();
+            results.Note($"The first check's ceiling, if the server ran exactly as fast as the raw loop at batch {TargetStreams}: raw batch {TargetStreams} / raw best = " +
+                string.Join(" / ", ceiling.Select(BenchResults.Ratio)) + $" (median {BenchResults.Ratio(BenchResults.Median(ceiling))}).");
+        }
+        results.Note("Raw loop's best tokens/s per run: " + string.Join(" / ", rawBest.Select(v => v.ToString("F0", CultureInfo.InvariantCulture))) +
+            " (batch " + string.Join(" / ", Enumerable.Range(0, target.Count).Select(run => batches.MaxBy(b => results.Runs(RawCell(b))[run].SamplesPerSecond))) + ").");
+    }
+
+    private static double Median(IReadOnlyList<Measurement> runs, Func<Measurement, double> figure) => BenchResults.Median(runs.Select(figure));
+
+    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The server's own token metrics for the model (Prometheus, on the metrics port) at one moment.</summary>
+    private sealed record TokenMetrics(double TtftSum, double TtftCount, double TpotSum, double TpotCount, double Tokens)
+    {
+        public static async Task<TokenMetrics?> ScrapeAsync(HttpClient metrics)
+        {
+            if (metrics.BaseAddress is null)
+            {
+                return null;
+            }
+            var text = await metrics.GetStringAsync("metrics").ConfigureAwait(false);
+            double Value(string name)
+            {
+                foreach (var line in text.AsSpan().EnumerateLines())
+                {
+                    if (line.StartsWith(name + "{", StringComparison.Ordinal) && line.Contains("model=\"" + Model + "\"", StringComparison.Ordinal))
+                    {
+                        return double.Parse(line[(line.LastIndexOf(' ') + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture);
+                    }
+                }
+                return double.NaN;
+            }
+            return new TokenMetrics(
+                Value("inference_time_to_first_token_seconds_sum"), Value("inference_time_to_first_token_seconds_count"),
+                Value("inference_time_per_output_token_seconds_sum"), Value("inference_time_per_output_token_seconds_count"),
+                Value("inference_generation_tokens_total"));
+        }
+
+        /// <summary>The server's view over the window: mean TTFT (arrival → first token sampled) and mean time between tokens.</summary>
+        public static string? Describe(TokenMetrics? before, TokenMetrics? after) =>
+            before is null || after is null ? null : string.Create(CultureInfo.InvariantCulture,
+                $"server metrics over the window: {after.Tokens - before.Tokens:F0} tokens, TTFT mean {(after.TtftSum - before.TtftSum) / (after.TtftCount - before.TtftCount) * 1000:F2} ms ({after.TtftCount - before.TtftCount:F0} requests), TPOT mean {(after.TpotSum - before.TpotSum) / (after.TpotCount - before.TpotCount) * 1000:F3} ms");
+    }
+}

@@ -1,0 +1,124 @@
+using System.Diagnostics;
+
+namespace InferenceServer.Perf;
+
+/// <summary>
+/// Closed-loop streaming completions: <c>concurrency</c> streams, each sending its next completion as soon as the
+/// previous one has ended, through a warm-up and then a measured window with no gap between them (the streams are
+/// already at their steady state when the window opens). What arrives inside the window counts:
+/// <list type="bullet">
+/// <item>generated tokens, each when its text arrives (a character per token, the usage chunk's count correcting
+/// the request's total at its end), so requests that straddle the window's edges count only their part inside;</item>
+/// <item>time to first token (request sent → first non-empty text) and time per output token ((last − first) /
+/// (tokens − 1)) of the requests sent inside the window.</item>
+/// </list>
+/// Each stream's first completion is shorter (<c>i × max_tokens / concurrency</c> tokens for stream i): every
+/// request takes the same number of decode steps, so streams started together would otherwise finish together, and
+/// restart together, for ever. Requests still running when the window closes finish (uncounted); errors count over
+/// warm-up and window. <c>opened</c> and <c>closed</c> run as the window opens and closes (profile snapshots).
+/// </summary>
+internal static class CompletionLoop
+{
+    public static async Task<Measurement> RunAsync(
+        CompletionClient client, IReadOnlyList<string> prompts, int maxTokens, int concurrency, TimeSpan warmup, TimeSpan duration, long maxRequests,
+        Func<Task>? opened = null, Func<Task>? closed = null)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var from = start + (long)(warmup.TotalSeconds * Stopwatch.Frequency);
+        var to = from + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        using var timeout = new CancellationTokenSource(warmup + duration + LoadLoop.RequestTimeout);
+        long issued = 0;
+        var workers = Enumerable.Range(0, concurrency).Select(i => Task.Run(async () =>
+        {
+            var recorder = new StreamRecorder(from, to);
+            var onText = recorder.Text;
+            var prompt = prompts[i % prompts.Count];
+            var steady = client.Body(prompt, maxTokens);
+            var shortened = i * maxTokens / concurrency;
+            var body = shortened > 0 ? client.Body(prompt, shortened) : steady;
+            while (Stopwatch.GetTimestamp() < to && Interlocked.Increment(ref issued) <= maxRequests)
+            {
+                try
+                {
+                    recorder.Completed(await client.StreamAsync(body, onText, null, timeout.Token).ConfigureAwait(false));
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    recorder.Errors.Error(e);
+                }
+                body = steady;
+            }
+            return recorder;
+        })).ToArray();
+        await At(from, opened).ConfigureAwait(false);
+        await At(to, closed).ConfigureAwait(false);
+        var recorders = await Task.WhenAll(workers).WaitAsync(warmup + duration + LoadLoop.RequestTimeout + TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        var measured = Recorder.Finish(recorders.Select(r => r.Errors).ToArray(), (to - from) / (double)Stopwatch.Frequency);
+        var tpot = recorders.SelectMany(r => r.TimePerOutputTokenMs).ToArray();
+        Array.Sort(tpot);
+        var mismatched = recorders.Sum(r => r.UsageMismatches);
+        return measured with
+        {
+            Samples = recorders.Sum(r => r.WindowTokens),
+            TimePerOutputTokenMs = tpot,
+            FirstError = measured.FirstError ?? (mismatched > 0 ? $"{mismatched} request(s) whose usage.completion_tokens differed from their text's characters (e.g. {recorders.First(r => r.UsageMismatches > 0).Mismatch})" : null),
+        };
+    }
+
+    private static async Task At(long timestamp, Func<Task>? action)
+    {
+        if (action is null)
+        {
+            return;
+        }
+        var wait = (timestamp - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency;
+        if (wait > 0)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(wait)).ConfigureAwait(false);
+        }
+        await action().ConfigureAwait(false);
+    }
+
+    /// <summary>One stream's figures: tokens in the window, and its window requests' time to first token (as latencies) and per output token.</summary>
+    private sealed class StreamRecorder(long from, long to)
+    {
+        /// <summary>Time to first token in <see cref="Recorder.LatenciesMs"/>, and the errors.</summary>
+        public Recorder Errors { get; } = new();
+
+        public List<double> TimePerOutputTokenMs { get; } = new(256);
+
+        public long WindowTokens { get; private set; }
+
+        public int UsageMismatches { get; private set; }
+
+        public string? Mismatch { get; private set; }
+
+        public void Text(long timestamp, int tokens)
+        {
+            if (timestamp >= from && timestamp < to)
+            {
+                WindowTokens += tokens;
+            }
+        }
+
+        public void Completed(CompletionOutcome outcome)
+        {
+            if (outcome.UsageTokens is { } usage && usage != outcome.TextChars)
+            {
+                // The usage is the server's count: the difference (tokens that made no text) counts when the request ended.
+                UsageMismatches++;
+                Mismatch ??= $"usage {usage}, text {outcome.TextChars} characters";
+                Text(Stopwatch.GetTimestamp(), usage - outcome.TextChars);
+            }
+            if (outcome.Sent < from || outcome.Sent >= to || outcome.FirstText == 0)
+            {
+                return;
+            }
+            Errors.LatenciesMs.Add((outcome.FirstText - outcome.Sent) * 1000.0 / Stopwatch.Frequency);
+            if (outcome.Tokens > 1)
+            {
+                TimePerOutputTokenMs.Add((outcome.LastText - outcome.FirstText) * 1000.0 / Stopwatch.Frequency / (outcome.Tokens - 1));
+            }
+        }
+    }
+}
