@@ -228,7 +228,15 @@ public sealed class SchedulerTests
         var after = InferAsync(server, "gate", Floats(1, 2, 9));
         await after;
         Assert.Equal([0f, 9f], state.Executions.Select(x => x.Values[0]));
-        var stats = Assert.Single((await server.Grpc.ModelStatisticsAsync(new ModelStatisticsRequest { Name = "gate" })).ModelStats);
+        // The gRPC client gives up at its own deadline, possibly before the server has dropped the request and counted
+        // the failure: wait for the count rather than race it.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        ModelStatistics stats;
+        while ((stats = Assert.Single((await server.Grpc.ModelStatisticsAsync(new ModelStatisticsRequest { Name = "gate" })).ModelStats)).InferenceStats.Fail.Count < 2
+            && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
         Assert.Equal(2UL, stats.ExecutionCount);
         Assert.Equal(2UL, stats.InferenceStats.Fail.Count);
     }
