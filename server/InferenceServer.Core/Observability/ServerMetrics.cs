@@ -16,6 +16,7 @@ public sealed class ServerMetrics
 
     private static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60];
     private static readonly double[] TokenIntervalBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5];
+    private static readonly double[] BatchBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256];
     private static readonly double[] LengthBuckets = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000];
 
     /// <summary>Creates the registry and its metrics.</summary>
@@ -38,6 +39,16 @@ public sealed class ServerMetrics
             "Generated length of finished generation requests, in tokens.", new HistogramConfiguration { LabelNames = labels, Buckets = LengthBuckets });
         RequestsRunning = factory.CreateGauge("inference_num_requests_running", "Sequences in the continuous batch.", labels);
         RequestsWaiting = factory.CreateGauge("inference_num_requests_waiting", "Generation requests waiting for a slot in the batch.", labels);
+        Requests = factory.CreateCounter("inference_requests_total",
+            "Requests a model version finished, by outcome (success, failure).", [ModelLabel, VersionLabel, "outcome"]);
+        RequestDuration = factory.CreateHistogram("inference_request_duration_seconds",
+            "Time from a request's arrival to its response, successful requests.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
+        QueueDuration = factory.CreateHistogram("inference_queue_duration_seconds",
+            "Time a request waited in the model's queue before its execution started.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
+        ComputeDuration = factory.CreateHistogram("inference_compute_duration_seconds",
+            "Engine time of one execution (inputs, run, outputs); a batch is one execution.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
+        BatchSize = factory.CreateHistogram("inference_batch_size",
+            "Inferences per execution (the batch sizes the engine saw; for generative models, sequences per decode step).", new HistogramConfiguration { LabelNames = labels, Buckets = BatchBuckets });
         GenerationRequests = factory.CreateCounter("inference_generation_requests_total",
             "Finished generation requests by finish reason (stop, length, cancelled, error).", [ModelLabel, VersionLabel, "finish_reason"]);
     }
@@ -74,6 +85,24 @@ public sealed class ServerMetrics
 
     /// <summary>inference_generation_requests_total.</summary>
     public Counter GenerationRequests { get; }
+
+    /// <summary>inference_requests_total.</summary>
+    public Counter Requests { get; }
+
+    /// <summary>inference_request_duration_seconds.</summary>
+    public Histogram RequestDuration { get; }
+
+    /// <summary>inference_queue_duration_seconds.</summary>
+    public Histogram QueueDuration { get; }
+
+    /// <summary>inference_compute_duration_seconds.</summary>
+    public Histogram ComputeDuration { get; }
+
+    /// <summary>inference_batch_size.</summary>
+    public Histogram BatchSize { get; }
+
+    /// <summary>The request series of one model version.</summary>
+    public RequestMetrics ForRequests(string model, string version) => new(this, model, version);
 
     /// <summary>The series of one generative model version, resolved once so the decode loop does no label lookups.</summary>
     public GenerationMetrics ForGeneration(string model, string version) => new(this, model, version);
@@ -129,4 +158,36 @@ public sealed class GenerationMetrics
 
     /// <summary>Counts one finished request by its finish reason.</summary>
     public void Finished(string reason) => _metrics.GenerationRequests.WithLabels(_labels[0], _labels[1], reason).Inc();
+}
+
+/// <summary>One model version's request metrics, fed by its <see cref="Statistics.ModelStatistics"/>.</summary>
+public sealed class RequestMetrics
+{
+    internal RequestMetrics(ServerMetrics metrics, string model, string version)
+    {
+        Succeeded = metrics.Requests.WithLabels(model, version, "success");
+        Failed = metrics.Requests.WithLabels(model, version, "failure");
+        RequestDuration = metrics.RequestDuration.WithLabels(model, version);
+        QueueDuration = metrics.QueueDuration.WithLabels(model, version);
+        ComputeDuration = metrics.ComputeDuration.WithLabels(model, version);
+        BatchSize = metrics.BatchSize.WithLabels(model, version);
+    }
+
+    /// <summary>Successful requests.</summary>
+    public Counter.Child Succeeded { get; }
+
+    /// <summary>Failed requests.</summary>
+    public Counter.Child Failed { get; }
+
+    /// <summary>End-to-end duration of successful requests.</summary>
+    public Histogram.Child RequestDuration { get; }
+
+    /// <summary>Queue wait.</summary>
+    public Histogram.Child QueueDuration { get; }
+
+    /// <summary>Engine time per execution.</summary>
+    public Histogram.Child ComputeDuration { get; }
+
+    /// <summary>Batch size per execution.</summary>
+    public Histogram.Child BatchSize { get; }
 }

@@ -38,9 +38,11 @@ public sealed class ModelVersion
         if (instances is not null)
         {
             var label = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            metrics ??= new ServerMetrics();
+            Statistics.Export(metrics.ForRequests(name, label));
             if (config!.Generation is { } generation)
             {
-                _batcher = new ContinuousBatcher(config, label, generation, instances, Statistics, (metrics ?? new ServerMetrics()).ForGeneration(name, label));
+                _batcher = new ContinuousBatcher(config, label, generation, instances, Statistics, metrics.ForGeneration(name, label));
             }
             else
             {

@@ -8,6 +8,15 @@ public sealed class DurationStatistic
 {
     private long _count;
     private long _ticks;
+    private Prometheus.Histogram.Child? _histogram;
+    private Prometheus.Counter.Child? _counter;
+
+    /// <summary>Also reports each occurrence to Prometheus: its duration in seconds to <paramref name="histogram"/>, one to <paramref name="counter"/>.</summary>
+    internal void Export(Prometheus.Histogram.Child? histogram, Prometheus.Counter.Child? counter)
+    {
+        _histogram = histogram;
+        _counter = counter;
+    }
 
     /// <summary>How many times it was recorded.</summary>
     public long Count => Interlocked.Read(ref _count);
@@ -20,6 +29,8 @@ public sealed class DurationStatistic
     {
         Interlocked.Increment(ref _count);
         Interlocked.Add(ref _ticks, ticks);
+        _histogram?.Observe(ticks / (double)Stopwatch.Frequency);
+        _counter?.Inc();
     }
 }
 
@@ -76,9 +87,22 @@ public sealed class ModelStatistics
     /// <summary>Unix time in milliseconds of the last successful inference; 0 before the first.</summary>
     public long LastInferenceMs => Interlocked.Read(ref _lastInferenceMs);
 
+    private Observability.RequestMetrics? _metrics;
+
+    /// <summary>Reports what is recorded here to Prometheus as well (the per-model request metrics).</summary>
+    public void Export(Observability.RequestMetrics metrics)
+    {
+        _metrics = metrics;
+        Success.Export(metrics.RequestDuration, metrics.Succeeded);
+        Fail.Export(null, metrics.Failed);
+        Queue.Export(metrics.QueueDuration, null);
+    }
+
     /// <summary>Records one execution of <paramref name="batchSize"/> inferences.</summary>
     public void RecordExecution(long batchSize, long inputTicks, long inferTicks, long outputTicks)
     {
+        _metrics?.ComputeDuration.Observe((inputTicks + inferTicks + outputTicks) / (double)Stopwatch.Frequency);
+        _metrics?.BatchSize.Observe(batchSize);
         Interlocked.Add(ref _inferenceCount, batchSize);
         Interlocked.Increment(ref _executionCount);
         ComputeInput.Record(inputTicks);
