@@ -90,6 +90,7 @@ public static class InferenceServerApp
         app.MapOpenAi();
         app.MapMetrics();
         app.MapGrpcService<InferenceGrpcService>();
+        app.MapGrpcService<HealthGrpcService>();
         return app;
     }
 }

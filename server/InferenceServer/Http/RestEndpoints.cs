@@ -14,6 +14,12 @@ internal static class RestEndpoints
     {
         var v2 = app.MapGroup("/v2");
         v2.MapGet("/health/live", context => WriteObjectAsync(context, 200, w => w.WriteBoolean("live", true)));
+        // Startup probe: 200 once the initial load phase is over, whatever each model's outcome (readiness reports those).
+        v2.MapGet("/health/startup", context =>
+        {
+            var started = Repository(context).StartupComplete;
+            return WriteObjectAsync(context, started ? 200 : 503, w => w.WriteBoolean("started", started));
+        });
         v2.MapGet("/health/ready", context =>
         {
             var ready = Repository(context).IsServerReady;
