@@ -49,6 +49,11 @@ public sealed class ServerMetrics
             "Engine time of one execution (inputs, run, outputs); a batch is one execution.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
         BatchSize = factory.CreateHistogram("inference_batch_size",
             "Inferences per execution (the batch sizes the engine saw; for generative models, sequences per decode step).", new HistogramConfiguration { LabelNames = labels, Buckets = BatchBuckets });
+        ModelState = factory.CreateGauge("inference_model_state",
+            "1 for the state each model version is in (LOADING, READY, UNAVAILABLE, UNLOADING), else 0.", [ModelLabel, VersionLabel, "state"]);
+        InFlight = factory.CreateGauge("inference_requests_in_flight", "Requests holding a model version: queued, running or streaming.", labels);
+        QueueDepth = factory.CreateGauge("inference_queue_depth", "Requests waiting in a model version's queue.", labels);
+        LoadDuration = factory.CreateGauge("inference_model_load_duration_seconds", "How long loading a model version took.", labels);
         GenerationRequests = factory.CreateCounter("inference_generation_requests_total",
             "Finished generation requests by finish reason (stop, length, cancelled, error).", [ModelLabel, VersionLabel, "finish_reason"]);
     }
@@ -88,6 +93,63 @@ public sealed class ServerMetrics
 
     /// <summary>inference_requests_total.</summary>
     public Counter Requests { get; }
+
+    /// <summary>inference_model_state.</summary>
+    public Gauge ModelState { get; }
+
+    /// <summary>inference_requests_in_flight.</summary>
+    public Gauge InFlight { get; }
+
+    /// <summary>inference_queue_depth.</summary>
+    public Gauge QueueDepth { get; }
+
+    /// <summary>inference_model_load_duration_seconds.</summary>
+    public Gauge LoadDuration { get; }
+
+    /// <summary>
+    /// Reads the repository's model versions at every scrape (state, in-flight requests, queue depth, load time);
+    /// series of versions that are gone are removed.
+    /// </summary>
+    public void Track(Repository.ModelRepository repository)
+    {
+        var previous = new HashSet<(string Model, string Version)>();
+        var gate = new Lock();
+        string[] states = ["LOADING", "READY", "UNAVAILABLE", "UNLOADING"];
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            // Two scrapes at once must not interleave their bookkeeping.
+            using var _ = gate.EnterScope();
+            var current = new HashSet<(string Model, string Version)>();
+            foreach (var version in repository.Versions())
+            {
+                if (version.Version == 0)
+                {
+                    continue;
+                }
+                var key = (version.Name, version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                current.Add(key);
+                var state = Repository.ModelRepository.StateName(version.State);
+                foreach (var name in states)
+                {
+                    ModelState.WithLabels(key.Name, key.Item2, name).Set(name == state ? 1 : 0);
+                }
+                InFlight.WithLabels(key.Name, key.Item2).Set(version.InFlight);
+                QueueDepth.WithLabels(key.Name, key.Item2).Set(version.QueueLength);
+                LoadDuration.WithLabels(key.Name, key.Item2).Set(version.LoadDuration.TotalSeconds);
+            }
+            foreach (var gone in previous.Where(p => !current.Contains(p)))
+            {
+                foreach (var name in states)
+                {
+                    ModelState.RemoveLabelled(gone.Model, gone.Version, name);
+                }
+                InFlight.RemoveLabelled(gone.Model, gone.Version);
+                QueueDepth.RemoveLabelled(gone.Model, gone.Version);
+                LoadDuration.RemoveLabelled(gone.Model, gone.Version);
+            }
+            previous = current;
+        });
+    }
 
     /// <summary>inference_request_duration_seconds.</summary>
     public Histogram RequestDuration { get; }

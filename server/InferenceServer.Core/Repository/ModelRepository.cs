@@ -29,6 +29,7 @@ public sealed partial class ModelRepository : IDisposable
     public ModelRepository(ModelRepositoryOptions options, IEnumerable<IModelBackend> backends, ILogger<ModelRepository> logger, ServerMetrics? metrics = null)
     {
         _metrics = metrics ?? new ServerMetrics();
+        _metrics.Track(this);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(backends);
         ArgumentNullException.ThrowIfNull(logger);
@@ -299,6 +300,14 @@ public sealed partial class ModelRepository : IDisposable
     }
 
     private ModelVersion LoadVersion(string name, string directory, long version, ModelConfigFile? file)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var loaded = LoadVersionCore(name, directory, version, file);
+        loaded.LoadDuration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        return loaded;
+    }
+
+    private ModelVersion LoadVersionCore(string name, string directory, long version, ModelConfigFile? file)
     {
         var instances = new List<IBackendModel>();
         try

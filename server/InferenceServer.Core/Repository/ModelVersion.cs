@@ -85,6 +85,12 @@ public sealed class ModelVersion
     internal static ModelVersion Failed(string name, long version, string reason, ModelConfig? config = null) =>
         new(name, version, ModelState.Unavailable, reason, config, null, null);
 
+    /// <summary>Requests holding this version (queued, running or streaming); 0 when it is not serving.</summary>
+    public int InFlight => State == ModelState.Ready ? Math.Max(0, Volatile.Read(ref _references) - 1) : 0;
+
+    /// <summary>How long loading took (all instances, configuration included).</summary>
+    public TimeSpan LoadDuration { get; internal set; }
+
     /// <summary>Requests waiting in this version's queue (for a generative model, waiting for a running slot).</summary>
     public int QueueLength => _scheduler?.QueueLength ?? _batcher?.WaitingCount ?? 0;
 

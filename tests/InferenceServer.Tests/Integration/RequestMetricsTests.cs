@@ -39,6 +39,12 @@ public sealed class RequestMetricsTests
         Assert.Equal(5, Value($"inference_compute_duration_seconds_count{{{simple}}}"));
         Assert.Equal(5, Value($"inference_batch_size_sum{{{simple}}}"));
         Assert.True(Value($"inference_request_duration_seconds_sum{{{simple}}}") > 0);
+        // The repository's view at scrape time.
+        Assert.Equal(1, Value($"inference_model_state{{{simple},state=\"READY\"}}"));
+        Assert.Equal(0, Value($"inference_model_state{{{simple},state=\"UNAVAILABLE\"}}"));
+        Assert.Equal(0, Value($"inference_requests_in_flight{{{simple}}}"));
+        Assert.Equal(0, Value($"inference_queue_depth{{{simple}}}"));
+        Assert.True(Value($"inference_model_load_duration_seconds{{{simple}}}") > 0);
         // A model nobody called has its series at zero.
         Assert.Equal(0, Value("inference_requests_total{model=\"linear\",version=\"2\",outcome=\"success\"}"));
     }
