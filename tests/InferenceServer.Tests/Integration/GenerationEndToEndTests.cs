@@ -264,6 +264,13 @@ public sealed class GenerationEndToEndTests(GenerationEndToEndFixture fixture) :
             await EndToEnd.WaitUntil(() => batcher.WaitingCount == 1);
             // The stream is open (status and headers sent) while the request still waits for the slot.
             await waiting.HeadersAsync();
+            // The repository's gauges see one running and one waiting request holding the model.
+            using (var scrape = Server.NewMetricsClient())
+            {
+                var live = await EndToEnd.ScrapeAsync(scrape);
+                Assert.Equal(2, live.Single(m => m.Name == "inference_requests_in_flight" && m.Labels["model"] == OneSlot).Value);
+                Assert.Equal(1, live.Single(m => m.Name == "inference_queue_depth" && m.Labels["model"] == OneSlot).Value);
+            }
 
             await waiting.DisposeAsync();
             await EndToEnd.WaitUntil(() => batcher.WaitingCount == 0);
