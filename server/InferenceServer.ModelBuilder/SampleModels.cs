@@ -270,6 +270,30 @@ public static class SampleModels
     }
 
     /// <summary>
+    /// <c>bigram_lm</c>'s greedy continuation after the character <paramref name="last"/>: follow the table's largest
+    /// entry (the lowest id on a tie) for <paramref name="tokens"/> characters. The reference the tests check the server against.
+    /// </summary>
+    public static string BigramGreedy(char last, int tokens)
+    {
+        var table = BigramTable();
+        var size = BigramVocabulary.Length;
+        var text = new StringBuilder(tokens);
+        var current = BigramVocabulary.IndexOf(last, StringComparison.Ordinal);
+        for (var i = 0; i < tokens; i++)
+        {
+            var row = table.AsSpan(current * size, size);
+            var best = 0;
+            for (var j = 1; j < size; j++)
+            {
+                best = row[j] > row[best] ? j : best;
+            }
+            text.Append(BigramVocabulary[best]);
+            current = best;
+        }
+        return text.ToString();
+    }
+
+    /// <summary>
     /// <c>bigram_lm</c>: tokens INT64 [batch, <see cref="BigramWindow"/>] → Gather(table, tokens) → logits FP32
     /// [batch, window, vocabulary]: each position's next-character logits.
     /// </summary>

@@ -38,8 +38,7 @@ public sealed class ModelVersion
         if (instances is not null)
         {
             var label = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            metrics ??= new ServerMetrics();
-            Statistics.Export(metrics.ForRequests(name, label));
+            Statistics.Export(metrics!.ForRequests(name, label));
             if (config!.Generation is { } generation)
             {
                 _batcher = new ContinuousBatcher(config, label, generation, instances, Statistics, metrics.ForGeneration(name, label));
@@ -79,7 +78,7 @@ public sealed class ModelVersion
     /// <summary>Statistics of the requests this version served.</summary>
     public ModelStatistics Statistics { get; } = new();
 
-    internal static ModelVersion Ready(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances, ServerMetrics? metrics = null) =>
+    internal static ModelVersion Ready(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances, ServerMetrics metrics) =>
         new(name, version, ModelState.Ready, "", config, instances, metrics);
 
     internal static ModelVersion Failed(string name, long version, string reason, ModelConfig? config = null) =>

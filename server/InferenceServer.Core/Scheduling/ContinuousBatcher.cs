@@ -101,7 +101,7 @@ public sealed class ContinuousBatcher : IDisposable
             _metrics.Waiting.Set(_waiting.Count);
         }
         // Outside the lock: ending the sequence releases its lease, which may dispose this batcher.
-        sequence.CompleteCancelled(Stopwatch.GetTimestamp());
+        Drop(sequence, Stopwatch.GetTimestamp());
     }
 
     private void Enqueue(GeneratingSequence sequence)
@@ -124,6 +124,13 @@ public sealed class ContinuousBatcher : IDisposable
             _metrics.Waiting.Set(_waiting.Count);
             Monitor.PulseAll(_waiting);
         }
+    }
+
+    /// <summary>Ends a sequence whose client left (or that the unload cut); it counts as a failed request, as a tensor request cancelled in the queue does.</summary>
+    private void Drop(GeneratingSequence sequence, long now)
+    {
+        _statistics.Fail.Record(now - sequence.ArrivalTimestamp);
+        sequence.CompleteCancelled(now);
     }
 
     private void Loop(IDecoder decoder, int instance)
@@ -167,7 +174,7 @@ public sealed class ContinuousBatcher : IDisposable
             {
                 if (running[i].IsCancelled || _stopping)
                 {
-                    running[i].CompleteCancelled(now);
+                    Drop(running[i], now);
                     running.RemoveAt(i);
                     Interlocked.Decrement(ref _running);
                 }
@@ -191,6 +198,7 @@ public sealed class ContinuousBatcher : IDisposable
                 now = Stopwatch.GetTimestamp();
                 foreach (var sequence in running)
                 {
+                    _statistics.Fail.Record(now - sequence.ArrivalTimestamp);
                     sequence.Fail(error, now);
                 }
                 Interlocked.Add(ref _running, -running.Count);
@@ -233,7 +241,7 @@ public sealed class ContinuousBatcher : IDisposable
             {
                 _waiting.RemoveFirst();
                 first.Value.WaitingNode = null;
-                first.Value.CompleteCancelled(now);
+                Drop(first.Value, now);
             }
             Monitor.PulseAll(_waiting);
         }

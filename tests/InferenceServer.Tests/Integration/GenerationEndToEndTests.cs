@@ -345,28 +345,7 @@ public sealed class GenerationEndToEndSampleTests(SampleServerFixture fixture) :
         ChatMessage[] messages = [new SystemChatMessage("Be brief."), new UserChatMessage("Tell me about the server")];
         const string rendered = "Be brief.\nTell me about the server\n";
         const int tokens = 30;
-        await EndToEnd.ChatWholeAndStreamedAsync(fixture.Server, prefix, SampleModels.BigramName, messages, rendered.Length, tokens, BigramGreedy(rendered[^1], tokens));
-    }
-
-    /// <summary>The bigram model's greedy text: from <paramref name="last"/>, follow the table's largest entry.</summary>
-    private static string BigramGreedy(char last, int tokens)
-    {
-        var table = SampleModels.BigramTable();
-        var size = SampleModels.BigramVocabulary.Length;
-        var text = new StringBuilder();
-        var current = SampleModels.BigramVocabulary.IndexOf(last, StringComparison.Ordinal);
-        for (var i = 0; i < tokens; i++)
-        {
-            var row = table.AsSpan(current * size, size);
-            var best = 0;
-            for (var j = 1; j < size; j++)
-            {
-                best = row[j] > row[best] ? j : best;
-            }
-            text.Append(SampleModels.BigramVocabulary[best]);
-            current = best;
-        }
-        return text.ToString();
+        await EndToEnd.ChatWholeAndStreamedAsync(fixture.Server, prefix, SampleModels.BigramName, messages, rendered.Length, tokens, SampleModels.BigramGreedy(rendered[^1], tokens));
     }
 }
 

@@ -108,16 +108,16 @@ public sealed class ShakespeareGenerationTests(ShakespeareFixture fixture) : ICl
     public async Task Token_counters_move_by_exactly_the_usage()
     {
         using var metrics = fixture.Server.NewMetricsClient();
-        var before = await ScrapeAsync(metrics);
+        var before = await EndToEnd.ScrapeAsync(metrics);
         var (_, usage, _) = await GenerateAsync("shakespeare", "HAMLET:\n", 17);
-        var after = await ScrapeAsync(metrics);
-        Assert.Equal(usage.PromptTokens, Delta(before, after, "inference_prompt_tokens_total"));
-        Assert.Equal(usage.CompletionTokens, Delta(before, after, "inference_generation_tokens_total"));
-        Assert.Equal(1, Delta(before, after, "inference_time_to_first_token_seconds_count"));
-        Assert.Equal(usage.CompletionTokens - 1, Delta(before, after, "inference_time_per_output_token_seconds_count"));
-        Assert.Equal(1, Delta(before, after, "inference_e2e_request_latency_seconds_count"));
-        Assert.Equal(usage.PromptTokens, Delta(before, after, "inference_request_prompt_tokens_sum"));
-        Assert.Equal(usage.CompletionTokens, Delta(before, after, "inference_request_generation_tokens_sum"));
+        var after = await EndToEnd.ScrapeAsync(metrics);
+        Assert.Equal(usage.PromptTokens, EndToEnd.Delta(before, after, "inference_prompt_tokens_total", "shakespeare"));
+        Assert.Equal(usage.CompletionTokens, EndToEnd.Delta(before, after, "inference_generation_tokens_total", "shakespeare"));
+        Assert.Equal(1, EndToEnd.Delta(before, after, "inference_time_to_first_token_seconds_count", "shakespeare"));
+        Assert.Equal(usage.CompletionTokens - 1, EndToEnd.Delta(before, after, "inference_time_per_output_token_seconds_count", "shakespeare"));
+        Assert.Equal(1, EndToEnd.Delta(before, after, "inference_e2e_request_latency_seconds_count", "shakespeare"));
+        Assert.Equal(usage.PromptTokens, EndToEnd.Delta(before, after, "inference_request_prompt_tokens_sum", "shakespeare"));
+        Assert.Equal(usage.CompletionTokens, EndToEnd.Delta(before, after, "inference_request_generation_tokens_sum", "shakespeare"));
     }
 
     [Fact]
@@ -265,27 +265,4 @@ public sealed class ShakespeareGenerationTests(ShakespeareFixture fixture) : ICl
             await Task.Delay(10);
         }
     }
-
-    internal static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient metrics)
-    {
-        var text = await metrics.GetStringAsync("/metrics");
-        var values = new Dictionary<string, double>();
-        foreach (var line in text.Split('\n'))
-        {
-            if (line.StartsWith('#') || !line.Contains("model=\"shakespeare\"", StringComparison.Ordinal))
-            {
-                continue;
-            }
-            var name = line[..line.IndexOf('{', StringComparison.Ordinal)];
-            if (name.EndsWith("_bucket", StringComparison.Ordinal))
-            {
-                continue;
-            }
-            values[name] = values.GetValueOrDefault(name) + double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
-        }
-        return values;
-    }
-
-    private static double Delta(Dictionary<string, double> before, Dictionary<string, double> after, string name) =>
-        after.GetValueOrDefault(name) - before.GetValueOrDefault(name);
 }

@@ -77,7 +77,7 @@ public static class LibStdCxxCompat
     /// Under the private host, hands child processes the environment they had before: the loader read LD_LIBRARY_PATH
     /// at startup, and programs started from here must not pick up Debian 13's libc with their own older loader.
     /// </summary>
-    public static void RestoreChildEnvironment()
+    private static void RestoreChildEnvironment()
     {
         if (!IsActive)
         {
