@@ -41,9 +41,9 @@ public sealed class InferenceDispatcher : ITextGenerator
             var batch = RequestValidator.Validate(request, lease.Config);
             scheduled = lease.Scheduler.ScheduleAsync(request, batch, cancellationToken);
         }
-        catch
+        catch (Exception e)
         {
-            lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
+            lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - request.ReceivedTimestamp, e);
             throw;
         }
         try
@@ -53,7 +53,7 @@ public sealed class InferenceDispatcher : ITextGenerator
         catch (Exception e) when (e is OperationCanceledException || e is InferenceException { Kind: InferenceErrorKind.DeadlineExceeded })
         {
             // Dropped in the queue: it never reached the engine, so the scheduler did not count it.
-            lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
+            lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - request.ReceivedTimestamp, e);
             throw;
         }
     }
@@ -94,7 +94,7 @@ public sealed class InferenceDispatcher : ITextGenerator
         }
         catch (Exception e)
         {
-            lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - arrived);
+            lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - arrived, e);
             activity?.SetStatus(ActivityStatusCode.Error, e.Message);
             activity?.Stop();
             lease.Dispose();

@@ -40,7 +40,11 @@ public sealed class ServerMetrics
         RequestsRunning = factory.CreateGauge("inference_num_requests_running", "Sequences in the continuous batch.", labels);
         RequestsWaiting = factory.CreateGauge("inference_num_requests_waiting", "Generation requests waiting for a slot in the batch.", labels);
         Requests = factory.CreateCounter("inference_requests_total",
-            "Requests a model version finished, by outcome (success, failure).", [ModelLabel, VersionLabel, "outcome"]);
+            "Requests a model version finished, by outcome (success, failure) and status (OK or the error's gRPC status name).", [ModelLabel, VersionLabel, "outcome", "status"]);
+        Rejections = factory.CreateCounter("inference_rejections_total",
+            "Requests turned away before the engine, by reason (queue_full, deadline, drain; rate_limit with admission control).", [ModelLabel, VersionLabel, "reason"]);
+        DrainPhase = factory.CreateGauge("inference_server_drain_phase",
+            "Shutdown phase: 0 serving, 1 draining (readiness failing, still accepting), 2 closing (listeners closed, finishing accepted requests).");
         RequestDuration = factory.CreateHistogram("inference_request_duration_seconds",
             "Time from a request's arrival to its response, successful requests.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
         QueueDuration = factory.CreateHistogram("inference_queue_duration_seconds",
@@ -93,6 +97,15 @@ public sealed class ServerMetrics
 
     /// <summary>inference_requests_total.</summary>
     public Counter Requests { get; }
+
+    /// <summary>inference_rejections_total.</summary>
+    public Counter Rejections { get; }
+
+    /// <summary>inference_server_drain_phase.</summary>
+    public Gauge DrainPhase { get; }
+
+    /// <summary>Counts a rejection that happened before any model was chosen (a drain turning a request away).</summary>
+    public void Rejected(string reason) => Rejections.WithLabels("", "", reason).Inc();
 
     /// <summary>inference_model_state.</summary>
     public Gauge ModelState { get; }
@@ -225,10 +238,30 @@ public sealed class GenerationMetrics
 /// <summary>One model version's request metrics, fed by its <see cref="Statistics.ModelStatistics"/>.</summary>
 public sealed class RequestMetrics
 {
+    /// <summary>Rejection reason: the model's queue (or waiting queue) was full.</summary>
+    public const string QueueFull = "queue_full";
+
+    /// <summary>Rejection reason: the deadline passed while the request was queued.</summary>
+    public const string Deadline = "deadline";
+
+    /// <summary>Rejection reason: the server was closing after a drain.</summary>
+    public const string Drain = "drain";
+
+    /// <summary>Rejection reason: a rate limit (admission control).</summary>
+    public const string RateLimit = "rate_limit";
+
+    private static readonly int StatusCount = Enum.GetValues<Inference.InferenceErrorKind>().Length + 1;
+    private readonly ServerMetrics _metrics;
+    private readonly string _model;
+    private readonly string _version;
+    private readonly Counter.Child?[] _failed = new Counter.Child?[StatusCount];
+
     internal RequestMetrics(ServerMetrics metrics, string model, string version)
     {
-        Succeeded = metrics.Requests.WithLabels(model, version, "success");
-        Failed = metrics.Requests.WithLabels(model, version, "failure");
+        _metrics = metrics;
+        _model = model;
+        _version = version;
+        Succeeded = metrics.Requests.WithLabels(model, version, "success", "OK");
         RequestDuration = metrics.RequestDuration.WithLabels(model, version);
         QueueDuration = metrics.QueueDuration.WithLabels(model, version);
         ComputeDuration = metrics.ComputeDuration.WithLabels(model, version);
@@ -237,9 +270,6 @@ public sealed class RequestMetrics
 
     /// <summary>Successful requests.</summary>
     public Counter.Child Succeeded { get; }
-
-    /// <summary>Failed requests.</summary>
-    public Counter.Child Failed { get; }
 
     /// <summary>End-to-end duration of successful requests.</summary>
     public Histogram.Child RequestDuration { get; }
@@ -252,4 +282,47 @@ public sealed class RequestMetrics
 
     /// <summary>Batch size per execution.</summary>
     public Histogram.Child BatchSize { get; }
+
+    /// <summary>
+    /// Counts a failed request under its status (<paramref name="kind"/>; null: the client cancelled). A full queue or
+    /// a deadline passed in the queue also counts as a rejection with that reason.
+    /// </summary>
+    public void Failed(Inference.InferenceErrorKind? kind)
+    {
+        var index = kind is { } k ? (int)k : StatusCount - 1;
+        var child = _failed[index] ??= _metrics.Requests.WithLabels(_model, _version, "failure", StatusName(kind));
+        child.Inc();
+        if (kind == Inference.InferenceErrorKind.ResourceExhausted)
+        {
+            Rejected(QueueFull);
+        }
+        else if (kind == Inference.InferenceErrorKind.DeadlineExceeded)
+        {
+            Rejected(Deadline);
+        }
+    }
+
+    /// <summary>Counts a request turned away before the engine, by reason.</summary>
+    public void Rejected(string reason) => _metrics.Rejections.WithLabels(_model, _version, reason).Inc();
+
+    /// <summary>The kind an error is counted under: its <see cref="Inference.InferenceErrorKind"/>, null for a cancellation, Internal otherwise.</summary>
+    public static Inference.InferenceErrorKind? KindOf(Exception error) => error switch
+    {
+        Inference.InferenceException e => e.Kind,
+        OperationCanceledException => null,
+        _ => Inference.InferenceErrorKind.Internal,
+    };
+
+    /// <summary>The gRPC status name of a kind (the status label of failed requests); null is CANCELLED.</summary>
+    public static string StatusName(Inference.InferenceErrorKind? kind) => kind switch
+    {
+        null => "CANCELLED",
+        Inference.InferenceErrorKind.InvalidArgument => "INVALID_ARGUMENT",
+        Inference.InferenceErrorKind.NotFound => "NOT_FOUND",
+        Inference.InferenceErrorKind.Unavailable => "UNAVAILABLE",
+        Inference.InferenceErrorKind.ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Inference.InferenceErrorKind.FailedPrecondition => "FAILED_PRECONDITION",
+        Inference.InferenceErrorKind.DeadlineExceeded => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    };
 }

@@ -129,7 +129,7 @@ public sealed class ContinuousBatcher : IDisposable
     /// <summary>Ends a sequence whose client left (or that the unload cut); it counts as a failed request, as a tensor request cancelled in the queue does.</summary>
     private void Drop(GeneratingSequence sequence, long now)
     {
-        _statistics.Fail.Record(now - sequence.ArrivalTimestamp);
+        _statistics.RecordFailure(now - sequence.ArrivalTimestamp, (Inference.InferenceErrorKind?)null);
         sequence.CompleteCancelled(now);
     }
 
@@ -198,7 +198,7 @@ public sealed class ContinuousBatcher : IDisposable
                 now = Stopwatch.GetTimestamp();
                 foreach (var sequence in running)
                 {
-                    _statistics.Fail.Record(now - sequence.ArrivalTimestamp);
+                    _statistics.RecordFailure(now - sequence.ArrivalTimestamp, error.Kind);
                     sequence.Fail(error, now);
                 }
                 Interlocked.Add(ref _running, -running.Count);

@@ -164,7 +164,7 @@ public sealed class ModelScheduler : IDisposable
             var failed = Stopwatch.GetTimestamp();
             foreach (var pending in batch)
             {
-                _statistics.Fail.Record(failed - pending.Request.ReceivedTimestamp);
+                _statistics.RecordFailure(failed - pending.Request.ReceivedTimestamp, error.Kind);
                 pending.Completion.TrySetException(error);
             }
             return;

@@ -94,8 +94,17 @@ public sealed class ModelStatistics
     {
         _metrics = metrics;
         Success.Export(metrics.RequestDuration, metrics.Succeeded);
-        Fail.Export(null, metrics.Failed);
         Queue.Export(metrics.QueueDuration, null);
+    }
+
+    /// <summary>Records a failed request that spent <paramref name="ticks"/> in the server, counted by its error's status.</summary>
+    public void RecordFailure(long ticks, Exception error) => RecordFailure(ticks, Observability.RequestMetrics.KindOf(error));
+
+    /// <summary>Records a failed request of error kind <paramref name="kind"/> (null: the client cancelled).</summary>
+    public void RecordFailure(long ticks, Inference.InferenceErrorKind? kind)
+    {
+        Fail.Record(ticks);
+        _metrics?.Failed(kind);
     }
 
     /// <summary>Records one execution of <paramref name="batchSize"/> inferences.</summary>

@@ -8,9 +8,9 @@ namespace InferenceServer.Grpc;
 /// <summary>
 /// The standard <c>grpc.health.v1.Health</c> service, for Kubernetes' gRPC probes and mesh health checks: the empty
 /// service name is the server's readiness, a model's name is that model's readiness (NOT_FOUND for an unknown
-/// model, as the protocol asks).
+/// model, as the protocol asks). Both are NOT_SERVING from the start of a drain.
 /// </summary>
-internal sealed class HealthGrpcService(ModelRepository repository) : Health.HealthBase
+internal sealed class HealthGrpcService(Lifecycle.ServerLifecycle lifecycle) : Health.HealthBase
 {
     private static readonly TimeSpan WatchInterval = TimeSpan.FromMilliseconds(500);
 
@@ -53,13 +53,13 @@ internal sealed class HealthGrpcService(ModelRepository repository) : Health.Hea
         bool serving;
         if (string.IsNullOrEmpty(service))
         {
-            serving = repository.IsServerReady;
+            serving = lifecycle.IsReady;
         }
         else
         {
             try
             {
-                serving = repository.IsReady(service, "");
+                serving = lifecycle.IsModelReady(service, "");
             }
             catch (InferenceException e) when (e.Kind == InferenceErrorKind.NotFound)
             {

@@ -12,17 +12,17 @@ namespace InferenceServer.Grpc;
 /// serves) take a BYTES input <c>text_input</c> and answer <c>text_output</c>, streamed on ModelStreamInfer.
 /// </summary>
 internal sealed class InferenceGrpcService(
-    ModelRepository repository, InferenceDispatcher dispatcher, ILogger<InferenceGrpcService> logger, ITextGenerator? generator = null)
+    ModelRepository repository, Lifecycle.ServerLifecycle lifecycle, InferenceDispatcher dispatcher, ILogger<InferenceGrpcService> logger, ITextGenerator? generator = null)
     : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
 
     public override Task<ServerReadyResponse> ServerReady(ServerReadyRequest request, ServerCallContext context) =>
-        Task.FromResult(new ServerReadyResponse { Ready = repository.IsServerReady });
+        Task.FromResult(new ServerReadyResponse { Ready = lifecycle.IsReady });
 
     public override Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context) =>
-        Task.FromResult(new ModelReadyResponse { Ready = repository.IsReady(request.Name, request.Version) });
+        Task.FromResult(new ModelReadyResponse { Ready = lifecycle.IsModelReady(request.Name, request.Version) });
 
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context) =>
         Task.FromResult(ProtocolMessages.ServerMetadata());

@@ -27,6 +27,8 @@ public static class CommandLine
         new("--default-device", "INFERENCE_DEFAULT_DEVICE", "Repository:DefaultDevice", "device of models whose config names none: cpu or cuda:N (default cpu)"),
         new("--default-max-queue-size", "INFERENCE_DEFAULT_MAX_QUEUE_SIZE", "Repository:DefaultMaxQueueSize", "max_queue_size of models whose config sets none (default 1024)"),
         new("--default-max-batch-size", "INFERENCE_DEFAULT_MAX_BATCH_SIZE", "Repository:DefaultMaxBatchSize", "max_batch_size derived for batchable models without one (default 8)"),
+        new("--drain-delay", "INFERENCE_DRAIN_DELAY", "Drain:DelaySeconds", "seconds to keep serving after SIGTERM with readiness failing (default 5)"),
+        new("--drain-timeout", "INFERENCE_DRAIN_TIMEOUT", "Drain:TimeoutSeconds", "seconds accepted requests get to finish once the listeners close (default 30)"),
         new("--api-key", "INFERENCE_API_KEY", "OpenAi:ApiKey", "require Authorization: Bearer <key> on the OpenAI API (/v1, /openai/v1); default none"),
     ];
 

@@ -8,6 +8,7 @@ using InferenceServer.Grpc;
 using InferenceServer.Http;
 using InferenceServer.Http.OpenAi;
 using InferenceServer.Inference;
+using InferenceServer.Lifecycle;
 using InferenceServer.Repository;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
@@ -39,18 +40,22 @@ public static class InferenceServerApp
         ServerOptions server;
         ModelRepositoryOptions repository;
         OpenAiOptions openAi;
+        DrainOptions drain;
         try
         {
             server = builder.Configuration.GetSection("Server").Get<ServerOptions>() ?? new ServerOptions();
             repository = builder.Configuration.GetSection("Repository").Get<ModelRepositoryOptions>() ?? new ModelRepositoryOptions();
             openAi = builder.Configuration.GetSection("OpenAi").Get<OpenAiOptions>() ?? new OpenAiOptions();
+            drain = builder.Configuration.GetSection("Drain").Get<DrainOptions>() ?? new DrainOptions();
         }
         catch (InvalidOperationException e)
         {
             // A value of the wrong type ("--http-port abc"): say which, without a stack trace.
             throw new ArgumentException(e.Message, e);
         }
+        drain.Validate();
         builder.Services.AddSingleton(server);
+        builder.Services.AddSingleton(drain);
         builder.Services.AddSingleton(openAi);
         builder.Services.AddSingleton(Options.Create(repository));
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<ModelRepositoryOptions>>().Value);
@@ -61,6 +66,11 @@ public static class InferenceServerApp
         builder.Services.AddSingleton<InferenceDispatcher>();
         builder.Services.AddSingleton<ITextGenerator>(sp => sp.GetRequiredService<InferenceDispatcher>());
         builder.Services.AddHostedService<RepositoryLoader>();
+        builder.Services.AddSingleton<ServerLifecycle>();
+        builder.Services.AddSingleton<DrainCoordinator>();
+        // Signals start a graceful drain (replacing the console lifetime); the drain timeout bounds the host's stop.
+        builder.Services.AddSingleton<IHostLifetime, SignalLifetime>();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain.Timeout);
         configureServices?.Invoke(builder.Services);
 
         var endpoints = new ServerEndpoints();
@@ -71,7 +81,12 @@ public static class InferenceServerApp
             kestrel.Limits.MaxRequestBodySize = null;
             var address = IPAddress.Parse(server.BindAddress);
             kestrel.Listen(address, server.HttpPort, l => { l.Protocols = HttpProtocols.Http1; endpoints.Http = l; });
-            kestrel.Listen(address, server.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; endpoints.Grpc = l; });
+            kestrel.Listen(address, server.GrpcPort, l =>
+            {
+                l.Protocols = HttpProtocols.Http2;
+                l.Use(next => l.ApplicationServices.GetRequiredService<DrainCoordinator>().TrackHttp2Connections(next));
+                endpoints.Grpc = l;
+            });
             kestrel.Listen(address, server.MetricsPort, l => { l.Protocols = HttpProtocols.Http1; endpoints.Metrics = l; });
         });
         builder.Services.AddGrpc(grpc =>
@@ -82,6 +97,8 @@ public static class InferenceServerApp
         });
 
         var app = builder.Build();
+        var coordinator = app.Services.GetRequiredService<DrainCoordinator>();
+        app.Use(coordinator.InvokeAsync);
         app.Use(PortRouting.Create(endpoints, server));
         app.UseMiddleware<RestErrorMiddleware>();
         app.MapOpenInferenceRest();

@@ -22,7 +22,7 @@ internal static class RestEndpoints
         });
         v2.MapGet("/health/ready", context =>
         {
-            var ready = Repository(context).IsServerReady;
+            var ready = context.RequestServices.GetRequiredService<Lifecycle.ServerLifecycle>().IsReady;
             return WriteObjectAsync(context, ready ? 200 : 503, w => w.WriteBoolean("ready", ready));
         });
         v2.MapGet("", context => WriteMessageAsync(context, ProtocolMessages.ServerMetadata()));
@@ -69,7 +69,7 @@ internal static class RestEndpoints
     private static Task ModelReadyAsync(HttpContext context)
     {
         var (name, version) = Route(context);
-        var ready = Repository(context).IsReady(name, version);
+        var ready = context.RequestServices.GetRequiredService<Lifecycle.ServerLifecycle>().IsModelReady(name, version);
         return WriteObjectAsync(context, ready ? 200 : 503, w =>
         {
             w.WriteString("name", name);

@@ -11,10 +11,12 @@ namespace InferenceServer.Tests.Infrastructure;
 public sealed class RunningServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly Task _run;
 
-    private RunningServer(WebApplication app, ServerEndpoints endpoints)
+    private RunningServer(WebApplication app, Task run, ServerEndpoints endpoints)
     {
         _app = app;
+        _run = run;
         Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{endpoints.HttpPort}"), Timeout = TimeSpan.FromMinutes(2) };
         Channel = GrpcChannel.ForAddress($"http://127.0.0.1:{endpoints.GrpcPort}", new GrpcChannelOptions
         {
@@ -53,8 +55,13 @@ public sealed class RunningServer : IAsyncDisposable
             "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", .. extraArgs,
         ];
         var app = InferenceServerApp.Create(args, configureServices);
-        await app.StartAsync();
-        var server = new RunningServer(app, app.Services.GetRequiredService<ServerEndpoints>());
+        // Run as Program does, so a drain that stops the host really closes the listeners.
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        app.Lifetime.ApplicationStarted.Register(() => started.TrySetResult());
+        var run = app.RunAsync();
+        await Task.WhenAny(started.Task, run);
+        await (run.IsCompleted ? run : Task.CompletedTask);
+        var server = new RunningServer(app, run, app.Services.GetRequiredService<ServerEndpoints>());
         var deadline = DateTime.UtcNow.AddMinutes(3);
         while (!server.Repository.StartupComplete)
         {
@@ -67,11 +74,22 @@ public sealed class RunningServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>Completes when the host has stopped (after <see cref="DisposeAsync"/>, or after a drain).</summary>
+    public Task Stopped => _run;
+
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();
         Channel.Dispose();
-        await _app.StopAsync();
+        try
+        {
+            _app.Lifetime.StopApplication();
+        }
+        catch (ObjectDisposedException)
+        {
+            // A drain already stopped the host.
+        }
+        await _run;
         await _app.DisposeAsync();
     }
 }

@@ -31,8 +31,8 @@ public sealed class RequestMetricsTests
             double.Parse(text.Split('\n').Single(l => l.StartsWith(series + " ", StringComparison.Ordinal))[(series.Length + 1)..], CultureInfo.InvariantCulture);
 
         const string simple = "model=\"simple\",version=\"1\"";
-        Assert.Equal(5, Value($"inference_requests_total{{{simple},outcome=\"success\"}}"));
-        Assert.Equal(1, Value($"inference_requests_total{{{simple},outcome=\"failure\"}}"));
+        Assert.Equal(5, Value($"inference_requests_total{{{simple},outcome=\"success\",status=\"OK\"}}"));
+        Assert.Equal(1, Value($"inference_requests_total{{{simple},outcome=\"failure\",status=\"INVALID_ARGUMENT\"}}"));
         Assert.Equal(5, Value($"inference_request_duration_seconds_count{{{simple}}}"));
         Assert.Equal(5, Value($"inference_queue_duration_seconds_count{{{simple}}}"));
         // Sequential requests run one per execution: five executions of batch size 1.
@@ -46,6 +46,6 @@ public sealed class RequestMetricsTests
         Assert.Equal(0, Value($"inference_queue_depth{{{simple}}}"));
         Assert.True(Value($"inference_model_load_duration_seconds{{{simple}}}") > 0);
         // A model nobody called has its series at zero.
-        Assert.Equal(0, Value("inference_requests_total{model=\"linear\",version=\"2\",outcome=\"success\"}"));
+        Assert.Equal(0, Value("inference_requests_total{model=\"linear\",version=\"2\",outcome=\"success\",status=\"OK\"}"));
     }
 }

@@ -204,6 +204,18 @@ public sealed class SchedulerTests
         await gate.ReleaseAsync();
         await Task.WhenAll(waiting);
         Assert.Equal(3, state.Executions.Count);
+        // Both rejections are counted by reason and as failures with their status.
+        Assert.Equal(2, await MetricAsync(server, "inference_rejections_total{model=\"gate\",version=\"1\",reason=\"queue_full\"}"));
+        Assert.Equal(2, await MetricAsync(server, "inference_requests_total{model=\"gate\",version=\"1\",outcome=\"failure\",status=\"RESOURCE_EXHAUSTED\"}"));
+        Assert.Equal(3, await MetricAsync(server, "inference_requests_total{model=\"gate\",version=\"1\",outcome=\"success\",status=\"OK\"}"));
+    }
+
+    private static async Task<double> MetricAsync(RunningServer server, string series)
+    {
+        using var metrics = server.NewMetricsClient();
+        var line = (await metrics.GetStringAsync("/metrics")).Split('\n').SingleOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+        Assert.True(line is not null, $"no series {series}");
+        return double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]
@@ -238,6 +250,8 @@ public sealed class SchedulerTests
             await Task.Delay(10);
         }
         Assert.Equal(2UL, stats.ExecutionCount);
+        Assert.Equal(2, await MetricAsync(server, "inference_rejections_total{model=\"gate\",version=\"1\",reason=\"deadline\"}"));
+        Assert.Equal(2, await MetricAsync(server, "inference_requests_total{model=\"gate\",version=\"1\",outcome=\"failure\",status=\"DEADLINE_EXCEEDED\"}"));
         Assert.Equal(2UL, stats.InferenceStats.Fail.Count);
     }
 
