@@ -96,8 +96,27 @@ public static class LibStdCxxCompat
         var info = new System.Diagnostics.ProcessStartInfo(fileName, arguments);
         if (IsActive)
         {
+            // Process.Start looks for a bare name in this process's own directory before PATH: under the private host
+            // "dotnet" would be the patched one, which cannot run without its libraries.
+            if (!fileName.Contains('/') && FindOnPath(fileName) is { } resolved)
+            {
+                info.FileName = resolved;
+            }
             var saved = Environment.GetEnvironmentVariable(SavedLibraryPathVariable);
             info.Environment.Remove("LD_LIBRARY_PATH");
+            // A child that is itself this server (or a tool using it) decides afresh whether it needs the compat host.
+            info.Environment.Remove(ActiveVariable);
+            info.Environment.Remove(SavedLibraryPathVariable);
+            // Variables naming the private host (DOTNET_ROOT_X64, DOTNET_HOST_PATH set by dotnet test): a child .NET
+            // program would otherwise run on it without its libraries and crash.
+            if (CompatDirectory is { Length: > 0 } compat)
+            {
+                var host = Path.GetFullPath(compat);
+                foreach (var name in info.Environment.Where(kv => kv.Value?.StartsWith(host, StringComparison.Ordinal) == true).Select(kv => kv.Key).ToList())
+                {
+                    info.Environment.Remove(name);
+                }
+            }
             if (!string.IsNullOrEmpty(saved))
             {
                 info.Environment["LD_LIBRARY_PATH"] = saved;
@@ -107,6 +126,11 @@ public static class LibStdCxxCompat
     }
 
     /// <summary>Whether the system's libstdc++ has <see cref="RequiredVersion"/> (then no private host is needed).</summary>
+    private static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, name))
+            .FirstOrDefault(File.Exists);
+
     public static bool SystemLibStdCxxIsNewEnough()
     {
         string[] candidates = ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib/aarch64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6"];
