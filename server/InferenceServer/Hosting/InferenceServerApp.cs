@@ -61,6 +61,8 @@ public static class InferenceServerApp
         builder.Services.AddSingleton<InferenceDispatcher>();
         builder.Services.AddSingleton<ITextGenerator>(sp => sp.GetRequiredService<InferenceDispatcher>());
         builder.Services.AddHostedService<RepositoryLoader>();
+        builder.Services.AddSingleton(builder.Configuration.GetSection("Metrics").Get<MetricsOptions>() ?? new MetricsOptions());
+        builder.Services.AddHostedService<GpuMetricsService>();
         configureServices?.Invoke(builder.Services);
 
         var endpoints = new ServerEndpoints();
