@@ -60,6 +60,8 @@ public sealed class ServerMetrics
         LoadDuration = factory.CreateGauge("inference_model_load_duration_seconds", "How long loading a model version took.", labels);
         GenerationRequests = factory.CreateCounter("inference_generation_requests_total",
             "Finished generation requests by finish reason (stop, length, cancelled, error).", [ModelLabel, VersionLabel, "finish_reason"]);
+        // process_* and dotnet_* (CPU, memory, threads, handles, GC collections), read at each scrape; once per registry.
+        DotNetStats.Register(Registry);
     }
 
     /// <summary>The registry <c>/metrics</c> exports.</summary>
@@ -175,6 +177,22 @@ public sealed class ServerMetrics
 
     /// <summary>inference_batch_size.</summary>
     public Histogram BatchSize { get; }
+
+    /// <summary>
+    /// Creates the inference_gpu_* gauges (labels gpu, uuid, name). Called only when NVML is available, so that on a machine
+    /// without a GPU these metrics are absent from <c>/metrics</c> rather than zero.
+    /// </summary>
+    public GpuGauges CreateGpuGauges()
+    {
+        var factory = Metrics.WithCustomRegistry(Registry);
+        string[] labels = [GpuGauges.GpuLabel, GpuGauges.UuidLabel, GpuGauges.NameLabel];
+        return new GpuGauges(
+            factory.CreateGauge("inference_gpu_utilization_ratio", "Fraction of the last sample period in which the GPU was running kernels (NVML).", labels),
+            factory.CreateGauge("inference_gpu_memory_used_bytes", "GPU memory in use (NVML).", labels),
+            factory.CreateGauge("inference_gpu_memory_total_bytes", "GPU memory installed (NVML).", labels),
+            factory.CreateGauge("inference_gpu_power_watts", "GPU power draw (NVML).", labels),
+            factory.CreateGauge("inference_gpu_temperature_celsius", "GPU core temperature (NVML).", labels));
+    }
 
     /// <summary>The request series of one model version.</summary>
     public RequestMetrics ForRequests(string model, string version) => new(this, model, version);
@@ -325,4 +343,17 @@ public sealed class RequestMetrics
         Inference.InferenceErrorKind.DeadlineExceeded => "DEADLINE_EXCEEDED",
         _ => "INTERNAL",
     };
+}
+
+/// <summary>The GPU gauges (see <see cref="ServerMetrics.CreateGpuGauges"/>), refreshed from NVML at each scrape by <see cref="GpuMetrics"/>.</summary>
+public sealed record GpuGauges(Gauge Utilization, Gauge MemoryUsed, Gauge MemoryTotal, Gauge Power, Gauge Temperature)
+{
+    /// <summary>The label of the GPU's NVML index.</summary>
+    public const string GpuLabel = "gpu";
+
+    /// <summary>The label of the GPU's UUID.</summary>
+    public const string UuidLabel = "uuid";
+
+    /// <summary>The label of the GPU's product name.</summary>
+    public const string NameLabel = "name";
 }

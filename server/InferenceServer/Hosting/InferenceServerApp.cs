@@ -71,6 +71,8 @@ public static class InferenceServerApp
         // Signals start a graceful drain (replacing the console lifetime); the drain timeout bounds the host's stop.
         builder.Services.AddSingleton<IHostLifetime, SignalLifetime>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain.Timeout);
+        builder.Services.AddSingleton(builder.Configuration.GetSection("Metrics").Get<MetricsOptions>() ?? new MetricsOptions());
+        builder.Services.AddHostedService<GpuMetricsService>();
         configureServices?.Invoke(builder.Services);
 
         var endpoints = new ServerEndpoints();
