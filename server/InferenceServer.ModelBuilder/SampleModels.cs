@@ -90,7 +90,15 @@ public static class SampleModels
         "    dims: [16]\n" +
         "# Combine concurrent requests into batches of up to 8; a lone request waits at most 100 us for company.\n" +
         "dynamic_batching:\n" +
-        "  max_queue_delay_microseconds: 100\n";
+        "  max_queue_delay_microseconds: 100\n" +
+        "# Before the model reports ready, each instance runs this sample twice, so no client request is the engine's first.\n" +
+        "model_warmup:\n" +
+        "  - name: zeros\n" +
+        "    batch_size: 1\n" +
+        "    count: 2\n" +
+        "    inputs:\n" +
+        "      INPUT0: {data_type: TYPE_INT32, dims: [16], zero_data: true}\n" +
+        "      INPUT1: {data_type: TYPE_INT32, dims: [16], zero_data: true}\n";
 
     /// <summary>The exact contents of <c>linear/config.yaml</c>: only the version policy; the rest is derived from the model.</summary>
     public const string LinearConfigYaml =
@@ -380,7 +388,8 @@ public static class SampleModels
         L("| output | `OUTPUT1` | INT32 | [batch, 16] |");
         L();
         L("`OUTPUT0 = INPUT0 + INPUT1` (ONNX `Add`), `OUTPUT1 = INPUT0 - INPUT1` (ONNX `Sub`), element-wise,");
-        L("with int32 wrap-around. `config.yaml` sets `max_batch_size: 8` and per-item dims `[16]`.");
+        L("with int32 wrap-around. `config.yaml` sets `max_batch_size: 8` and per-item dims `[16]`, and a warmup");
+        L("(`model_warmup`) of two all-zero executions per instance before the model reports ready.");
         L();
         L("## linear (versions 1 and 2, `config.yaml` with only a version policy)");
         L();

@@ -58,6 +58,8 @@ public sealed class ServerMetrics
         InFlight = factory.CreateGauge("inference_requests_in_flight", "Requests holding a model version: queued, running or streaming.", labels);
         QueueDepth = factory.CreateGauge("inference_queue_depth", "Requests waiting in a model version's queue.", labels);
         LoadDuration = factory.CreateGauge("inference_model_load_duration_seconds", "How long loading a model version took.", labels);
+        WarmupDuration = factory.CreateGauge("inference_model_warmup_duration_seconds",
+            "How long a model version's warmup samples ran (after the load; 0 without model_warmup).", labels);
         GenerationRequests = factory.CreateCounter("inference_generation_requests_total",
             "Finished generation requests by finish reason (stop, length, cancelled, error).", [ModelLabel, VersionLabel, "finish_reason"]);
         // process_* and dotnet_* (CPU, memory, threads, handles, GC collections), read at each scrape; once per registry.
@@ -121,8 +123,11 @@ public sealed class ServerMetrics
     /// <summary>inference_model_load_duration_seconds.</summary>
     public Gauge LoadDuration { get; }
 
+    /// <summary>inference_model_warmup_duration_seconds.</summary>
+    public Gauge WarmupDuration { get; }
+
     /// <summary>
-    /// Reads the repository's model versions at every scrape (state, in-flight requests, queue depth, load time);
+    /// Reads the repository's model versions at every scrape (state, in-flight requests, queue depth, load and warmup time);
     /// series of versions that are gone are removed.
     /// </summary>
     public void Track(Repository.ModelRepository repository)
@@ -151,6 +156,7 @@ public sealed class ServerMetrics
                 InFlight.WithLabels(key.Name, key.Item2).Set(version.InFlight);
                 QueueDepth.WithLabels(key.Name, key.Item2).Set(version.QueueLength);
                 LoadDuration.WithLabels(key.Name, key.Item2).Set(version.LoadDuration.TotalSeconds);
+                WarmupDuration.WithLabels(key.Name, key.Item2).Set(version.WarmupDuration.TotalSeconds);
             }
             foreach (var gone in previous.Where(p => !current.Contains(p)))
             {
@@ -161,6 +167,7 @@ public sealed class ServerMetrics
                 InFlight.RemoveLabelled(gone.Model, gone.Version);
                 QueueDepth.RemoveLabelled(gone.Model, gone.Version);
                 LoadDuration.RemoveLabelled(gone.Model, gone.Version);
+                WarmupDuration.RemoveLabelled(gone.Model, gone.Version);
             }
             previous = current;
         });

@@ -56,6 +56,47 @@ public sealed class ModelConfigFile
     /// <summary>Present for autoregressive language models: served by text generation with continuous batching.</summary>
     public GenerationEntry? Generation { get; set; }
 
+    /// <summary>Samples run on every engine instance before the model reports ready (Triton's model_warmup).</summary>
+    public List<WarmupEntry>? ModelWarmup { get; set; }
+
+    /// <summary>
+    /// One warmup sample: its inputs, the batch it runs as and how many times. See the README's "Warmup" section;
+    /// checked against the resolved configuration by <see cref="Lifecycle.ModelWarmup"/>.
+    /// </summary>
+    public sealed class WarmupEntry
+    {
+        /// <summary>The sample's name, as reasons and logs name it.</summary>
+        public string? Name { get; set; }
+
+        /// <summary>Rows of the batch dimension for a model with max_batch_size &gt; 0 (0 or omitted: 1).</summary>
+        public int? BatchSize { get; set; }
+
+        /// <summary>Each input of the model by name, with its data.</summary>
+        public Dictionary<string, WarmupInputEntry>? Inputs { get; set; }
+
+        /// <summary>Executions of this sample on each instance (0 or omitted: 1, as Triton).</summary>
+        public int? Count { get; set; }
+    }
+
+    /// <summary>One input of a warmup sample: its type, dims (without the batch dimension) and exactly one data source.</summary>
+    public sealed class WarmupInputEntry
+    {
+        /// <summary>Must equal the input's data type ("TYPE_FP32" or "FP32").</summary>
+        public string? DataType { get; set; }
+
+        /// <summary>Concrete dims without the batch dimension, matching the input's (-1 there matches any size).</summary>
+        public List<long>? Dims { get; set; }
+
+        /// <summary>Every element zero (BYTES: empty strings).</summary>
+        public bool? ZeroData { get; set; }
+
+        /// <summary>Random elements (see the README for the ranges).</summary>
+        public bool? RandomData { get; set; }
+
+        /// <summary>A file in the model's <c>warmup/</c> directory holding one row of raw little-endian elements.</summary>
+        public string? InputDataFile { get; set; }
+    }
+
     /// <summary>
     /// generation: how a language model's token-in, logits-out network becomes a text generator. See the README's
     /// "Generative models" section.

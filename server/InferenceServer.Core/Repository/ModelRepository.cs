@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using InferenceServer.Backends;
 using InferenceServer.Generation;
+using InferenceServer.Lifecycle;
 using InferenceServer.Observability;
 using InferenceServer.Inference;
 using Microsoft.Extensions.Logging;
@@ -242,11 +243,22 @@ public sealed partial class ModelRepository : IDisposable
         }
         var gate = _modelLocks.GetOrAdd(name, static _ => new SemaphoreSlim(1, 1));
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        ModelVersion[]? announced = null;
         try
         {
-            // The engine's load is synchronous and may take seconds; keep it off the caller's thread.
-            var loaded = await Task.Run(() => LoadVersions(name, directory), cancellationToken).ConfigureAwait(false);
             _models.TryGetValue(name, out var previous);
+            // A first load (or that of a model serving nothing) shows its versions LOADING in the index and the probes
+            // while the instances load and warm up; a reload leaves the serving versions in place until it is done.
+            void Announce(ModelVersion[] loading)
+            {
+                if (previous is null || previous.All(v => v.State != ModelState.Ready))
+                {
+                    _models[name] = announced = loading;
+                }
+            }
+            // The engine's load is synchronous and may take seconds; keep it off the caller's thread.
+            var loaded = await Task.Run(() => LoadVersions(name, directory, Announce, cancellationToken), cancellationToken).ConfigureAwait(false);
+            announced = null;
             if (loaded.All(v => v.State != ModelState.Ready) && previous is not null && previous.Any(v => v.State == ModelState.Ready))
             {
                 // As Triton does: a reload that fails leaves the versions that were serving in place.
@@ -262,11 +274,16 @@ public sealed partial class ModelRepository : IDisposable
         }
         finally
         {
+            // The load was cancelled (the server is stopping) or failed unexpectedly: nothing is loading any more.
+            if (announced is not null)
+            {
+                ((ICollection<KeyValuePair<string, ModelVersion[]>>)_models).Remove(new(name, announced));
+            }
             gate.Release();
         }
     }
 
-    private ModelVersion[] LoadVersions(string name, string directory)
+    private ModelVersion[] LoadVersions(string name, string directory, Action<ModelVersion[]> announce, CancellationToken cancellationToken)
     {
         ModelConfigFile? file;
         VersionPolicy policy;
@@ -296,18 +313,24 @@ public sealed partial class ModelRepository : IDisposable
             Log.ModelFailed(_logger, name, 0, reason);
             return [ModelVersion.Failed(name, 0, reason)];
         }
-        return selected.Select(v => LoadVersion(name, directory, v, file)).ToArray();
+        var loading = selected.Select(v => ModelVersion.Loading(name, v)).ToArray();
+        announce(loading);
+        return selected.Select((v, i) => LoadVersion(name, directory, v, file, loading[i], cancellationToken)).ToArray();
     }
 
-    private ModelVersion LoadVersion(string name, string directory, long version, ModelConfigFile? file)
+    private ModelVersion LoadVersion(string name, string directory, long version, ModelConfigFile? file, ModelVersion loading, CancellationToken cancellationToken)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var loaded = LoadVersionCore(name, directory, version, file);
-        loaded.LoadDuration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        var warmup = TimeSpan.Zero;
+        var loaded = LoadVersionCore(name, directory, version, file, loading, ref warmup, cancellationToken);
+        // Two gauges: the engine's load, and the warmup after it.
+        loaded.LoadDuration = System.Diagnostics.Stopwatch.GetElapsedTime(started) - warmup;
+        loaded.WarmupDuration = warmup;
         return loaded;
     }
 
-    private ModelVersion LoadVersionCore(string name, string directory, long version, ModelConfigFile? file)
+    private ModelVersion LoadVersionCore(
+        string name, string directory, long version, ModelConfigFile? file, ModelVersion loading, ref TimeSpan warmupDuration, CancellationToken cancellationToken)
     {
         var instances = new List<IBackendModel>();
         try
@@ -335,13 +358,41 @@ public sealed partial class ModelRepository : IDisposable
                 config.Generation = GenerationConfig.Resolve(generation, config, directory);
             }
             Log.ModelLoaded(_logger, name, version, instances.Count, instances[0].ExecutionProvider);
+            ModelWarmup warmup;
+            try
+            {
+                warmup = ModelWarmup.Resolve(file?.ModelWarmup, config, directory);
+            }
+            catch (ModelConfigException e)
+            {
+                throw new ModelConfigException("invalid configuration: " + e.Message);
+            }
+            if (warmup.Samples.Count > 0)
+            {
+                loading.SetLoadingPhase(ModelVersion.WarmingUpReason);
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                try
+                {
+                    warmup.Run(instances, version.ToString(CultureInfo.InvariantCulture), cancellationToken);
+                }
+                finally
+                {
+                    warmupDuration = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+                }
+                Log.ModelWarmedUp(_logger, name, version, warmup.Samples.Count, warmup.ExecutionsPerInstance * instances.Count, warmupDuration.TotalSeconds);
+            }
             return ModelVersion.Ready(name, version, config, instances, _metrics);
         }
-        catch (Exception e) when (e is ModelLoadException or ModelConfigException)
+        catch (Exception e) when (e is ModelLoadException or ModelConfigException or WarmupException)
         {
             instances.ForEach(i => i.Dispose());
             Log.ModelFailed(_logger, name, version, e.Message);
             return ModelVersion.Failed(name, version, e.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            instances.ForEach(i => i.Dispose());
+            throw;
         }
     }
 
@@ -440,5 +491,8 @@ public sealed partial class ModelRepository : IDisposable
 
         [LoggerMessage(5, LogLevel.Warning, "Start-up model '{Name}' skipped: {Reason}")]
         public static partial void StartupModelSkipped(ILogger logger, string name, string reason);
+
+        [LoggerMessage(6, LogLevel.Information, "Warmed up model '{Name}' version {Version}: {Samples} sample(s), {Executions} execution(s) in {Seconds:F3} s")]
+        public static partial void ModelWarmedUp(ILogger logger, string name, long version, int samples, int executions, double seconds);
     }
 }

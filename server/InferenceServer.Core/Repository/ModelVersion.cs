@@ -84,11 +84,33 @@ public sealed class ModelVersion
     internal static ModelVersion Failed(string name, long version, string reason, ModelConfig? config = null) =>
         new(name, version, ModelState.Unavailable, reason, config, null, null);
 
+    /// <summary>A version being loaded (and warmed up): what the index and the probes see until the load finishes.</summary>
+    internal static ModelVersion Loading(string name, long version) =>
+        new(name, version, ModelState.Loading, LoadingReason, null, null, null);
+
+    /// <summary>The reason of a version whose engine instances are being loaded.</summary>
+    public const string LoadingReason = "loading";
+
+    /// <summary>The reason of a version whose instances are loaded and running their warmup samples.</summary>
+    public const string WarmingUpReason = "warming up";
+
+    /// <summary>Moves a <see cref="Loading"/> placeholder on to its next phase (its reason).</summary>
+    internal void SetLoadingPhase(string reason)
+    {
+        if (State == ModelState.Loading)
+        {
+            Reason = reason;
+        }
+    }
+
     /// <summary>Requests holding this version (queued, running or streaming); 0 when it is not serving.</summary>
     public int InFlight => State == ModelState.Ready ? Math.Max(0, Volatile.Read(ref _references) - 1) : 0;
 
-    /// <summary>How long loading took (all instances, configuration included).</summary>
+    /// <summary>How long loading took (all instances, configuration included; warmup not included).</summary>
     public TimeSpan LoadDuration { get; internal set; }
+
+    /// <summary>How long the warmup samples ran on the instances (zero without <c>model_warmup</c>).</summary>
+    public TimeSpan WarmupDuration { get; internal set; }
 
     /// <summary>Requests waiting in this version's queue (for a generative model, waiting for a running slot).</summary>
     public int QueueLength => _scheduler?.QueueLength ?? _batcher?.WaitingCount ?? 0;

@@ -13,6 +13,16 @@ public sealed class GateState
 
     public ConcurrentQueue<(long Rows, long[] Shape, float[] Values)> Executions { get; } = new();
 
+    /// <summary>When set, every execution fails with this message (an engine error), after it is recorded.</summary>
+    public string? FailWith { get; set; }
+
+    private int _disposed;
+
+    /// <summary>Instances of the model released so far.</summary>
+    public int Disposed => Volatile.Read(ref _disposed);
+
+    internal void InstanceDisposed() => Interlocked.Increment(ref _disposed);
+
     private int _running;
     private int _maxRunning;
 
@@ -86,6 +96,10 @@ public sealed class GateBackend : IModelBackend
                 {
                     throw new InvalidOperationException("the test never opened the gate");
                 }
+                if (state.FailWith is { } failure)
+                {
+                    throw new InvalidOperationException(failure);
+                }
                 response.Outputs.Add(new Tensor("y", DataType.Fp32, (long[])x.Shape.Clone(), TensorBuffer.CopyOf(x.Data.Span)));
             }
             finally
@@ -94,8 +108,6 @@ public sealed class GateBackend : IModelBackend
             }
         }
 
-        public void Dispose()
-        {
-        }
+        public void Dispose() => state.InstanceDisposed();
     }
 }

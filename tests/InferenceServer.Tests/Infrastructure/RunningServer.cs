@@ -49,6 +49,14 @@ public sealed class RunningServer : IAsyncDisposable
     /// <summary>Starts a server with extra services (such as a test backend).</summary>
     public static async Task<RunningServer> StartAsync(string repository, Action<IServiceCollection>? configureServices, params string[] extraArgs)
     {
+        var server = await StartWithoutWaitingAsync(repository, configureServices, extraArgs);
+        await server.WaitForStartupAsync();
+        return server;
+    }
+
+    /// <summary>Starts a server and returns as soon as it listens, while its start-up models may still be loading.</summary>
+    public static async Task<RunningServer> StartWithoutWaitingAsync(string repository, Action<IServiceCollection>? configureServices, params string[] extraArgs)
+    {
         string[] args =
         [
             "--model-repository", repository, "--bind-address", "127.0.0.1",
@@ -61,9 +69,14 @@ public sealed class RunningServer : IAsyncDisposable
         var run = app.RunAsync();
         await Task.WhenAny(started.Task, run);
         await (run.IsCompleted ? run : Task.CompletedTask);
-        var server = new RunningServer(app, run, app.Services.GetRequiredService<ServerEndpoints>());
+        return new RunningServer(app, run, app.Services.GetRequiredService<ServerEndpoints>());
+    }
+
+    /// <summary>Waits (bounded) until the start-up models have loaded.</summary>
+    public async Task WaitForStartupAsync()
+    {
         var deadline = DateTime.UtcNow.AddMinutes(3);
-        while (!server.Repository.StartupComplete)
+        while (!Repository.StartupComplete)
         {
             if (DateTime.UtcNow > deadline)
             {
@@ -71,7 +84,6 @@ public sealed class RunningServer : IAsyncDisposable
             }
             await Task.Delay(20);
         }
-        return server;
     }
 
     /// <summary>Completes when the host has stopped (after <see cref="DisposeAsync"/>, or after a drain).</summary>
