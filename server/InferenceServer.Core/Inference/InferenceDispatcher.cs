@@ -52,8 +52,11 @@ public sealed class InferenceDispatcher : ITextGenerator
         }
         catch (Exception e) when (e is OperationCanceledException || e is InferenceException { Kind: InferenceErrorKind.DeadlineExceeded })
         {
-            // Dropped in the queue: it never reached the engine, so the scheduler did not count it.
-            lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - request.ReceivedTimestamp, e);
+            // Dropped in the queue: it never reached the engine, so the scheduler did not count it. A cancellation at or
+            // after the request's deadline (the gRPC deadline cancels the call) is the deadline's doing.
+            var now = Stopwatch.GetTimestamp();
+            var deadlinePassed = e is OperationCanceledException && request.Deadline > 0 && now >= request.Deadline;
+            lease.Version.Statistics.RecordFailure(now - request.ReceivedTimestamp, deadlinePassed ? InferenceErrorKind.DeadlineExceeded : Observability.RequestMetrics.KindOf(e));
             throw;
         }
     }
