@@ -62,9 +62,12 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
         {
             return;
         }
+        // Keep what was said about retrying and about the connection (a drain asks clients to close it).
         var retryAfter = context.Response.Headers.RetryAfter;
+        var connection = context.Response.Headers.Connection;
         context.Response.Clear();
         context.Response.Headers.RetryAfter = retryAfter;
+        context.Response.Headers.Connection = connection;
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json";
         await using var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonWriting.Options);

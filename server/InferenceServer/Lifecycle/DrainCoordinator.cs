@@ -156,16 +156,16 @@ public sealed partial class DrainCoordinator
         if (HttpProtocol.IsHttp2(context.Request.Protocol))
         {
             // GOAWAY: the streams already open finish; the client opens a new connection (elsewhere, once the endpoint is gone) for the next call.
-            if (_http2Connections.TryGetValue(context.Connection.Id, out var connection))
-            {
-                connection.RequestClose();
-            }
+            Http2Connection(context)?.RequestClose();
         }
         else
         {
             context.Response.Headers.Connection = "close";
         }
     }
+
+    private IConnectionLifetimeNotificationFeature? Http2Connection(HttpContext context) =>
+        context.Connection.Id is { } id && _http2Connections.TryGetValue(id, out var connection) ? connection : null;
 
     // Liveness and metrics keep answering while closing: a draining pod is alive, and its last scrape is worth having.
     private bool IsProbeOrMetrics(HttpContext context) =>
@@ -183,10 +183,7 @@ public sealed partial class DrainCoordinator
             context.Response.ContentType = "application/grpc";
             context.Response.Headers["grpc-status"] = "14";
             context.Response.Headers["grpc-message"] = Uri.EscapeDataString(message);
-            if (_http2Connections.TryGetValue(context.Connection.Id, out var connection))
-            {
-                connection.RequestClose();
-            }
+            Http2Connection(context)?.RequestClose();
             return Task.CompletedTask;
         }
         context.Response.Headers.Connection = "close";
