@@ -30,6 +30,7 @@ public sealed class InferenceDispatcher : ITextGenerator
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         using var lease = _repository.Acquire(request.ModelName, request.ModelVersion);
+        using var activity = request.Activity = Telemetry.StartInference(lease.Version.Name, lease.Version.Version);
         Task<InferenceResponse> scheduled;
         try
         {
@@ -41,19 +42,28 @@ public sealed class InferenceDispatcher : ITextGenerator
             var batch = RequestValidator.Validate(request, lease.Config);
             scheduled = lease.Scheduler.ScheduleAsync(request, batch, cancellationToken);
         }
-        catch
+        catch (Exception e)
         {
             lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
+            Telemetry.RecordFailure(activity, e);
             throw;
         }
         try
         {
-            return await scheduled.ConfigureAwait(false);
+            var response = await scheduled.ConfigureAwait(false);
+            Telemetry.RecordSuccess(activity);
+            return response;
         }
         catch (Exception e) when (e is OperationCanceledException || e is InferenceException { Kind: InferenceErrorKind.DeadlineExceeded })
         {
             // Dropped in the queue: it never reached the engine, so the scheduler did not count it.
             lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - request.ReceivedTimestamp);
+            Telemetry.RecordFailure(activity, e);
+            throw;
+        }
+        catch (Exception e)
+        {
+            Telemetry.RecordFailure(activity, e);
             throw;
         }
     }
@@ -95,7 +105,7 @@ public sealed class InferenceDispatcher : ITextGenerator
         catch (Exception e)
         {
             lease.Version.Statistics.Fail.Record(Stopwatch.GetTimestamp() - arrived);
-            activity?.SetStatus(ActivityStatusCode.Error, e.Message);
+            Telemetry.RecordFailure(activity, e);
             activity?.Stop();
             lease.Dispose();
             throw;
@@ -128,6 +138,10 @@ public sealed class InferenceDispatcher : ITextGenerator
     /// <summary>The request's span, with the OpenTelemetry GenAI attributes; the sequence ends it with the usage.</summary>
     private static Activity? StartActivity(string model, ModelVersion version, GenerationRequest request, int maxTokens)
     {
+        if (!Telemetry.Source.HasListeners())
+        {
+            return null;
+        }
         var parent = Activity.Current;
         var activity = Telemetry.Source.StartActivity($"{request.Operation} {model}", ActivityKind.Internal);
         // The span ends on the batcher's thread; the caller's context keeps its own current span.
@@ -139,6 +153,8 @@ public sealed class InferenceDispatcher : ITextGenerator
         activity.SetTag(Telemetry.OperationName, request.Operation);
         activity.SetTag(Telemetry.RequestModel, model);
         activity.SetTag(Telemetry.ResponseModel, $"{model}:{version.Version}");
+        activity.SetTag(Telemetry.ModelName, version.Name);
+        activity.SetTag(Telemetry.ModelVersion, version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
         activity.SetTag(Telemetry.RequestMaxTokens, maxTokens);
         activity.SetTag(Telemetry.RequestTemperature, request.Sampling.Temperature);
         activity.SetTag(Telemetry.RequestTopP, request.Sampling.TopP);
