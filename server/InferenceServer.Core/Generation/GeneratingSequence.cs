@@ -116,7 +116,7 @@ internal sealed class GeneratingSequence : DecoderSequence
     public void Fail(InferenceException error, long now)
     {
         Finish = FinishReason.Cancelled;
-        _activity?.SetStatus(ActivityStatusCode.Error, error.Message);
+        Telemetry.RecordFailure(_activity, error);
         End(now, "error");
         _chunks.Writer.TryComplete(error);
     }
@@ -163,6 +163,15 @@ internal sealed class GeneratingSequence : DecoderSequence
             _activity.SetTag(Telemetry.UsageInputTokens, PromptTokens);
             _activity.SetTag(Telemetry.UsageOutputTokens, CompletionTokens);
             _activity.SetTag(Telemetry.ResponseFinishReasons, new[] { reason });
+            // An engine failure has recorded its own outcome (Fail).
+            if (outcome is null && Finish == FinishReason.Cancelled)
+            {
+                Telemetry.RecordFailure(_activity, Telemetry.Cancelled, "the generation was cancelled");
+            }
+            else if (outcome is null)
+            {
+                Telemetry.RecordSuccess(_activity);
+            }
             _activity.Stop();
         }
         DecoderState?.Dispose();

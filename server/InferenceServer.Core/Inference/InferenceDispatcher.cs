@@ -30,6 +30,7 @@ public sealed class InferenceDispatcher : ITextGenerator
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         using var lease = _repository.Acquire(request.ModelName, request.ModelVersion);
+        using var activity = request.Activity = Telemetry.StartInference(lease.Version.Name, lease.Version.Version);
         Task<InferenceResponse> scheduled;
         try
         {
@@ -44,11 +45,14 @@ public sealed class InferenceDispatcher : ITextGenerator
         catch (Exception e)
         {
             lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - request.ReceivedTimestamp, e);
+            Telemetry.RecordFailure(activity, e);
             throw;
         }
         try
         {
-            return await scheduled.ConfigureAwait(false);
+            var response = await scheduled.ConfigureAwait(false);
+            Telemetry.RecordSuccess(activity);
+            return response;
         }
         catch (Exception e) when (e is OperationCanceledException || e is InferenceException { Kind: InferenceErrorKind.DeadlineExceeded })
         {
@@ -57,6 +61,12 @@ public sealed class InferenceDispatcher : ITextGenerator
             var now = Stopwatch.GetTimestamp();
             var deadlinePassed = e is OperationCanceledException && request.Deadline > 0 && now >= request.Deadline;
             lease.Version.Statistics.RecordFailure(now - request.ReceivedTimestamp, deadlinePassed ? InferenceErrorKind.DeadlineExceeded : Observability.RequestMetrics.KindOf(e));
+            Telemetry.RecordFailure(activity, e);
+            throw;
+        }
+        catch (Exception e)
+        {
+            Telemetry.RecordFailure(activity, e);
             throw;
         }
     }
@@ -98,7 +108,7 @@ public sealed class InferenceDispatcher : ITextGenerator
         catch (Exception e)
         {
             lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - arrived, e);
-            activity?.SetStatus(ActivityStatusCode.Error, e.Message);
+            Telemetry.RecordFailure(activity, e);
             activity?.Stop();
             lease.Dispose();
             throw;
@@ -131,6 +141,10 @@ public sealed class InferenceDispatcher : ITextGenerator
     /// <summary>The request's span, with the OpenTelemetry GenAI attributes; the sequence ends it with the usage.</summary>
     private static Activity? StartActivity(string model, ModelVersion version, GenerationRequest request, int maxTokens)
     {
+        if (!Telemetry.Source.HasListeners())
+        {
+            return null;
+        }
         var parent = Activity.Current;
         var activity = Telemetry.Source.StartActivity($"{request.Operation} {model}", ActivityKind.Internal);
         // The span ends on the batcher's thread; the caller's context keeps its own current span.
@@ -142,6 +156,8 @@ public sealed class InferenceDispatcher : ITextGenerator
         activity.SetTag(Telemetry.OperationName, request.Operation);
         activity.SetTag(Telemetry.RequestModel, model);
         activity.SetTag(Telemetry.ResponseModel, $"{model}:{version.Version}");
+        activity.SetTag(Telemetry.ModelName, version.Name);
+        activity.SetTag(Telemetry.ModelVersion, version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
         activity.SetTag(Telemetry.RequestMaxTokens, maxTokens);
         activity.SetTag(Telemetry.RequestTemperature, request.Sampling.Temperature);
         activity.SetTag(Telemetry.RequestTopP, request.Sampling.TopP);

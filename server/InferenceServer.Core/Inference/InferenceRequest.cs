@@ -41,6 +41,12 @@ public sealed class InferenceRequest : IDisposable
     /// <summary>The client's deadline (<see cref="Stopwatch.GetTimestamp"/>), 0 for none; a request still queued then is answered DEADLINE_EXCEEDED.</summary>
     public long Deadline { get; set; }
 
+    /// <summary>
+    /// The request's span while it runs (as Triton's request carries its trace), for the scheduler to record the
+    /// execution it joined; null when nobody traces. Set by <see cref="InferenceDispatcher"/>.
+    /// </summary>
+    public Activity? Activity { get; internal set; }
+
     /// <summary>Adds an input, failing on a duplicate name.</summary>
     public void AddInput(Tensor tensor)
     {

@@ -1,8 +1,13 @@
 using System.Diagnostics;
+using System.Globalization;
+using InferenceServer.Inference;
 
 namespace InferenceServer.Observability;
 
-/// <summary>The server's OpenTelemetry source and the attribute names it sets (OpenTelemetry's GenAI conventions).</summary>
+/// <summary>
+/// The server's OpenTelemetry source and the attribute names it sets: OpenTelemetry's GenAI and general conventions
+/// where they have a name, the <c>inference.</c> prefix where they have none.
+/// </summary>
 public static class Telemetry
 {
     /// <summary>The ActivitySource name to subscribe to ("InferenceServer").</summary>
@@ -43,4 +48,101 @@ public static class Telemetry
 
     /// <summary>gen_ai.response.id.</summary>
     public const string ResponseId = "gen_ai.response.id";
+
+    /// <summary>inference.model.name: the model version's name.</summary>
+    public const string ModelName = "inference.model.name";
+
+    /// <summary>inference.model.version: the version that served the request ("1").</summary>
+    public const string ModelVersion = "inference.model.version";
+
+    /// <summary>inference.batch_size: rows (batch-dimension entries) in the engine execution the request ran in, its own and those batched with it.</summary>
+    public const string BatchSize = "inference.batch_size";
+
+    /// <summary>inference.queue.duration: seconds the request waited in the model's queue before its execution started.</summary>
+    public const string QueueDuration = "inference.queue.duration";
+
+    /// <summary>
+    /// inference.outcome: <see cref="Success"/>, or what went wrong: invalid_argument, not_found, unavailable,
+    /// resource_exhausted, failed_precondition, internal, deadline_exceeded or cancelled.
+    /// </summary>
+    public const string Outcome = "inference.outcome";
+
+    /// <summary>error.type (OpenTelemetry's general attribute): the outcome of a failed request.</summary>
+    public const string ErrorType = "error.type";
+
+    /// <summary>The <see cref="Outcome"/> of a request that was answered.</summary>
+    public const string Success = "success";
+
+    /// <summary>The <see cref="Outcome"/> of a request whose client went away, or that the server dropped while stopping.</summary>
+    public const string Cancelled = "cancelled";
+
+    /// <summary>
+    /// Starts the span of one tensor inference on <paramref name="version"/> (named <c>infer {model}</c>), a child of the
+    /// current one; null, at no cost, when nobody listens.
+    /// </summary>
+    internal static Activity? StartInference(string model, long version)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+        var activity = Source.StartActivity("infer " + model, ActivityKind.Internal);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag(ModelName, model);
+            activity.SetTag(ModelVersion, version.ToString(CultureInfo.InvariantCulture));
+        }
+        return activity;
+    }
+
+    /// <summary>Records on a request's span the execution it ran in: its rows, and how long it waited since it was queued at <paramref name="enqueued"/>.</summary>
+    internal static void RecordExecution(Activity? activity, long rows, long enqueued, long started)
+    {
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag(BatchSize, rows);
+            activity.SetTag(QueueDuration, Stopwatch.GetElapsedTime(enqueued, started).TotalSeconds);
+        }
+    }
+
+    /// <summary>Marks a span as answered.</summary>
+    internal static void RecordSuccess(Activity? activity) => activity?.SetTag(Outcome, Success);
+
+    /// <summary>Marks a span as failed by <paramref name="error"/>: its outcome, <c>error.type</c> and the error status with the (client-safe) message.</summary>
+    internal static void RecordFailure(Activity? activity, Exception error)
+    {
+        if (activity is not null)
+        {
+            RecordFailure(activity, OutcomeOf(error), error.Message);
+        }
+    }
+
+    /// <summary>Marks a span as failed with <paramref name="outcome"/>.</summary>
+    internal static void RecordFailure(Activity? activity, string outcome, string message)
+    {
+        if (activity is null)
+        {
+            return;
+        }
+        activity.SetTag(Outcome, outcome);
+        activity.SetTag(ErrorType, outcome);
+        activity.SetStatus(ActivityStatusCode.Error, message);
+    }
+
+    /// <summary>The <see cref="Outcome"/> a failure gives a request.</summary>
+    public static string OutcomeOf(Exception error) => error switch
+    {
+        InferenceException e => e.Kind switch
+        {
+            InferenceErrorKind.InvalidArgument => "invalid_argument",
+            InferenceErrorKind.NotFound => "not_found",
+            InferenceErrorKind.Unavailable => "unavailable",
+            InferenceErrorKind.ResourceExhausted => "resource_exhausted",
+            InferenceErrorKind.FailedPrecondition => "failed_precondition",
+            InferenceErrorKind.DeadlineExceeded => "deadline_exceeded",
+            _ => "internal",
+        },
+        OperationCanceledException => Cancelled,
+        _ => "internal",
+    };
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using InferenceServer.Backends;
 using InferenceServer.Inference;
+using InferenceServer.Observability;
 using InferenceServer.Repository;
 using InferenceServer.Statistics;
 
@@ -129,6 +130,10 @@ public sealed class ModelScheduler : IDisposable
         {
             _statistics.Queue.Record(started - pending.Request.ReceivedTimestamp);
             rows += pending.BatchSize;
+        }
+        foreach (var pending in batch)
+        {
+            Telemetry.RecordExecution(pending.Request.Activity, rows, pending.Enqueued, started);
         }
         var timings = new ExecutionTimings();
         InferenceResponse[] responses;

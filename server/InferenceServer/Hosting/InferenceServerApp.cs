@@ -21,14 +21,17 @@ public static class InferenceServerApp
     /// <summary>
     /// Builds the application from command-line flags (see <see cref="CommandLine"/>); throws <see cref="ArgumentException"/>
     /// on a bad flag. <paramref name="configureServices"/> may add services, such as further <see cref="IModelBackend"/>s.
+    /// <paramref name="configuration"/> adds keys over every other source: how tests set what a deployment sets in the
+    /// environment (such as the <c>OTEL_*</c> variables) without touching the process environment other servers share.
     /// </summary>
-    public static WebApplication Create(string[] args, Action<IServiceCollection>? configureServices = null)
+    public static WebApplication Create(string[] args, Action<IServiceCollection>? configureServices = null, IEnumerable<KeyValuePair<string, string?>>? configuration = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
         builder.Configuration.AddJsonFile("appsettings.json", optional: true);
         builder.Configuration.AddEnvironmentVariables("INFERENCE_");
         builder.Configuration.AddInMemoryCollection(CommandLine.FromEnvironment(Environment.GetEnvironmentVariables()));
         builder.Configuration.AddInMemoryCollection(CommandLine.Parse(args));
+        builder.Configuration.AddInMemoryCollection(configuration);
         // Per-request framework logs cost about a quarter of the throughput of a small model (perf/RESULTS.md);
         // appsettings.json's "Logging" section can turn them back on.
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -73,6 +76,7 @@ public static class InferenceServerApp
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain.Timeout);
         builder.Services.AddSingleton(builder.Configuration.GetSection("Metrics").Get<MetricsOptions>() ?? new MetricsOptions());
         builder.Services.AddHostedService<GpuMetricsService>();
+        builder.AddTracing();
         configureServices?.Invoke(builder.Services);
 
         var endpoints = new ServerEndpoints();

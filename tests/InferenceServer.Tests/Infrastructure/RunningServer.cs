@@ -47,22 +47,37 @@ public sealed class RunningServer : IAsyncDisposable
     public static Task<RunningServer> StartAsync(string repository, params string[] extraArgs) => StartAsync(repository, null, extraArgs);
 
     /// <summary>Starts a server with extra services (such as a test backend).</summary>
-    public static async Task<RunningServer> StartAsync(string repository, Action<IServiceCollection>? configureServices, params string[] extraArgs)
+    public static Task<RunningServer> StartAsync(string repository, Action<IServiceCollection>? configureServices, params string[] extraArgs) =>
+        StartAsync(repository, configureServices, null, extraArgs);
+
+    /// <summary>
+    /// Starts a server with configuration keys a deployment would set in the environment (such as <c>OTEL_*</c>): tests
+    /// run servers in parallel in one process, so they never set process environment variables.
+    /// </summary>
+    public static Task<RunningServer> StartAsync(string repository, IReadOnlyDictionary<string, string?> configuration, Action<IServiceCollection>? configureServices = null) =>
+        StartAsync(repository, configureServices, configuration, []);
+
+    private static async Task<RunningServer> StartAsync(
+        string repository, Action<IServiceCollection>? configureServices, IReadOnlyDictionary<string, string?>? configuration, string[] extraArgs)
     {
-        var server = await StartWithoutWaitingAsync(repository, configureServices, extraArgs);
+        var server = await StartWithoutWaitingAsync(repository, configureServices, configuration, extraArgs);
         await server.WaitForStartupAsync();
         return server;
     }
 
     /// <summary>Starts a server and returns as soon as it listens, while its start-up models may still be loading.</summary>
-    public static async Task<RunningServer> StartWithoutWaitingAsync(string repository, Action<IServiceCollection>? configureServices, params string[] extraArgs)
+    public static Task<RunningServer> StartWithoutWaitingAsync(string repository, Action<IServiceCollection>? configureServices, params string[] extraArgs) =>
+        StartWithoutWaitingAsync(repository, configureServices, null, extraArgs);
+
+    private static async Task<RunningServer> StartWithoutWaitingAsync(
+        string repository, Action<IServiceCollection>? configureServices, IReadOnlyDictionary<string, string?>? configuration, string[] extraArgs)
     {
         string[] args =
         [
             "--model-repository", repository, "--bind-address", "127.0.0.1",
             "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", .. extraArgs,
         ];
-        var app = InferenceServerApp.Create(args, configureServices);
+        var app = InferenceServerApp.Create(args, configureServices, configuration);
         // Run as Program does, so a drain that stops the host really closes the listeners.
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         app.Lifetime.ApplicationStarted.Register(() => started.TrySetResult());

@@ -120,7 +120,7 @@ public sealed class GpuMetricsTests
         public void Register(IServiceCollection services) => services.AddSingleton<ILoggerProvider>(this);
 
         public ILogger CreateLogger(string categoryName) =>
-            categoryName == typeof(Observability.GpuMetrics).FullName ? new Logger(_lines) : Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+            categoryName == typeof(global::InferenceServer.Observability.GpuMetrics).FullName ? new Logger(_lines) : Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 
         public void Dispose()
         {

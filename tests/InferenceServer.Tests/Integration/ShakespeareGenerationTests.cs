@@ -183,7 +183,7 @@ public sealed class ShakespeareGenerationTests(ShakespeareFixture fixture) : ICl
         var finished = new System.Collections.Concurrent.ConcurrentBag<System.Diagnostics.Activity>();
         using var listener = new System.Diagnostics.ActivityListener
         {
-            ShouldListenTo = source => source.Name == Observability.Telemetry.SourceName,
+            ShouldListenTo = source => source.Name == InferenceServer.Observability.Telemetry.SourceName,
             Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
             ActivityStopped = finished.Add,
         };
