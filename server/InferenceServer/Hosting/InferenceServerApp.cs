@@ -73,7 +73,7 @@ public static class InferenceServerApp
         builder.Services.AddSingleton<DrainCoordinator>();
         // Signals start a graceful drain (replacing the console lifetime); the drain timeout bounds the host's stop.
         builder.Services.AddSingleton<IHostLifetime, SignalLifetime>();
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain.Timeout);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain.Timeout + DrainOptions.HostBackstop);
         builder.Services.AddSingleton(builder.Configuration.GetSection("Metrics").Get<MetricsOptions>() ?? new MetricsOptions());
         builder.Services.AddHostedService<GpuMetricsService>();
         builder.AddTracing();

@@ -96,11 +96,18 @@ public sealed partial class DrainCoordinator
         _application.StopApplication();
         _closing.TrySetResult();
         await Task.Delay(_options.Timeout, CancellationToken.None).ConfigureAwait(false);
-        if (!_active.IsEmpty)
+        // The drain timeout is ours to enforce (the host's own stop timeout is a few seconds later, as a backstop): say
+        // what is cut, then cut it.
+        var active = _active.ToArray();
+        if (active.Length > 0)
         {
             var now = Stopwatch.GetTimestamp();
-            var cut = _active.Select(a => $"{a.Key.Request.Method} {a.Key.Request.Path} ({Stopwatch.GetElapsedTime(a.Value, now).TotalSeconds:0.0} s)").ToArray();
-            Log.RequestsCut(_logger, _options.TimeoutSeconds, cut.Length, string.Join(", ", cut));
+            var cut = active.Select(a => $"{a.Key.Request.Method} {a.Key.Request.Path} ({Stopwatch.GetElapsedTime(a.Value, now).TotalSeconds:0.0} s)");
+            Log.RequestsCut(_logger, _options.TimeoutSeconds, active.Length, string.Join(", ", cut));
+            foreach (var request in active)
+            {
+                request.Key.Abort();
+            }
         }
     }
 

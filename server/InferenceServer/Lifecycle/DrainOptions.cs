@@ -15,6 +15,9 @@ public sealed class DrainOptions
     /// <summary>Seconds the requests accepted before the listeners closed get to finish; what still runs then is cut (default 30).</summary>
     public double TimeoutSeconds { get; set; } = 30;
 
+    /// <summary>How much longer than the drain timeout the host waits before it aborts connections itself.</summary>
+    internal static readonly TimeSpan HostBackstop = TimeSpan.FromSeconds(5);
+
     internal TimeSpan Delay => TimeSpan.FromSeconds(DelaySeconds);
 
     internal TimeSpan Timeout => TimeSpan.FromSeconds(TimeoutSeconds);

@@ -129,6 +129,43 @@ public sealed class DrainTests
         }
     }
 
+    [Fact]
+    public async Task A_request_still_running_at_the_drain_timeout_is_cut_and_logged_and_the_host_stops()
+    {
+        var repo = Paths.NewTempDirectory("drain-repo");
+        GateBackend.WriteModel(repo, "drain_cut", "max_batch_size: 0\n");
+        var log = CapturedLog.For<DrainCoordinator>();
+        var server = await RunningServer.StartAsync(repo, services =>
+        {
+            services.AddSingleton<IModelBackend, GateBackend>();
+            log.Register(services);
+        }, "--drain-delay", "0", "--drain-timeout", "1");
+        var state = GateBackend.States["drain_cut"];
+        try
+        {
+            state.Open.Reset();
+            var running = server.Http.PostAsync("/v2/models/drain_cut/infer", new ByteArrayContent(GateBody));
+            await state.WaitForExecutionsAsync(1);
+
+            Assert.True(server.Services.GetRequiredService<DrainCoordinator>().BeginDrain());
+            // The host stops after the timeout although the request never finished; the client's connection is cut.
+            await server.Stopped.WaitAsync(TimeSpan.FromSeconds(60));
+            await Assert.ThrowsAnyAsync<HttpRequestException>(() => running);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!log.Lines.Any(l => l.StartsWith("Drain timeout", StringComparison.Ordinal)))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "nothing logged about the cut request: " + string.Join(" | ", log.Lines));
+                await Task.Delay(10);
+            }
+            Assert.Contains(log.Lines, l => l.Contains("cutting 1 request(s) still running: POST /v2/models/drain_cut/infer", StringComparison.Ordinal));
+        }
+        finally
+        {
+            state.Open.Set();
+            await server.DisposeAsync();
+        }
+    }
+
     private static WireTensor Floats() => new("x", "FP32", [1, 2], BitConverter.GetBytes(1f).Concat(BitConverter.GetBytes(2f)).ToArray());
 
     private static async Task<double> MetricAsync(HttpClient admin, string series)

@@ -17,7 +17,7 @@ public sealed class GpuMetricsTests
     {
         // What a machine without an NVIDIA driver (this one, CI) sees: the library cannot be loaded.
         var missing = Path.Combine(Paths.NewTempDirectory("no-nvml"), "libnvidia-ml.so.1");
-        var log = new CapturedLog();
+        var log = CapturedLog.For<global::InferenceServer.Observability.GpuMetrics>();
         await using var server = await RunningServer.StartAsync(Paths.SampleModels, log.Register, "--nvml-library", missing);
 
         var text = await ScrapeAsync(server);
@@ -44,7 +44,7 @@ public sealed class GpuMetricsTests
     {
         // NVML_ERROR_DRIVER_NOT_LOADED: the library is there, the driver is not.
         using var nvml = await FakeNvml.CompileAsync(initResult: 9);
-        var log = new CapturedLog();
+        var log = CapturedLog.For<global::InferenceServer.Observability.GpuMetrics>();
         await using (var server = await RunningServer.StartAsync(Paths.SampleModels, log.Register, "--nvml-library", nvml.Path))
         {
             Assert.DoesNotContain("inference_gpu_", await ScrapeAsync(server));
@@ -58,7 +58,7 @@ public sealed class GpuMetricsTests
     public async Task The_gpu_gauges_equal_the_nvml_readings_of_each_device_at_each_scrape()
     {
         using var nvml = await FakeNvml.CompileAsync();
-        var log = new CapturedLog();
+        var log = CapturedLog.For<global::InferenceServer.Observability.GpuMetrics>();
         await using (var server = await RunningServer.StartAsync(Paths.SampleModels, log.Register, "--nvml-library", nvml.Path))
         {
             var gpu0 = $"{{gpu=\"0\",uuid=\"{FakeNvml.Uuid0}\",name=\"{FakeNvml.Name0}\"}}";
@@ -111,29 +111,4 @@ public sealed class GpuMetricsTests
     }
 
     /// <summary>The server's log messages of the GPU metrics.</summary>
-    private sealed class CapturedLog : ILoggerProvider
-    {
-        private readonly ConcurrentQueue<string> _lines = new();
-
-        public IReadOnlyCollection<string> Lines => _lines.ToArray();
-
-        public void Register(IServiceCollection services) => services.AddSingleton<ILoggerProvider>(this);
-
-        public ILogger CreateLogger(string categoryName) =>
-            categoryName == typeof(global::InferenceServer.Observability.GpuMetrics).FullName ? new Logger(_lines) : Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(ConcurrentQueue<string> lines) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                lines.Enqueue(formatter(state, exception));
-        }
-    }
 }
