@@ -56,6 +56,8 @@ public sealed class ServerMetrics
         LoadDuration = factory.CreateGauge("inference_model_load_duration_seconds", "How long loading a model version took.", labels);
         GenerationRequests = factory.CreateCounter("inference_generation_requests_total",
             "Finished generation requests by finish reason (stop, length, cancelled, error).", [ModelLabel, VersionLabel, "finish_reason"]);
+        AccessLogDropped = factory.CreateCounter("inference_access_log_dropped_total",
+            "Access log lines dropped because the queue to stdout was full.");
     }
 
     /// <summary>The registry <c>/metrics</c> exports.</summary>
@@ -90,6 +92,9 @@ public sealed class ServerMetrics
 
     /// <summary>inference_generation_requests_total.</summary>
     public Counter GenerationRequests { get; }
+
+    /// <summary>inference_access_log_dropped_total.</summary>
+    public Counter AccessLogDropped { get; }
 
     /// <summary>inference_requests_total.</summary>
     public Counter Requests { get; }

@@ -28,6 +28,7 @@ public static class CommandLine
         new("--default-max-queue-size", "INFERENCE_DEFAULT_MAX_QUEUE_SIZE", "Repository:DefaultMaxQueueSize", "max_queue_size of models whose config sets none (default 1024)"),
         new("--default-max-batch-size", "INFERENCE_DEFAULT_MAX_BATCH_SIZE", "Repository:DefaultMaxBatchSize", "max_batch_size derived for batchable models without one (default 8)"),
         new("--api-key", "INFERENCE_API_KEY", "OpenAi:ApiKey", "require Authorization: Bearer <key> on the OpenAI API (/v1, /openai/v1); default none"),
+        new("--access-log", "INFERENCE_ACCESS_LOG", "Server:AccessLog", "one JSON line per request on stdout: true or false (default true)"),
     ];
 
     /// <summary>Translates flags (<c>--flag value</c> or <c>--flag=value</c>) into configuration pairs; throws <see cref="ArgumentException"/> on an unknown flag or a missing value.</summary>

@@ -61,6 +61,7 @@ public static class InferenceServerApp
         builder.Services.AddSingleton<InferenceDispatcher>();
         builder.Services.AddSingleton<ITextGenerator>(sp => sp.GetRequiredService<InferenceDispatcher>());
         builder.Services.AddHostedService<RepositoryLoader>();
+        builder.Services.AddAccessLog(server);
         configureServices?.Invoke(builder.Services);
 
         var endpoints = new ServerEndpoints();
@@ -82,6 +83,7 @@ public static class InferenceServerApp
         });
 
         var app = builder.Build();
+        app.UseRequestIdsAndAccessLog();
         app.Use(PortRouting.Create(endpoints, server));
         app.UseMiddleware<RestErrorMiddleware>();
         app.MapOpenInferenceRest();
