@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using InferenceServer.Hosting;
+using InferenceServer.Observability;
 using InferenceServer.Protocol;
 using InferenceServer.Repository;
 using Microsoft.AspNetCore.Builder;
@@ -86,7 +87,9 @@ internal sealed class ServerTarget : IAsyncDisposable
             "--model-repository", repository, "--bind-address", "127.0.0.1",
             "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
             .. arguments ?? [],
-        ]);
+        ],
+        // The access log runs as deployed, but its lines are discarded: stdout carries the report.
+        services => services.AddSingleton<IAccessLogSink>(new StreamAccessLogSink(Stream.Null)));
         await app.StartAsync().ConfigureAwait(false);
         var endpoints = app.Services.GetRequiredService<ServerEndpoints>();
         return new ServerTarget(app, temporaryRepository, repository,

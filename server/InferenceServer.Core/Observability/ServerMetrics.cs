@@ -62,6 +62,8 @@ public sealed class ServerMetrics
             "How long a model version's warmup samples ran (after the load; 0 without model_warmup).", labels);
         GenerationRequests = factory.CreateCounter("inference_generation_requests_total",
             "Finished generation requests by finish reason (stop, length, cancelled, error).", [ModelLabel, VersionLabel, "finish_reason"]);
+        AccessLogDropped = factory.CreateCounter("inference_access_log_dropped_total",
+            "Access log lines dropped because the queue to stdout was full.");
         // process_* and dotnet_* (CPU, memory, threads, handles, GC collections), read at each scrape; once per registry.
         DotNetStats.Register(Registry);
     }
@@ -98,6 +100,9 @@ public sealed class ServerMetrics
 
     /// <summary>inference_generation_requests_total.</summary>
     public Counter GenerationRequests { get; }
+
+    /// <summary>inference_access_log_dropped_total.</summary>
+    public Counter AccessLogDropped { get; }
 
     /// <summary>inference_requests_total.</summary>
     public Counter Requests { get; }

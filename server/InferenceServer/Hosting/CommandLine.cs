@@ -31,6 +31,7 @@ public static class CommandLine
         new("--drain-timeout", "INFERENCE_DRAIN_TIMEOUT", "Drain:TimeoutSeconds", "seconds accepted requests get to finish once the listeners close (default 30)"),
         new("--api-key", "INFERENCE_API_KEY", "OpenAi:ApiKey", "require Authorization: Bearer <key> on the OpenAI API (/v1, /openai/v1); default none"),
         new("--nvml-library", "INFERENCE_NVML_LIBRARY", "Metrics:NvmlLibrary", "NVML library for the GPU metrics, a name or a path (default libnvidia-ml.so.1)"),
+        new("--access-log", "INFERENCE_ACCESS_LOG", "Server:AccessLog", "one JSON line per request on stdout: true or false (default true)"),
     ];
 
     /// <summary>Translates flags (<c>--flag value</c> or <c>--flag=value</c>) into configuration pairs; throws <see cref="ArgumentException"/> on an unknown flag or a missing value.</summary>

@@ -77,6 +77,7 @@ public static class InferenceServerApp
         builder.Services.AddSingleton(builder.Configuration.GetSection("Metrics").Get<MetricsOptions>() ?? new MetricsOptions());
         builder.Services.AddHostedService<GpuMetricsService>();
         builder.AddTracing();
+        builder.Services.AddAccessLog(server);
         configureServices?.Invoke(builder.Services);
 
         var endpoints = new ServerEndpoints();
@@ -103,6 +104,7 @@ public static class InferenceServerApp
         });
 
         var app = builder.Build();
+        app.UseRequestIdsAndAccessLog();
         var coordinator = app.Services.GetRequiredService<DrainCoordinator>();
         app.Use(coordinator.InvokeAsync);
         app.Use(PortRouting.Create(endpoints, server));

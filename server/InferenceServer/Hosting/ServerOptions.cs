@@ -20,4 +20,7 @@ public sealed class ServerOptions
 
     /// <summary>Largest gRPC message received or sent; larger ones get RESOURCE_EXHAUSTED.</summary>
     public int GrpcMaxMessageBytes { get; set; } = 256 * 1024 * 1024;
+
+    /// <summary>One JSON line per request on stdout (see <see cref="Observability.AccessLogMiddleware"/>).</summary>
+    public bool AccessLog { get; set; } = true;
 }

@@ -55,6 +55,7 @@ internal static class RestEndpoints
         using var response = context.RequestServices.GetService<ITextGenerator>() is { } generator && generator.IsGenerative(name)
             ? await GenerativeTensors.InferAsync(generator, request, context.RequestAborted)
             : await dispatcher.InferAsync(request, context.RequestAborted);
+        Observability.AccessLogEntry.SetModel(context, response.ModelName, response.ModelVersion);
         await RestInferCodec.WriteResponseAsync(context.Response, response, encoding, context.RequestAborted);
     }
 

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Grpc.Net.Client;
 using InferenceServer.Hosting;
+using InferenceServer.Observability;
 using InferenceServer.Protocol;
 using InferenceServer.Repository;
 
@@ -77,7 +78,13 @@ public sealed class RunningServer : IAsyncDisposable
             "--model-repository", repository, "--bind-address", "127.0.0.1",
             "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", .. extraArgs,
         ];
-        var app = InferenceServerApp.Create(args, configureServices, configuration);
+        var app = InferenceServerApp.Create(args, services =>
+        {
+            // The access log stays on, so that every test goes through it, but writes nowhere unless the test registers
+            // a sink of its own (such as CapturedAccessLog) in configureServices.
+            services.AddSingleton<IAccessLogSink>(new StreamAccessLogSink(Stream.Null));
+            configureServices?.Invoke(services);
+        }, configuration);
         // Run as Program does, so a drain that stops the host really closes the listeners.
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         app.Lifetime.ApplicationStarted.Register(() => started.TrySetResult());

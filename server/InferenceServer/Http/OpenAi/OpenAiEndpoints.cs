@@ -50,6 +50,7 @@ internal static partial class OpenAiEndpoints
         {
             request = chat ? OpenAiRequestReader.ReadChat(body.Memory, id) : OpenAiRequestReader.ReadCompletion(body.Memory, id);
         }
+        Observability.AccessLogEntry.SetModel(context, request.Model, null);
         GenerationStream stream;
         try
         {
@@ -60,6 +61,7 @@ internal static partial class OpenAiEndpoints
             e.Data[GenerationFields.ParamKey] = "model";
             throw;
         }
+        Observability.AccessLogEntry.SetModel(context, stream.ModelName, stream.ModelVersion);
         var reply = new OpenAiReply(chat, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), stream.ModelName);
         if (!request.Stream)
         {
