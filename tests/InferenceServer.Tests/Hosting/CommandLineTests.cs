@@ -26,6 +26,7 @@ public sealed class CommandLineTests
     [InlineData("--http-port", "abc", "HttpPort")]
     [InlineData("--model-control-mode", "sometimes", "ModelControlMode")]
     [InlineData("--strict-readiness", "maybe", "StrictReadiness")]
+    [InlineData("--access-log", "maybe", "AccessLog")]
     public void Values_of_the_wrong_type_are_refused_with_the_setting_named(string flag, string value, string setting)
     {
         var e = Assert.Throws<ArgumentException>(() => InferenceServerApp.Create([flag, value]));
