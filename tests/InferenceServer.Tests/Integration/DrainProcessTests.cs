@@ -63,11 +63,11 @@ public sealed class DrainProcessTests(ITestOutputHelper output)
             var notReady = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
             using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{grpc}");
             var client = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
-            var workers = new List<Task<List<(long Started, Outcome Outcome, string Detail)>>>();
+            var workers = new List<Task<List<(string Protocol, long Started, Outcome Outcome, string Detail)>>>();
             for (var i = 0; i < 3; i++)
             {
-                workers.Add(Task.Run(() => WorkAsync(() => RestInferAsync(http), stop.Token)));
-                workers.Add(Task.Run(() => WorkAsync(() => GrpcInferAsync(client), stop.Token)));
+                workers.Add(Task.Run(() => WorkAsync("REST", () => RestInferAsync(http), stop.Token)));
+                workers.Add(Task.Run(() => WorkAsync("gRPC", () => GrpcInferAsync(client), stop.Token)));
             }
             await firstToken.Task.WaitAsync(TimeSpan.FromMinutes(1));
             // Every worker is under way before the signal.
@@ -95,6 +95,21 @@ public sealed class DrainProcessTests(ITestOutputHelper output)
             Assert.True(server.ExitCode == 0, $"exit code {server.ExitCode}\n{log}");
             var lost = results.Where(r => r.Outcome == Outcome.Lost).ToList();
             Assert.True(lost.Count == 0, $"{lost.Count} accepted request(s) lost: {string.Join("; ", lost.Select(l => l.Detail).Distinct())}\n{log}");
+            // The server's access log (one line per request that reached it, written out before the exit) says the same:
+            // every request it accepted was answered as the client saw it; a connection reset before a response (if any)
+            // belongs to a request the server never saw.
+            var lines = AccessLog(log);
+            int Served(string protocol) => results.Count(r => r.Protocol == protocol && r.Outcome == Outcome.Served);
+            int Rejected(string protocol) => results.Count(r => r.Protocol == protocol && r.Outcome == Outcome.Rejected);
+            var rest = lines.Where(l => l.Path == "/v2/models/simple/infer").ToList();
+            var grpcCalls = lines.Where(l => l.Path == "/inference.GRPCInferenceService/ModelInfer").ToList();
+            Assert.Equal(Served("REST"), rest.Count(l => l.Status == 200));
+            Assert.Equal(Rejected("REST"), rest.Count(l => l.Status == 503));
+            Assert.Equal(rest.Count, Served("REST") + Rejected("REST"));
+            Assert.Equal(Served("gRPC"), grpcCalls.Count(l => l.GrpcStatus == 0));
+            Assert.Equal(Rejected("gRPC"), grpcCalls.Count(l => l.GrpcStatus == 14));
+            Assert.Equal(grpcCalls.Count, Served("gRPC") + Rejected("gRPC"));
+            Assert.Equal(200, Assert.Single(lines, l => l.Path == "/v2/models/shakespeare/generate_stream").Status);
             // Requests sent after readiness failed (during the drain delay) were still served.
             Assert.Contains(results, r => r.Outcome == Outcome.Served && r.Started > readinessFailed);
             // Each worker ended refused once the process was gone, and, once turned away, was never served again.
@@ -119,14 +134,14 @@ public sealed class DrainProcessTests(ITestOutputHelper output)
         }
     }
 
-    private async Task<List<(long, Outcome, string)>> WorkAsync(Func<Task<(Outcome, string)>> send, CancellationToken stop)
+    private async Task<List<(string, long, Outcome, string)>> WorkAsync(string protocol, Func<Task<(Outcome, string)>> send, CancellationToken stop)
     {
-        var results = new List<(long, Outcome, string)>();
+        var results = new List<(string, long, Outcome, string)>();
         while (!stop.IsCancellationRequested)
         {
             var started = Stopwatch.GetTimestamp();
             var (outcome, detail) = await send();
-            results.Add((started, outcome, detail));
+            results.Add((protocol, started, outcome, detail));
             if (outcome == Outcome.Served)
             {
                 Interlocked.Increment(ref _served);
@@ -197,7 +212,7 @@ public sealed class DrainProcessTests(ITestOutputHelper output)
         {
             return (Outcome.Refused, "");
         }
-        catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && IsTransport(e.Status.DebugException))
+        catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.Internal && IsTransport(e.Status.DebugException))
         {
             return (Outcome.Undelivered, "gRPC " + Describe(e.Status.DebugException!));
         }
@@ -207,12 +222,15 @@ public sealed class DrainProcessTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Whether the failure is the connection's (reset, closed, refused), with no response received.</summary>
+    /// <summary>
+    /// Whether the failure is the connection's, with no response received: reset, closed, refused, or an HTTP/2 stream
+    /// opened as the server's GOAWAY crossed it ("the HTTP/2 server closed the connection").
+    /// </summary>
     private static bool IsTransport(Exception? e)
     {
         for (; e is not null; e = e.InnerException)
         {
-            if (e is SocketException or IOException)
+            if (e is SocketException or IOException or HttpRequestException)
             {
                 return true;
             }
@@ -288,6 +306,26 @@ public sealed class DrainProcessTests(ITestOutputHelper output)
 
     private static string BuildConfiguration() =>
         AppContext.BaseDirectory.Split(Path.DirectorySeparatorChar).Contains("Release") ? "Release" : "Debug";
+
+    private sealed record AccessLine(string Path, int Status, int? GrpcStatus);
+
+    /// <summary>The access log lines among the server's output (the JSON objects; the rest is the console logger's).</summary>
+    private static List<AccessLine> AccessLog(string output)
+    {
+        var lines = new List<AccessLine>();
+        foreach (var line in output.Split('\n'))
+        {
+            if (!line.StartsWith("{\"timestamp\"", StringComparison.Ordinal))
+            {
+                continue;
+            }
+            using var json = JsonDocument.Parse(line);
+            var root = json.RootElement;
+            int? grpc = root.TryGetProperty("grpc_status", out var g) && g.ValueKind == JsonValueKind.Number ? g.GetInt32() : null;
+            lines.Add(new AccessLine(root.GetProperty("path").GetString()!, root.GetProperty("status").GetInt32(), grpc));
+        }
+        return lines;
+    }
 
     private static int FreePort()
     {
