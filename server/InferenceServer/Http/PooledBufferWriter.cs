@@ -2,13 +2,22 @@ using System.Buffers;
 
 namespace InferenceServer.Http;
 
-/// <summary>An <see cref="IBufferWriter{T}"/> over arrays rented from the shared pool, for building response bodies.</summary>
+/// <summary>
+/// An <see cref="IBufferWriter{T}"/> over arrays rented from the shared pool, for building response bodies and access
+/// log lines. <see cref="Detach"/> hands the array over (its new owner returns it to the pool) and starts afresh.
+/// </summary>
 internal sealed class PooledBufferWriter : IBufferWriter<byte>, IDisposable
 {
+    private readonly int _initialCapacity;
     private byte[] _buffer;
     private int _written;
 
-    public PooledBufferWriter(int initialCapacity = 4096) => _buffer = ArrayPool<byte>.Shared.Rent(initialCapacity);
+    /// <summary>Creates a writer; with <paramref name="rentNow"/> false, the first write rents the array.</summary>
+    public PooledBufferWriter(int initialCapacity = 4096, bool rentNow = true)
+    {
+        _initialCapacity = initialCapacity;
+        _buffer = rentNow ? ArrayPool<byte>.Shared.Rent(initialCapacity) : [];
+    }
 
     public ReadOnlyMemory<byte> WrittenMemory => _buffer.AsMemory(0, _written);
 
@@ -28,9 +37,21 @@ internal sealed class PooledBufferWriter : IBufferWriter<byte>, IDisposable
         return _buffer.AsSpan(_written);
     }
 
+    /// <summary>Hands over the array and the length written; the writer starts empty (renting on its next write).</summary>
+    public (byte[] Array, int Length) Detach()
+    {
+        var written = (_buffer, _written);
+        _buffer = [];
+        _written = 0;
+        return written;
+    }
+
     public void Dispose()
     {
-        ArrayPool<byte>.Shared.Return(_buffer);
+        if (_buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+        }
         _buffer = [];
     }
 
@@ -40,9 +61,12 @@ internal sealed class PooledBufferWriter : IBufferWriter<byte>, IDisposable
         {
             return;
         }
-        var grown = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _written + Math.Max(sizeHint, 256)));
+        var grown = ArrayPool<byte>.Shared.Rent(Math.Max(Math.Max(_buffer.Length * 2, _initialCapacity), _written + Math.Max(sizeHint, 256)));
         _buffer.AsSpan(0, _written).CopyTo(grown);
-        ArrayPool<byte>.Shared.Return(_buffer);
+        if (_buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+        }
         _buffer = grown;
     }
 }

@@ -21,7 +21,7 @@ internal sealed class AccessLogMiddleware(RequestDelegate next, AccessLogWriter 
     private static readonly JsonWriterOptions Options = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
 
     [ThreadStatic]
-    private static LineBuffer? t_buffer;
+    private static Http.PooledBufferWriter? t_buffer;
 
     [ThreadStatic]
     private static Utf8JsonWriter? t_json;
@@ -45,7 +45,8 @@ internal sealed class AccessLogMiddleware(RequestDelegate next, AccessLogWriter 
         {
             entry.Detach(context);
             var duration = Stopwatch.GetElapsedTime(start);
-            var buffer = t_buffer ??= new LineBuffer();
+            // Each line's array is handed to the writer, which returns it to the pool: a thread formats lines without allocating.
+            var buffer = t_buffer ??= new Http.PooledBufferWriter(1024, rentNow: false);
             try
             {
                 Format(buffer, context, entry, timestamp, duration, failed);
@@ -60,7 +61,7 @@ internal sealed class AccessLogMiddleware(RequestDelegate next, AccessLogWriter 
         }
     }
 
-    private static void Format(LineBuffer buffer, HttpContext context, AccessLogEntry entry, DateTime timestamp, TimeSpan duration, bool failed)
+    private static void Format(Http.PooledBufferWriter buffer, HttpContext context, AccessLogEntry entry, DateTime timestamp, TimeSpan duration, bool failed)
     {
         var request = context.Request;
         var json = t_json ??= new Utf8JsonWriter(buffer, Options);
@@ -104,7 +105,8 @@ internal sealed class AccessLogMiddleware(RequestDelegate next, AccessLogWriter 
         json.WriteString("user_agent", UserAgent(userAgent));
         json.WriteEndObject();
         json.Flush();
-        buffer.NewLine();
+        buffer.GetSpan(1)[0] = (byte)'\n';
+        buffer.Advance(1);
     }
 
     private static int? GrpcStatus(HttpContext context)
@@ -135,60 +137,5 @@ internal sealed class AccessLogMiddleware(RequestDelegate next, AccessLogWriter 
     {
         var value = values.Count > 0 ? values[0] ?? "" : "";
         return value.Length <= MaxUserAgentLength ? value : value.AsSpan(0, MaxUserAgentLength);
-    }
-
-    /// <summary>
-    /// The buffer a line is formatted into: arrays rented from the shared pool, each handed over whole with its line
-    /// (the writer returns it), so a thread formats its lines without allocating.
-    /// </summary>
-    private sealed class LineBuffer : IBufferWriter<byte>
-    {
-        private const int InitialSize = 1024;
-        private byte[] _array = [];
-        private int _written;
-
-        public void Advance(int count) => _written += count;
-
-        public Memory<byte> GetMemory(int sizeHint = 0)
-        {
-            Ensure(sizeHint);
-            return _array.AsMemory(_written);
-        }
-
-        public Span<byte> GetSpan(int sizeHint = 0)
-        {
-            Ensure(sizeHint);
-            return _array.AsSpan(_written);
-        }
-
-        public void NewLine()
-        {
-            Ensure(1);
-            _array[_written++] = (byte)'\n';
-        }
-
-        public (byte[] Array, int Length) Detach()
-        {
-            var line = (_array, _written);
-            _array = [];
-            _written = 0;
-            return line;
-        }
-
-        private void Ensure(int sizeHint)
-        {
-            var needed = _written + Math.Max(sizeHint, 1);
-            if (needed <= _array.Length)
-            {
-                return;
-            }
-            var grown = ArrayPool<byte>.Shared.Rent(Math.Max(needed, Math.Max(InitialSize, _array.Length * 2)));
-            _array.AsSpan(0, _written).CopyTo(grown);
-            if (_array.Length > 0)
-            {
-                ArrayPool<byte>.Shared.Return(_array);
-            }
-            _array = grown;
-        }
     }
 }
