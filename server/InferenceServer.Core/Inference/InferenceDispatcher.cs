@@ -26,10 +26,10 @@ public sealed class InferenceDispatcher : ITextGenerator
     /// Runs one request through the model's scheduler. Errors are <see cref="InferenceException"/>s whose messages are
     /// safe for clients (or <see cref="OperationCanceledException"/> when the client cancelled).
     /// </summary>
-    public async Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken)
+    public Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return await InferAsync(request, request.ModelName, request.ModelVersion, fallbackFor: null, cancellationToken).ConfigureAwait(false);
+        return InferAsync(request, request.ModelName, request.ModelVersion, fallbackFor: null, cancellationToken);
     }
 
     /// <summary>Runs a request on <paramref name="model"/>: the request's own, or the fallback of <paramref name="fallbackFor"/>'s open breaker.</summary>
@@ -75,9 +75,17 @@ public sealed class InferenceDispatcher : ITextGenerator
         }
         if (fallback is not null)
         {
-            var served = await InferOnFallbackAsync(request, breaker!, fallback, retryAfter, cancellationToken).ConfigureAwait(false);
-            Telemetry.RecordSuccess(activity);
-            return served;
+            try
+            {
+                var served = await InferOnFallbackAsync(request, breaker!, fallback, retryAfter, cancellationToken).ConfigureAwait(false);
+                Telemetry.RecordSuccess(activity);
+                return served;
+            }
+            catch (Exception e)
+            {
+                Telemetry.RecordFailure(activity, e);
+                throw;
+            }
         }
         try
         {

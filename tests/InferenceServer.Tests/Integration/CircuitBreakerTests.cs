@@ -21,11 +21,12 @@ public sealed class CircuitBreakerTests
 {
     private const string Json = """{"id":"r1","inputs":[{"name":"x","datatype":"FP32","shape":[1,2],"data":[1.5,2.5]}]}""";
 
-    private static async Task<(RunningServer Server, ManualTimeProvider Time)> StartAsync(string repository)
+    private static async Task<(RunningServer Server, ManualTimeProvider Time)> StartAsync(string repository, CapturedLog? log = null)
     {
         var time = new ManualTimeProvider();
         var server = await RunningServer.StartAsync(repository, services =>
         {
+            log?.Register(services);
             services.AddSingleton<IModelBackend, GateBackend>();
             services.AddSingleton(sp => new ModelRepository(
                 sp.GetRequiredService<ModelRepositoryOptions>(), sp.GetServices<IModelBackend>(), sp.GetRequiredService<ILogger<ModelRepository>>(),
@@ -65,7 +66,8 @@ public sealed class CircuitBreakerTests
         var repo = Paths.NewTempDirectory("breaker-repo");
         GateBackend.WriteModel(repo, "cb-big", "circuit_breaker: {failure_rate_threshold: 50, sliding_window_size: 4, minimum_number_of_calls: 4, open_duration_ms: 30000, half_open_calls: 2, fallback_model: cb-small}\n");
         GateBackend.WriteModel(repo, "cb-small", "");
-        var (server, time) = await StartAsync(repo);
+        var log = CapturedLog.For<ModelRepository>();
+        var (server, time) = await StartAsync(repo, log);
         await using var _ = server;
         var big = GateBackend.States["cb-big"];
         var small = GateBackend.States["cb-small"];
@@ -76,6 +78,8 @@ public sealed class CircuitBreakerTests
         Assert.Equal(CircuitState.Open, State(server, "cb-big"));
         Assert.Equal(1, await MetricAsync(server, "inference_circuit_breaker_state{model=\"cb-big\",version=\"1\",state=\"OPEN\"}"));
         Assert.Equal(0, await MetricAsync(server, "inference_circuit_breaker_state{model=\"cb-big\",version=\"1\",state=\"CLOSED\"}"));
+        Assert.Contains(log.Lines, l => l.Contains(
+            "Circuit breaker of model 'cb-big' version 1: CLOSED -> OPEN for 30 s (failure rate 100% over 4 call(s) (threshold 50%)); fallback model: cb-small", StringComparison.Ordinal));
 
         // Open: the fallback serves, and the response says so (REST header and parameter; model_name is who served).
         using (var response = await RestAsync(server, "cb-big"))
@@ -112,6 +116,8 @@ public sealed class CircuitBreakerTests
             Assert.False(response.Headers.Contains("x-served-by-model"));
         }
         Assert.Equal(CircuitState.Closed, State(server, "cb-big"));
+        Assert.Contains(log.Lines, l => l.Contains("Circuit breaker of model 'cb-big' version 1: OPEN -> HALF_OPEN (open duration passed)", StringComparison.Ordinal));
+        Assert.Contains(log.Lines, l => l.Contains("Circuit breaker of model 'cb-big' version 1: HALF_OPEN -> CLOSED (2 trial call(s) succeeded", StringComparison.Ordinal));
         Assert.Equal(6, big.Executions.Count);
         Assert.Equal(2, small.Executions.Count);
         Assert.Equal(1, await MetricAsync(server, "inference_circuit_breaker_state{model=\"cb-big\",version=\"1\",state=\"CLOSED\"}"));
