@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using InferenceServer.Admission;
 using InferenceServer.Generation;
 using InferenceServer.Observability;
 using InferenceServer.Repository;
@@ -25,37 +26,77 @@ public sealed class InferenceDispatcher : ITextGenerator
     /// Runs one request through the model's scheduler. Errors are <see cref="InferenceException"/>s whose messages are
     /// safe for clients (or <see cref="OperationCanceledException"/> when the client cancelled).
     /// </summary>
-    public async Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken)
+    public Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        return InferAsync(request, request.ModelName, request.ModelVersion, fallbackFor: null, cancellationToken);
+    }
+
+    /// <summary>Runs a request on <paramref name="model"/>: the request's own, or the fallback of <paramref name="fallbackFor"/>'s open breaker.</summary>
+    private async Task<InferenceResponse> InferAsync(InferenceRequest request, string model, string version, string? fallbackFor, CancellationToken cancellationToken)
+    {
         cancellationToken.ThrowIfCancellationRequested();
-        using var lease = _repository.Acquire(request.ModelName, request.ModelVersion);
+        using var lease = _repository.Acquire(model, version);
         using var activity = request.Activity = Telemetry.StartInference(lease.Version.Name, lease.Version.Version);
-        Task<InferenceResponse> scheduled;
+        Task<InferenceResponse>? scheduled = null;
+        // The circuit breaker: asked after validation (bad input is answered 400 and never counts), told the outcome.
+        var breaker = lease.Version.Breaker;
+        var permit = default(CircuitPermit);
+        string? fallback = null;
+        var retryAfter = TimeSpan.Zero;
         try
         {
             if (lease.Config.Generation is not null)
             {
                 throw InferenceException.InvalidArgument(
-                    $"model '{request.ModelName}' is a generative model: send a BYTES input 'text_input', or use generate or the OpenAI API");
+                    $"model '{model}' is a generative model: send a BYTES input 'text_input', or use generate or the OpenAI API");
             }
             var batch = RequestValidator.Validate(request, lease.Config);
-            scheduled = lease.Scheduler.ScheduleAsync(request, batch, cancellationToken);
+            if (breaker is not null && !breaker.TryAcquire(out permit, out retryAfter))
+            {
+                // Open: the fallback model serves (one hop: a fallback's own open breaker does not pass it on), or 503.
+                fallback = fallbackFor is null ? breaker.Options.FallbackModel : null;
+                if (fallback is null)
+                {
+                    throw breaker.Refuse(retryAfter);
+                }
+            }
+            else
+            {
+                scheduled = lease.Scheduler.ScheduleAsync(request, batch, cancellationToken);
+            }
         }
         catch (Exception e)
         {
+            breaker?.Release(permit);
             lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - request.ReceivedTimestamp, e);
             Telemetry.RecordFailure(activity, e);
             throw;
         }
+        if (fallback is not null)
+        {
+            try
+            {
+                var served = await InferOnFallbackAsync(request, breaker!, fallback, retryAfter, cancellationToken).ConfigureAwait(false);
+                Telemetry.RecordSuccess(activity);
+                return served;
+            }
+            catch (Exception e)
+            {
+                Telemetry.RecordFailure(activity, e);
+                throw;
+            }
+        }
         try
         {
-            var response = await scheduled.ConfigureAwait(false);
+            var response = await scheduled!.ConfigureAwait(false);
+            breaker?.OnSuccess(permit);
             Telemetry.RecordSuccess(activity);
             return response;
         }
         catch (Exception e) when (e is OperationCanceledException || e is InferenceException { Kind: InferenceErrorKind.DeadlineExceeded })
         {
+            breaker?.Release(permit);
             // Dropped in the queue: it never reached the engine, so the scheduler did not count it. A cancellation at or
             // after the request's deadline (the gRPC deadline cancels the call) is the deadline's doing.
             var now = Stopwatch.GetTimestamp();
@@ -66,9 +107,40 @@ public sealed class InferenceDispatcher : ITextGenerator
         }
         catch (Exception e)
         {
+            // Only the engine's failures count against the breaker; a full queue or a client's mistake does not.
+            if (Observability.RequestMetrics.KindOf(e) == InferenceErrorKind.Internal)
+            {
+                breaker?.OnFailure(permit);
+            }
+            else
+            {
+                breaker?.Release(permit);
+            }
             Telemetry.RecordFailure(activity, e);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Serves a request whose model's breaker is open by the fallback model. The fallback sees the same inputs; when it
+    /// cannot serve them (not loaded, not ready, its own breaker open, or inputs it does not accept), the answer is
+    /// 503 / UNAVAILABLE: the request was valid for the model the client asked for, so it is not the client's mistake.
+    /// </summary>
+    private async Task<InferenceResponse> InferOnFallbackAsync(
+        InferenceRequest request, CircuitBreaker breaker, string fallback, TimeSpan retryAfter, CancellationToken cancellationToken)
+    {
+        InferenceResponse response;
+        try
+        {
+            response = await InferAsync(request, fallback, "", breaker.Model, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InferenceException e) when (e.Kind is InferenceErrorKind.NotFound or InferenceErrorKind.Unavailable or InferenceErrorKind.InvalidArgument)
+        {
+            throw breaker.FallbackFailed(fallback, e, retryAfter);
+        }
+        response.FallbackFor = breaker.Model;
+        breaker.FallbackServed();
+        return response;
     }
 
     /// <inheritdoc />

@@ -14,6 +14,7 @@ public sealed class ServerMetrics
     /// <summary>The label of the model version on per-model series.</summary>
     public const string VersionLabel = "version";
 
+    private static readonly string[] BreakerStates = ["CLOSED", "OPEN", "HALF_OPEN"];
     private static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60];
     private static readonly double[] TokenIntervalBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5];
     private static readonly double[] BatchBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -64,6 +65,10 @@ public sealed class ServerMetrics
             "Finished generation requests by finish reason (stop, length, cancelled, error).", [ModelLabel, VersionLabel, "finish_reason"]);
         AccessLogDropped = factory.CreateCounter("inference_access_log_dropped_total",
             "Access log lines dropped because the queue to stdout was full.");
+        CircuitBreakerState = factory.CreateGauge("inference_circuit_breaker_state",
+            "1 for the state the circuit breaker of each model version with one is in (CLOSED, OPEN, HALF_OPEN), else 0.", [ModelLabel, VersionLabel, "state"]);
+        CircuitBreakerFallbacks = factory.CreateCounter("inference_circuit_breaker_fallback_total",
+            "Requests served by the fallback model because the model version's circuit breaker was open.", [ModelLabel, VersionLabel, "fallback"]);
         // process_* and dotnet_* (CPU, memory, threads, handles, GC collections), read at each scrape; once per registry.
         DotNetStats.Register(Registry);
     }
@@ -103,6 +108,16 @@ public sealed class ServerMetrics
 
     /// <summary>inference_access_log_dropped_total.</summary>
     public Counter AccessLogDropped { get; }
+
+    /// <summary>inference_circuit_breaker_state.</summary>
+    public Gauge CircuitBreakerState { get; }
+
+    /// <summary>inference_circuit_breaker_fallback_total.</summary>
+    public Counter CircuitBreakerFallbacks { get; }
+
+    /// <summary>The fallback and rejection series of one model version's circuit breaker.</summary>
+    public CircuitBreakerMetrics ForCircuitBreaker(string model, string version, string? fallback) =>
+        new(fallback is null ? null : CircuitBreakerFallbacks.WithLabels(model, version, fallback), Rejections.WithLabels(model, version, RequestMetrics.CircuitOpen));
 
     /// <summary>inference_requests_total.</summary>
     public Counter Requests { get; }
@@ -162,6 +177,14 @@ public sealed class ServerMetrics
                 QueueDepth.WithLabels(key.Name, key.Item2).Set(version.QueueLength);
                 LoadDuration.WithLabels(key.Name, key.Item2).Set(version.LoadDuration.TotalSeconds);
                 WarmupDuration.WithLabels(key.Name, key.Item2).Set(version.WarmupDuration.TotalSeconds);
+                if (version.Breaker is { } breaker)
+                {
+                    var breakerState = Admission.CircuitBreaker.Name(breaker.State);
+                    foreach (var name in BreakerStates)
+                    {
+                        CircuitBreakerState.WithLabels(key.Name, key.Item2, name).Set(name == breakerState ? 1 : 0);
+                    }
+                }
             }
             foreach (var gone in previous.Where(p => !current.Contains(p)))
             {
@@ -173,6 +196,10 @@ public sealed class ServerMetrics
                 QueueDepth.RemoveLabelled(gone.Model, gone.Version);
                 LoadDuration.RemoveLabelled(gone.Model, gone.Version);
                 WarmupDuration.RemoveLabelled(gone.Model, gone.Version);
+                foreach (var name in BreakerStates)
+                {
+                    CircuitBreakerState.RemoveLabelled(gone.Model, gone.Version, name);
+                }
             }
             previous = current;
         });
@@ -280,6 +307,9 @@ public sealed class RequestMetrics
     /// <summary>Rejection reason: a rate limit (admission control).</summary>
     public const string RateLimit = "rate_limit";
 
+    /// <summary>Rejection reason: the model version's circuit breaker was open and no fallback served the request.</summary>
+    public const string CircuitOpen = "circuit_open";
+
     private static readonly int StatusCount = Enum.GetValues<Inference.InferenceErrorKind>().Length + 1;
     private readonly ServerMetrics _metrics;
     private readonly string _model;
@@ -356,6 +386,9 @@ public sealed class RequestMetrics
         _ => "INTERNAL",
     };
 }
+
+/// <summary>One model version's circuit breaker series: requests its fallback served, requests refused while open.</summary>
+public sealed record CircuitBreakerMetrics(Counter.Child? FallbackServed, Counter.Child Rejected);
 
 /// <summary>The GPU gauges (see <see cref="ServerMetrics.CreateGpuGauges"/>), refreshed from NVML at each scrape by <see cref="GpuMetrics"/>.</summary>
 public sealed record GpuGauges(Gauge Utilization, Gauge MemoryUsed, Gauge MemoryTotal, Gauge Power, Gauge Temperature)

@@ -59,6 +59,9 @@ public sealed class ModelConfig
     /// <summary>For a generative model, how it generates text (its <c>generation</c> section, resolved); null for tensor models.</summary>
     public Generation.GenerationConfig? Generation { get; internal set; }
 
+    /// <summary>The circuit breaker around the engine (its <c>circuit_breaker</c> section); null: none.</summary>
+    public Admission.CircuitBreakerOptions? CircuitBreaker { get; init; }
+
     /// <summary>The names of <see cref="Outputs"/>, in order (what a request that names no outputs gets).</summary>
     public IReadOnlyList<string> OutputNames => _outputNames ??= Outputs.Select(o => o.Name).ToArray();
 

@@ -59,6 +59,40 @@ public sealed class ModelConfigFile
     /// <summary>Samples run on every engine instance before the model reports ready (Triton's model_warmup).</summary>
     public List<WarmupEntry>? ModelWarmup { get; set; }
 
+    /// <summary>A circuit breaker around the model's engine, with an optional fallback model; see <see cref="CircuitBreakerEntry"/>.</summary>
+    public CircuitBreakerEntry? CircuitBreaker { get; set; }
+
+    /// <summary>
+    /// circuit_breaker: Resilience4j's count-based settings (see the README's "Circuit breaker" section); resolved and
+    /// checked by <see cref="Admission.CircuitBreakerOptions.Resolve"/>.
+    /// </summary>
+    public sealed class CircuitBreakerEntry
+    {
+        /// <summary>Failure rate (percent) that opens the breaker (default 50).</summary>
+        public double? FailureRateThreshold { get; set; }
+
+        /// <summary>Slow-call rate (percent) that opens the breaker (default 100).</summary>
+        public double? SlowCallRateThreshold { get; set; }
+
+        /// <summary>A call longer than this is slow (default 60000).</summary>
+        public long? SlowCallDurationMs { get; set; }
+
+        /// <summary>The last calls the rates are computed over (default 100).</summary>
+        public int? SlidingWindowSize { get; set; }
+
+        /// <summary>Calls needed before the rates are judged (default: 100, at most the window).</summary>
+        public int? MinimumNumberOfCalls { get; set; }
+
+        /// <summary>How long the breaker stays open (default 60000).</summary>
+        public long? OpenDurationMs { get; set; }
+
+        /// <summary>Trial calls while half-open (default 10).</summary>
+        public int? HalfOpenCalls { get; set; }
+
+        /// <summary>The model that serves requests while the breaker is open (default: none, 503).</summary>
+        public string? FallbackModel { get; set; }
+    }
+
     /// <summary>
     /// One warmup sample: its inputs, the batch it runs as and how many times. See the README's "Warmup" section;
     /// checked against the resolved configuration by <see cref="Lifecycle.ModelWarmup"/>.

@@ -44,6 +44,7 @@ public static class ModelConfigResolver
             ExecutionProvider = model.ExecutionProvider,
             AllowCpuFallback = file?.AllowCpuFallback ?? false,
             Parameters = file?.Parameters ?? new Dictionary<string, string>(),
+            CircuitBreaker = Admission.CircuitBreakerOptions.Resolve(file?.CircuitBreaker, name),
         };
     }
 

@@ -23,12 +23,14 @@ public sealed partial class ModelRepository : IDisposable
     private readonly IReadOnlyList<IModelBackend> _backends;
     private readonly ServerMetrics _metrics;
     private readonly ILogger<ModelRepository> _logger;
+    private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, ModelVersion[]> _models = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _modelLocks = new(StringComparer.Ordinal);
 
     /// <summary>Creates a repository over <see cref="ModelRepositoryOptions.Path"/>; nothing is loaded until <see cref="LoadStartupModelsAsync"/>.</summary>
-    public ModelRepository(ModelRepositoryOptions options, IEnumerable<IModelBackend> backends, ILogger<ModelRepository> logger, ServerMetrics? metrics = null)
+    public ModelRepository(ModelRepositoryOptions options, IEnumerable<IModelBackend> backends, ILogger<ModelRepository> logger, ServerMetrics? metrics = null, TimeProvider? time = null)
     {
+        _time = time ?? TimeProvider.System;
         _metrics = metrics ?? new ServerMetrics();
         _metrics.Track(this);
         ArgumentNullException.ThrowIfNull(options);
@@ -295,6 +297,7 @@ public sealed partial class ModelRepository : IDisposable
                 throw new ModelConfigException($"config name '{configured}' does not match the directory name '{name}'");
             }
             policy = file?.ResolveVersionPolicy() ?? VersionPolicy.Latest(1);
+            Admission.CircuitBreakerOptions.Resolve(file?.CircuitBreaker, name);
         }
         catch (ModelConfigException e)
         {
@@ -381,7 +384,7 @@ public sealed partial class ModelRepository : IDisposable
                 }
                 Log.ModelWarmedUp(_logger, name, version, warmup.Samples.Count, warmup.ExecutionsPerInstance * instances.Count, warmupDuration.TotalSeconds);
             }
-            return ModelVersion.Ready(name, version, config, instances, _metrics);
+            return ModelVersion.Ready(name, version, config, instances, _metrics, CreateBreaker(name, version, config));
         }
         catch (Exception e) when (e is ModelLoadException or ModelConfigException or WarmupException)
         {
@@ -394,6 +397,16 @@ public sealed partial class ModelRepository : IDisposable
             instances.ForEach(i => i.Dispose());
             throw;
         }
+    }
+
+    private Admission.CircuitBreaker? CreateBreaker(string name, long version, ModelConfig config)
+    {
+        if (config.CircuitBreaker is not { } options)
+        {
+            return null;
+        }
+        var label = version.ToString(CultureInfo.InvariantCulture);
+        return new Admission.CircuitBreaker(options, name, label, _time, _logger, _metrics.ForCircuitBreaker(name, label, options.FallbackModel));
     }
 
     /// <summary>

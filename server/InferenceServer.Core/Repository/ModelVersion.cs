@@ -78,8 +78,11 @@ public sealed class ModelVersion
     /// <summary>Statistics of the requests this version served.</summary>
     public ModelStatistics Statistics { get; } = new();
 
-    internal static ModelVersion Ready(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances, ServerMetrics metrics) =>
-        new(name, version, ModelState.Ready, "", config, instances, metrics);
+    internal static ModelVersion Ready(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances, ServerMetrics metrics, Admission.CircuitBreaker? breaker = null) =>
+        new(name, version, ModelState.Ready, "", config, instances, metrics) { Breaker = breaker };
+
+    /// <summary>The circuit breaker around this version's engine (its configuration's <c>circuit_breaker</c>); null: none.</summary>
+    public Admission.CircuitBreaker? Breaker { get; private init; }
 
     internal static ModelVersion Failed(string name, long version, string reason, ModelConfig? config = null) =>
         new(name, version, ModelState.Unavailable, reason, config, null, null);

@@ -150,6 +150,12 @@ internal static class GrpcTensorCodec
     public static ModelInferResponse Encode(InferenceResponse response, bool raw)
     {
         var message = new ModelInferResponse { ModelName = response.ModelName, ModelVersion = response.ModelVersion, Id = response.Id };
+        if (response.FallbackFor is { } requested)
+        {
+            // The requested model's circuit breaker was open: say who served the request instead.
+            message.Parameters[Http.RestInferCodec.ServedByModelParameter] = new InferParameter { StringParam = response.ServedBy };
+            message.Parameters[Http.RestInferCodec.FallbackForParameter] = new InferParameter { StringParam = requested };
+        }
         raw |= response.Outputs.Exists(o => o.DataType is DataType.Fp16 or DataType.Bf16);
         foreach (var output in response.Outputs)
         {

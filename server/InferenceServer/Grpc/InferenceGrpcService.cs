@@ -44,6 +44,10 @@ internal sealed class InferenceGrpcService(
         var response = IsGenerative(request)
             ? await GenerativeTensors.InferAsync(generator!, inference, context.CancellationToken)
             : await dispatcher.InferAsync(inference, context.CancellationToken);
+        if (response.FallbackFor is not null)
+        {
+            context.GetHttpContext().Response.Headers[Http.RestInferCodec.ServedByModelHeader] = response.ServedBy;
+        }
         // The reply's raw contents are views of the response's buffers: release them once the call is complete.
         context.GetHttpContext().Response.RegisterForDispose(response);
         return GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0);

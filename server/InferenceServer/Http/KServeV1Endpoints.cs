@@ -54,6 +54,10 @@ internal static class KServeV1Endpoints
         }
 
         using var response = await dispatcher.InferAsync(request, context.RequestAborted);
+        if (response.FallbackFor is not null)
+        {
+            context.Response.Headers[RestInferCodec.ServedByModelHeader] = response.ServedBy;
+        }
         using var buffer = new PooledBufferWriter();
         using (var writer = new Utf8JsonWriter(buffer, JsonWriting.Options))
         {

@@ -227,6 +227,15 @@ internal static class RestInferCodec
         }
     }
 
+    /// <summary>Header naming "model/version" that served a request when a fallback model did (the requested model's breaker was open).</summary>
+    public const string ServedByModelHeader = "x-served-by-model";
+
+    /// <summary>The response parameter with the same value as <see cref="ServedByModelHeader"/>.</summary>
+    public const string ServedByModelParameter = "served_by_model";
+
+    /// <summary>The response parameter naming the model the client asked for, when a fallback served it.</summary>
+    public const string FallbackForParameter = "fallback_for";
+
     public static async Task WriteResponseAsync(HttpResponse http, InferenceResponse response, RestOutputEncoding encoding, CancellationToken cancellationToken)
     {
         using var buffer = new PooledBufferWriter();
@@ -239,6 +248,15 @@ internal static class RestInferCodec
             if (response.Id.Length > 0)
             {
                 writer.WriteString("id", response.Id);
+            }
+            if (response.FallbackFor is { } requested)
+            {
+                // The requested model's circuit breaker was open: say who served the request instead.
+                writer.WriteStartObject("parameters");
+                writer.WriteString(ServedByModelParameter, response.ServedBy);
+                writer.WriteString(FallbackForParameter, requested);
+                writer.WriteEndObject();
+                http.Headers[ServedByModelHeader] = response.ServedBy;
             }
             writer.WriteStartArray("outputs");
             foreach (var output in response.Outputs)
