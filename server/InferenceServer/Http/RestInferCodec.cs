@@ -104,6 +104,11 @@ internal static class RestInferCodec
     /// <summary>Parses the JSON header; nesting deeper than the limit is a client error that says so.</summary>
     public static JsonDocument ParseJson(ReadOnlyMemory<byte> json, int maxDepth)
     {
+        // The reader checks structure, not the UTF-8 inside strings; a bad byte would fail later, deep in a GetString.
+        if (!System.Text.Unicode.Utf8.IsValid(json.Span))
+        {
+            throw InferenceException.InvalidArgument("the JSON body is not valid UTF-8");
+        }
         try
         {
             return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = maxDepth });
