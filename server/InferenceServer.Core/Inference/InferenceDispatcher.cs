@@ -14,13 +14,18 @@ namespace InferenceServer.Inference;
 public sealed class InferenceDispatcher : ITextGenerator
 {
     private readonly ModelRepository _repository;
+    private readonly RequestLimits _limits;
 
-    /// <summary>Creates a dispatcher over the repository.</summary>
-    public InferenceDispatcher(ModelRepository repository)
+    /// <summary>Creates a dispatcher over the repository, enforcing <paramref name="limits"/> (the defaults when null).</summary>
+    public InferenceDispatcher(ModelRepository repository, RequestLimits? limits = null)
     {
         ArgumentNullException.ThrowIfNull(repository);
         _repository = repository;
+        _limits = limits ?? new RequestLimits();
     }
+
+    /// <summary>The request limits this dispatcher enforces, for the protocol adapters to check shapes before decoding data.</summary>
+    public RequestLimits Limits => _limits;
 
     /// <summary>
     /// Runs one request through the model's scheduler. Errors are <see cref="InferenceException"/>s whose messages are
@@ -51,7 +56,8 @@ public sealed class InferenceDispatcher : ITextGenerator
                 throw InferenceException.InvalidArgument(
                     $"model '{model}' is a generative model: send a BYTES input 'text_input', or use generate or the OpenAI API");
             }
-            var batch = RequestValidator.Validate(request, lease.Config);
+            var batch = RequestValidator.Validate(request, lease.Config, _limits);
+            _limits.ApplyDefaultTimeout(request, lease.Config.Queue.DefaultTimeoutMicroseconds);
             if (breaker is not null && !breaker.TryAcquire(out permit, out retryAfter))
             {
                 // Open: the fallback model serves (one hop: a fallback's own open breaker does not pass it on), or 503.

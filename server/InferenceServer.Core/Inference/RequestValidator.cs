@@ -6,12 +6,17 @@ namespace InferenceServer.Inference;
 /// <summary>Checks a decoded request against the model's configuration; every error names the offending input or output.</summary>
 public static class RequestValidator
 {
-    /// <summary>Throws <see cref="InferenceException"/> (InvalidArgument) when the request does not fit; returns the batch size (1 for models without a batch dimension).</summary>
-    public static long Validate(InferenceRequest request, ModelConfig config)
+    /// <summary>
+    /// Throws <see cref="InferenceException"/> (InvalidArgument) when the request does not fit the model or
+    /// <paramref name="limits"/>; returns the batch size (1 for models without a batch dimension).
+    /// </summary>
+    public static long Validate(InferenceRequest request, ModelConfig config, RequestLimits? limits = null)
     {
         long batch = -1;
+        long requestBytes = 0;
         foreach (var input in request.Inputs)
         {
+            limits?.CheckInput(input.Name, input.DataType, input.Shape, ref requestBytes);
             var expected = config.FindInput(input.Name)
                 ?? throw InferenceException.InvalidArgument(
                     $"unexpected input '{input.Name}' for model '{config.Name}' (inputs: {string.Join(", ", config.Inputs.Select(i => i.Name))})");

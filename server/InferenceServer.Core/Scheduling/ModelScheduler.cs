@@ -77,6 +77,9 @@ public sealed class ModelScheduler : IDisposable
         throw InferenceException.InvalidArgument($"parameter 'priority' must be an integer from 0 (the default level) to {levels} (levels of model '{_config.Name}')");
     }
 
+    /// <summary>A year: longer timeouts are as good as none, and stay clear of overflow.</summary>
+    private const long MaxTimeoutMicroseconds = 365L * 24 * 3600 * 1_000_000;
+
     private long Deadline(InferenceRequest request)
     {
         var deadline = request.Deadline;
@@ -95,7 +98,8 @@ public sealed class ModelScheduler : IDisposable
         }
         if (timeout > 0)
         {
-            var byTimeout = request.ReceivedTimestamp + timeout * Stopwatch.Frequency / 1_000_000;
+            // In floating point and capped: timeout * Frequency overflows a long past about 2.5 hours of microseconds.
+            var byTimeout = request.ReceivedTimestamp + (long)(Math.Min(timeout, MaxTimeoutMicroseconds) / 1e6 * Stopwatch.Frequency);
             deadline = deadline == 0 ? byTimeout : Math.Min(deadline, byTimeout);
         }
         return deadline;

@@ -13,6 +13,7 @@ internal sealed class PendingRequest
     private int _state;
     private CancellationTokenRegistration _cancellation;
     private Timer? _deadlineTimer;
+    private static readonly TimeSpan MaxTimerDue = TimeSpan.FromDays(30);
 
     public PendingRequest(InferenceRequest request, long batchSize, int level, long deadline)
     {
@@ -56,9 +57,9 @@ internal sealed class PendingRequest
                 },
                 (this, abandon, cancellationToken));
         }
-        if (Deadline > 0)
+        // A timer waits at most about 49 days; a deadline further out than that is, for a queue, no deadline.
+        if (Deadline > 0 && Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), Deadline) is var due && due < MaxTimerDue)
         {
-            var due = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), Deadline);
             _deadlineTimer = new Timer(
                 static state =>
                 {

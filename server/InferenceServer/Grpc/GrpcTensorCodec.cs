@@ -14,8 +14,13 @@ namespace InferenceServer.Grpc;
 /// </summary>
 internal static class GrpcTensorCodec
 {
-    public static InferenceRequest Decode(ModelInferRequest message)
+    private static readonly RequestLimits DefaultLimits = new();
+
+    /// <summary>Decodes a request; each input's shape is checked against <paramref name="limits"/> (the defaults when null) before its contents are copied.</summary>
+    public static InferenceRequest Decode(ModelInferRequest message, RequestLimits? limits = null)
     {
+        limits ??= DefaultLimits;
+        long requestBytes = 0;
         var request = new InferenceRequest(message.ModelName, message.ModelVersion) { Id = message.Id };
         try
         {
@@ -34,10 +39,8 @@ internal static class GrpcTensorCodec
                     throw InferenceException.InvalidArgument($"input '{input.Name}' has unknown datatype '{input.Datatype}'");
                 }
                 var shape = input.Shape.ToArray();
-                if (!TensorShape.TryGetElementCount(shape, out var count))
-                {
-                    throw InferenceException.InvalidArgument($"input '{input.Name}' has invalid shape {TensorShape.Format(shape)}");
-                }
+                limits.CheckInput(input.Name, type, shape, ref requestBytes);
+                TensorShape.TryGetElementCount(shape, out var count);
                 TensorBuffer data;
                 if (raw.Count > 0)
                 {

@@ -39,7 +39,7 @@ internal sealed class InferenceGrpcService(
 
     public override async Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
     {
-        using var inference = GrpcTensorCodec.Decode(request);
+        using var inference = GrpcTensorCodec.Decode(request, dispatcher.Limits);
         inference.Deadline = DeadlineOf(context);
         var response = IsGenerative(request)
             ? await GenerativeTensors.InferAsync(generator!, inference, context.CancellationToken)
@@ -74,7 +74,7 @@ internal sealed class InferenceGrpcService(
                 ModelStreamInferResponse reply;
                 try
                 {
-                    using var inference = GrpcTensorCodec.Decode(request);
+                    using var inference = GrpcTensorCodec.Decode(request, dispatcher.Limits);
                     inference.Deadline = DeadlineOf(context);
                     response = await dispatcher.InferAsync(inference, context.CancellationToken);
                     reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };

@@ -44,12 +44,14 @@ public static class InferenceServerApp
         ModelRepositoryOptions repository;
         OpenAiOptions openAi;
         DrainOptions drain;
+        RequestLimits limits;
         try
         {
             server = builder.Configuration.GetSection("Server").Get<ServerOptions>() ?? new ServerOptions();
             repository = builder.Configuration.GetSection("Repository").Get<ModelRepositoryOptions>() ?? new ModelRepositoryOptions();
             openAi = builder.Configuration.GetSection("OpenAi").Get<OpenAiOptions>() ?? new OpenAiOptions();
             drain = builder.Configuration.GetSection("Drain").Get<DrainOptions>() ?? new DrainOptions();
+            limits = builder.Configuration.GetSection("Limits").Get<RequestLimits>() ?? new RequestLimits();
         }
         catch (InvalidOperationException e)
         {
@@ -57,6 +59,8 @@ public static class InferenceServerApp
             throw new ArgumentException(e.Message, e);
         }
         drain.Validate();
+        limits.Validate();
+        builder.Services.AddSingleton(limits);
         builder.Services.AddSingleton(server);
         builder.Services.AddSingleton(drain);
         builder.Services.AddSingleton(openAi);

@@ -26,7 +26,7 @@ internal static class KServeV1Endpoints
         var config = repository.GetReady(name, "").Config!;
 
         using var body = await RequestBody.ReadAsync(context.Request, context.RequestAborted);
-        using var document = JsonDocument.Parse(body.Memory);
+        using var document = RestInferCodec.ParseJson(body.Memory, dispatcher.Limits.MaxJsonDepth);
         if (document.RootElement.ValueKind != JsonValueKind.Object ||
             !document.RootElement.TryGetProperty("instances", out var instances) || instances.ValueKind != JsonValueKind.Array)
         {

@@ -19,6 +19,13 @@ internal sealed class RequestBody : IDisposable
 
     public static async Task<RequestBody> ReadAsync(HttpRequest request, CancellationToken cancellationToken)
     {
+        // A declared length over the limit is refused before anything is rented for it (Kestrel would refuse it only
+        // on the first read, after the rent); a declared length within it sizes the buffer once.
+        var limit = request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
+        if (request.ContentLength is long declared && declared > (limit ?? int.MaxValue))
+        {
+            throw new BadHttpRequestException($"the declared body of {declared} bytes exceeds the limit", StatusCodes.Status413PayloadTooLarge);
+        }
         var capacity = request.ContentLength is long n and <= int.MaxValue ? (int)Math.Max(n, 1) : 64 * 1024;
         var array = ArrayPool<byte>.Shared.Rent(capacity);
         var length = 0;

@@ -35,6 +35,11 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
         {
             await WriteErrorAsync(context, 400, "malformed JSON: " + e.Message);
         }
+        catch (InvalidOperationException e) when (e.InnerException is System.Text.DecoderFallbackException)
+        {
+            // System.Text.Json validates a string's UTF-8 only when it reads the string: the client's bytes, not our fault.
+            await WriteErrorAsync(context, 400, "malformed JSON: a string is not valid UTF-8");
+        }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             // The client went away; there is no one to answer.

@@ -26,11 +26,15 @@ internal static class RestInferCodec
 {
     public const string HeaderLengthHeader = "Inference-Header-Content-Length";
 
-    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 256 };
+    private static readonly RequestLimits DefaultLimits = new();
 
-    /// <summary>Decodes an infer body; binary inputs are views of <paramref name="body"/>, which must outlive the request.</summary>
-    public static InferenceRequest ReadRequest(string model, string version, ReadOnlyMemory<byte> body, string? headerLength, RestOutputEncoding encoding)
+    /// <summary>
+    /// Decodes an infer body; binary inputs are views of <paramref name="body"/>, which must outlive the request.
+    /// Each input's shape is checked against <paramref name="limits"/> before its data is decoded.
+    /// </summary>
+    public static InferenceRequest ReadRequest(string model, string version, ReadOnlyMemory<byte> body, string? headerLength, RestOutputEncoding encoding, RequestLimits? limits = null)
     {
+        limits ??= DefaultLimits;
         var json = body;
         var binary = ReadOnlyMemory<byte>.Empty;
         if (headerLength is not null)
@@ -48,7 +52,7 @@ internal static class RestInferCodec
             throw InferenceException.InvalidArgument("the request body is empty; expected a JSON object with \"inputs\"");
         }
 
-        using var document = JsonDocument.Parse(json, DocumentOptions);
+        using var document = ParseJson(json, limits.MaxJsonDepth);
         var root = document.RootElement;
         if (root.ValueKind != JsonValueKind.Object)
         {
@@ -74,9 +78,10 @@ internal static class RestInferCodec
                 throw InferenceException.InvalidArgument("the request needs an \"inputs\" array");
             }
             var offset = 0;
+            long requestBytes = 0;
             foreach (var input in inputs.EnumerateArray())
             {
-                request.AddInput(ReadInput(input, binary, ref offset));
+                request.AddInput(ReadInput(input, binary, ref offset, limits, ref requestBytes));
             }
             if (offset != binary.Length)
             {
@@ -96,7 +101,25 @@ internal static class RestInferCodec
         }
     }
 
-    private static Tensor ReadInput(JsonElement input, ReadOnlyMemory<byte> binary, ref int offset)
+    /// <summary>Parses the JSON header; nesting deeper than the limit is a client error that says so.</summary>
+    public static JsonDocument ParseJson(ReadOnlyMemory<byte> json, int maxDepth)
+    {
+        // The reader checks structure, not the UTF-8 inside strings; a bad byte would fail later, deep in a GetString.
+        if (!System.Text.Unicode.Utf8.IsValid(json.Span))
+        {
+            throw InferenceException.InvalidArgument("the JSON body is not valid UTF-8");
+        }
+        try
+        {
+            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = maxDepth });
+        }
+        catch (JsonException e) when (e.Message.Contains("maximum configured depth", StringComparison.Ordinal))
+        {
+            throw InferenceException.InvalidArgument($"the JSON body nests deeper than {maxDepth} levels (Limits:MaxJsonDepth)");
+        }
+    }
+
+    private static Tensor ReadInput(JsonElement input, ReadOnlyMemory<byte> binary, ref int offset, RequestLimits limits, ref long requestBytes)
     {
         if (input.ValueKind != JsonValueKind.Object)
         {
@@ -111,10 +134,8 @@ internal static class RestInferCodec
             throw InferenceException.InvalidArgument($"input '{name}' has a missing or unknown \"datatype\"");
         }
         var shape = ReadShape(name, input);
-        if (!TensorShape.TryGetElementCount(shape, out var count))
-        {
-            throw InferenceException.InvalidArgument($"input '{name}' has invalid shape {TensorShape.Format(shape)}");
-        }
+        limits.CheckInput(name, type, shape, ref requestBytes);
+        TensorShape.TryGetElementCount(shape, out var count);
 
         long? binarySize = null;
         if (input.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object &&
