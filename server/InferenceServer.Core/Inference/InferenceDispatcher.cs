@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using InferenceServer.Admission;
 using InferenceServer.Generation;
 using InferenceServer.Observability;
 using InferenceServer.Repository;
@@ -13,12 +14,14 @@ namespace InferenceServer.Inference;
 public sealed class InferenceDispatcher : ITextGenerator
 {
     private readonly ModelRepository _repository;
+    private readonly AdmissionController? _admission;
 
-    /// <summary>Creates a dispatcher over the repository.</summary>
-    public InferenceDispatcher(ModelRepository repository)
+    /// <summary>Creates a dispatcher over the repository; <paramref name="admission"/> (rate and concurrency limits) is optional.</summary>
+    public InferenceDispatcher(ModelRepository repository, AdmissionController? admission = null)
     {
         ArgumentNullException.ThrowIfNull(repository);
         _repository = repository;
+        _admission = admission;
     }
 
     /// <summary>
@@ -30,6 +33,8 @@ public sealed class InferenceDispatcher : ITextGenerator
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         using var lease = _repository.Acquire(request.ModelName, request.ModelVersion);
+        // Admission control before the scheduler; its lease (a concurrency permit) is held until the response.
+        using var admitted = await AdmitAsync(lease, request.Tenant, cancellationToken).ConfigureAwait(false);
         using var activity = request.Activity = Telemetry.StartInference(lease.Version.Name, lease.Version.Version);
         Task<InferenceResponse> scheduled;
         try
@@ -78,6 +83,46 @@ public sealed class InferenceDispatcher : ITextGenerator
         cancellationToken.ThrowIfCancellationRequested();
         var arrived = Stopwatch.GetTimestamp();
         var lease = _repository.Acquire(model, version ?? "");
+        ValueTask<IDisposable?> admission;
+        try
+        {
+            admission = AdmitAsync(lease, request.Tenant, cancellationToken);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+        return admission.IsCompletedSuccessfully
+            ? ValueTask.FromResult(Generate(model, request, lease, admission.Result, arrived, cancellationToken))
+            : GenerateAfterAdmissionAsync(model, request, lease, admission, arrived, cancellationToken);
+    }
+
+    /// <summary>Asks admission control (when configured) to admit a request for the leased version; null: no limits.</summary>
+    private ValueTask<IDisposable?> AdmitAsync(ModelLease lease, string? tenant, CancellationToken cancellationToken) =>
+        _admission is null
+            ? ValueTask.FromResult<IDisposable?>(null)
+            : _admission.AdmitAsync(lease.Version.Name, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tenant, cancellationToken);
+
+    private async ValueTask<GenerationStream> GenerateAfterAdmissionAsync(
+        string model, GenerationRequest request, ModelLease lease, ValueTask<IDisposable?> admission, long arrived, CancellationToken cancellationToken)
+    {
+        IDisposable? admitted;
+        try
+        {
+            admitted = await admission.ConfigureAwait(false);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+        return Generate(model, request, lease, admitted, arrived, cancellationToken);
+    }
+
+    /// <summary>Starts an admitted generation; the sequence owns both leases and releases them when the stream ends.</summary>
+    private GenerationStream Generate(string model, GenerationRequest request, ModelLease lease, IDisposable? admitted, long arrived, CancellationToken cancellationToken)
+    {
         Activity? activity = null;
         try
         {
@@ -102,14 +147,16 @@ public sealed class InferenceDispatcher : ITextGenerator
             generation.Tokenizer.Encode(prompt, tokens);
 
             activity = StartActivity(model, lease.Version, request, maxTokens);
-            var sequence = lease.Version.Batcher!.Submit(tokens, request, maxTokens, activity, lease, cancellationToken);
-            return ValueTask.FromResult(new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks));
+            IDisposable owned = admitted is null ? lease : new AdmittedLease(lease, admitted);
+            var sequence = lease.Version.Batcher!.Submit(tokens, request, maxTokens, activity, owned, cancellationToken);
+            return new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks);
         }
         catch (Exception e)
         {
             lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - arrived, e);
             Telemetry.RecordFailure(activity, e);
             activity?.Stop();
+            admitted?.Dispose();
             lease.Dispose();
             throw;
         }
@@ -135,6 +182,16 @@ public sealed class InferenceDispatcher : ITextGenerator
         catch (InferenceException)
         {
             return false;
+        }
+    }
+
+    /// <summary>A generation's model lease and its admission lease, released together when the stream ends.</summary>
+    private sealed class AdmittedLease(ModelLease lease, IDisposable admitted) : IDisposable
+    {
+        public void Dispose()
+        {
+            admitted.Dispose();
+            lease.Dispose();
         }
     }
 
