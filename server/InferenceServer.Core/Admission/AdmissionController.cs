@@ -52,7 +52,7 @@ public sealed class AdmissionController
     {
         ArgumentNullException.ThrowIfNull(limits);
         limits.Validate("default");
-        Update(s => s with { Default = limits });
+        Update(s => new AdmissionSettings(limits, s.Models));
     }
 
     /// <summary>Replaces <paramref name="model"/>'s override (null removes it); throws <see cref="ArgumentException"/> on a bad value.</summary>
@@ -60,7 +60,7 @@ public sealed class AdmissionController
     {
         ArgumentException.ThrowIfNullOrEmpty(model);
         limits?.Validate(model);
-        Update(s => s with { Models = limits is null ? s.Models.Remove(model) : s.Models.SetItem(model, limits) });
+        Update(s => new AdmissionSettings(s.Default, limits is null ? s.Models.Remove(model) : s.Models.SetItem(model, limits)));
     }
 
     /// <summary>How many tenant partitions <paramref name="model"/> tracks now (bounded by <see cref="MaxTenants"/>).</summary>
@@ -117,9 +117,14 @@ public sealed class AdmissionController
 }
 
 /// <summary>The limits in force: an immutable snapshot, replaced whole on a change.</summary>
-internal sealed record AdmissionSettings(AdmissionLimits Default, ImmutableDictionary<string, AdmissionLimits> Models)
+internal sealed class AdmissionSettings(AdmissionLimits defaults, ImmutableDictionary<string, AdmissionLimits> models)
 {
-    public bool IsEmpty { get; } = Default.IsEmpty && Models.Values.All(m => m.IsEmpty);
+    public AdmissionLimits Default { get; } = defaults;
+
+    public ImmutableDictionary<string, AdmissionLimits> Models { get; } = models;
+
+    /// <summary>No limit anywhere: requests skip admission entirely.</summary>
+    public bool IsEmpty { get; } = defaults.IsEmpty && models.Values.All(m => m.IsEmpty);
 
     public AdmissionLimits LimitsOf(string model) => Models.TryGetValue(model, out var limits) ? limits.Over(Default) : Default;
 }
