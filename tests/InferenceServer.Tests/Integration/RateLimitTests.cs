@@ -3,6 +3,9 @@ using System.Text;
 using Grpc.Core;
 using InferenceServer.Admission;
 using InferenceServer.Backends;
+using InferenceServer.Generation;
+using InferenceServer.Inference;
+using InferenceServer.ModelBuilder;
 using InferenceServer.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -231,6 +234,56 @@ public sealed class RateLimitTests
         }
         using var admin = server.NewMetricsClient();
         Assert.Equal(excess, await RejectionsAsync(admin, "rl_conc", "concurrency"));
+    }
+
+    [Fact]
+    public async Task Generation_streams_return_their_concurrency_permit_when_they_end_and_OpenAI_rejections_carry_the_headers()
+    {
+        var repo = Paths.NewTempDirectory("ratelimit-lm");
+        SampleModels.Bigram().Save(Path.Combine(repo, "lm", "1", "model.onnx"));
+        File.WriteAllText(Path.Combine(repo, "lm", "config.yaml"), SampleModels.BigramConfigYaml);
+        SampleModels.Bigram().Save(Path.Combine(repo, "lm_rate", "1", "model.onnx"));
+        File.WriteAllText(Path.Combine(repo, "lm_rate", "config.yaml"), SampleModels.BigramConfigYaml);
+        await using var server = await RunningServer.StartAsync(repo, new Dictionary<string, string?>
+        {
+            ["Admission:Models:lm:MaxConcurrency"] = "1",
+            ["Admission:Models:lm:QueueLength"] = "0",
+            ["Admission:Models:lm_rate:RequestsPerSecond"] = Hourly,
+            ["Admission:Models:lm_rate:Burst"] = "1",
+        });
+        var generator = server.Services.GetRequiredService<ITextGenerator>();
+
+        // One permit and no queue: each generation can only be admitted once the previous stream has ended and
+        // released its permit (as its sequence finishes, just after the last chunk, so wait for it).
+        for (var i = 0; i < 5; i++)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (true)
+            {
+                try
+                {
+                    var request = new GenerationRequest { Prompt = "The", MaxTokens = 10, Sampling = new SamplingParameters { Temperature = 0.9f, Seed = (ulong)i } };
+                    await ShakespeareGenerationTests.CollectAsync(await generator.GenerateAsync("lm", null, request, CancellationToken.None));
+                    break;
+                }
+                catch (InferenceException e) when (e.Kind == InferenceErrorKind.ResourceExhausted && DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(10);
+                }
+            }
+        }
+
+        // The OpenAI API: 429 with OpenAI's error type and the same headers.
+        using (var admitted = await server.Http.PostAsync("/v1/completions", Json("{\"model\": \"lm_rate\", \"prompt\": \"The\", \"max_tokens\": 5}")))
+        {
+            Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
+        }
+        using var rejected = await server.Http.PostAsync("/v1/completions", Json("{\"model\": \"lm_rate\", \"prompt\": \"The\", \"max_tokens\": 5}"));
+        Assert.Equal(HttpStatusCode.TooManyRequests, rejected.StatusCode);
+        Assert.Equal("1", Header(rejected, "x-ratelimit-limit"));
+        Assert.Equal("0", Header(rejected, "x-ratelimit-remaining"));
+        Assert.Equal(Header(rejected, "Retry-After"), Header(rejected, "x-ratelimit-reset"));
+        Assert.Contains("rate_limit_exceeded", await rejected.Content.ReadAsStringAsync());
     }
 
     private static async Task<RunningServer> StartAsync(string model, Dictionary<string, string?> configuration)
