@@ -286,6 +286,18 @@ public sealed class RateLimitTests
         Assert.Contains("rate_limit_exceeded", await rejected.Content.ReadAsStringAsync());
     }
 
+    [Theory]
+    [InlineData("Admission:Models:m:Burst", "0", "Admission:Models:m: Burst must be at least 1")]
+    [InlineData("Admission:Default:RequestsPerSecond", "-2", "Admission:Default: RequestsPerSecond must be a positive number")]
+    [InlineData("Admission:MaxTenants", "0", "Admission:MaxTenants must be at least 1")]
+    [InlineData("Admission:Default:QueueLength", "many", "QueueLength")]
+    public void A_bad_admission_setting_stops_the_server_with_a_message_that_names_it(string key, string value, string message)
+    {
+        var error = Assert.Throws<ArgumentException>(() => InferenceServer.Hosting.InferenceServerApp.Create(
+            ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"], null, new Dictionary<string, string?> { [key] = value }));
+        Assert.Contains(message, error.Message);
+    }
+
     private static async Task<RunningServer> StartAsync(string model, Dictionary<string, string?> configuration)
     {
         var repo = Paths.NewTempDirectory("ratelimit-repo");
