@@ -29,6 +29,9 @@ public sealed class GenerationRequest
 
     /// <summary>The client's request id, for logs and traces.</summary>
     public string Id { get; init; } = "";
+
+    /// <summary>The tenant (from the configured tenant header), for per-tenant rate limits; null or empty: the shared default bucket.</summary>
+    public string? Tenant { get; set; }
 }
 
 /// <summary>Why a generation ended, as OpenAI names it.</summary>

@@ -15,13 +15,18 @@ public sealed class InferenceDispatcher : ITextGenerator
 {
     private readonly ModelRepository _repository;
     private readonly RequestLimits _limits;
+    private readonly AdmissionController? _admission;
 
-    /// <summary>Creates a dispatcher over the repository, enforcing <paramref name="limits"/> (the defaults when null).</summary>
-    public InferenceDispatcher(ModelRepository repository, RequestLimits? limits = null)
+    /// <summary>
+    /// Creates a dispatcher over the repository, enforcing <paramref name="limits"/> (the defaults when null);
+    /// <paramref name="admission"/> (rate and concurrency limits) is optional.
+    /// </summary>
+    public InferenceDispatcher(ModelRepository repository, RequestLimits? limits = null, AdmissionController? admission = null)
     {
         ArgumentNullException.ThrowIfNull(repository);
         _repository = repository;
         _limits = limits ?? new RequestLimits();
+        _admission = admission;
     }
 
     /// <summary>The request limits this dispatcher enforces, for the protocol adapters to check shapes before decoding data.</summary>
@@ -42,6 +47,9 @@ public sealed class InferenceDispatcher : ITextGenerator
     {
         cancellationToken.ThrowIfCancellationRequested();
         using var lease = _repository.Acquire(model, version);
+        // Admission control before the scheduler, for the model the client named (a fallback hop was admitted with it);
+        // its lease (a concurrency permit) is held until the response.
+        using var admitted = fallbackFor is null ? await AdmitAsync(lease, request.Tenant, cancellationToken).ConfigureAwait(false) : null;
         using var activity = request.Activity = Telemetry.StartInference(lease.Version.Name, lease.Version.Version);
         Task<InferenceResponse>? scheduled = null;
         // The circuit breaker: asked after validation (bad input is answered 400 and never counts), told the outcome.
@@ -156,6 +164,46 @@ public sealed class InferenceDispatcher : ITextGenerator
         cancellationToken.ThrowIfCancellationRequested();
         var arrived = Stopwatch.GetTimestamp();
         var lease = _repository.Acquire(model, version ?? "");
+        ValueTask<IDisposable?> admission;
+        try
+        {
+            admission = AdmitAsync(lease, request.Tenant, cancellationToken);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+        return admission.IsCompletedSuccessfully
+            ? ValueTask.FromResult(Generate(model, request, lease, admission.Result, arrived, cancellationToken))
+            : GenerateAfterAdmissionAsync(model, request, lease, admission, arrived, cancellationToken);
+    }
+
+    /// <summary>Asks admission control (when configured) to admit a request for the leased version; null: no limits.</summary>
+    private ValueTask<IDisposable?> AdmitAsync(ModelLease lease, string? tenant, CancellationToken cancellationToken) =>
+        _admission is null
+            ? ValueTask.FromResult<IDisposable?>(null)
+            : _admission.AdmitAsync(lease.Version.Name, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tenant, cancellationToken);
+
+    private async ValueTask<GenerationStream> GenerateAfterAdmissionAsync(
+        string model, GenerationRequest request, ModelLease lease, ValueTask<IDisposable?> admission, long arrived, CancellationToken cancellationToken)
+    {
+        IDisposable? admitted;
+        try
+        {
+            admitted = await admission.ConfigureAwait(false);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+        return Generate(model, request, lease, admitted, arrived, cancellationToken);
+    }
+
+    /// <summary>Starts an admitted generation; the sequence owns both leases and releases them when the stream ends.</summary>
+    private GenerationStream Generate(string model, GenerationRequest request, ModelLease lease, IDisposable? admitted, long arrived, CancellationToken cancellationToken)
+    {
         Activity? activity = null;
         try
         {
@@ -180,14 +228,16 @@ public sealed class InferenceDispatcher : ITextGenerator
             generation.Tokenizer.Encode(prompt, tokens);
 
             activity = StartActivity(model, lease.Version, request, maxTokens);
-            var sequence = lease.Version.Batcher!.Submit(tokens, request, maxTokens, activity, lease, cancellationToken);
-            return ValueTask.FromResult(new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks));
+            IDisposable owned = admitted is null ? lease : new AdmittedLease(lease, admitted);
+            var sequence = lease.Version.Batcher!.Submit(tokens, request, maxTokens, activity, owned, cancellationToken);
+            return new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks);
         }
         catch (Exception e)
         {
             lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - arrived, e);
             Telemetry.RecordFailure(activity, e);
             activity?.Stop();
+            admitted?.Dispose();
             lease.Dispose();
             throw;
         }
@@ -213,6 +263,16 @@ public sealed class InferenceDispatcher : ITextGenerator
         catch (InferenceException)
         {
             return false;
+        }
+    }
+
+    /// <summary>A generation's model lease and its admission lease, released together when the stream ends.</summary>
+    private sealed class AdmittedLease(ModelLease lease, IDisposable admitted) : IDisposable
+    {
+        public void Dispose()
+        {
+            admitted.Dispose();
+            lease.Dispose();
         }
     }
 

@@ -31,6 +31,9 @@ public sealed class InferenceException : Exception
     /// <summary>For load shedding: when the client may usefully retry (REST Retry-After).</summary>
     public TimeSpan? RetryAfter { get; init; }
 
+    /// <summary>For a rate or concurrency limit: the limit that rejected the request (REST x-ratelimit-* headers, gRPC trailers).</summary>
+    public RateLimitInfo? RateLimit { get; init; }
+
     /// <summary>An <see cref="InferenceErrorKind.InvalidArgument"/> error.</summary>
     public static InferenceException InvalidArgument(string message) => new(InferenceErrorKind.InvalidArgument, message);
 
@@ -40,3 +43,11 @@ public sealed class InferenceException : Exception
     /// <summary>An <see cref="InferenceErrorKind.Unavailable"/> error.</summary>
     public static InferenceException Unavailable(string message) => new(InferenceErrorKind.Unavailable, message);
 }
+
+
+/// <summary>
+/// The limit that turned a request away, as the <c>x-ratelimit-limit</c>, <c>x-ratelimit-remaining</c> and
+/// <c>x-ratelimit-reset</c> headers state it: the bucket's capacity (or the concurrency permits), what is left of it,
+/// and the whole seconds until a request can be admitted again.
+/// </summary>
+public sealed record RateLimitInfo(long Limit, long Remaining, long ResetSeconds);

@@ -26,6 +26,9 @@ public sealed class InferenceRequest : IDisposable
     /// <summary>The client's request id, echoed in the response.</summary>
     public string Id { get; set; } = "";
 
+    /// <summary>The tenant (from the configured tenant header), for per-tenant rate limits; null or empty: the shared default bucket.</summary>
+    public string? Tenant { get; set; }
+
     /// <summary>Request parameters (string, bool, long or double values), accepted and passed along.</summary>
     public Dictionary<string, object> Parameters { get; } = new(StringComparer.Ordinal);
 

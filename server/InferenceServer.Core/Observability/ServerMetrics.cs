@@ -43,7 +43,7 @@ public sealed class ServerMetrics
         Requests = factory.CreateCounter("inference_requests_total",
             "Requests a model version finished, by outcome (success, failure) and status (OK or the error's gRPC status name).", [ModelLabel, VersionLabel, "outcome", "status"]);
         Rejections = factory.CreateCounter("inference_rejections_total",
-            "Requests turned away before the engine, by reason (queue_full, deadline, drain; rate_limit with admission control).", [ModelLabel, VersionLabel, "reason"]);
+            "Requests turned away before the engine, by reason (queue_full, deadline, drain; rate_limit and concurrency with admission control).", [ModelLabel, VersionLabel, "reason"]);
         DrainPhase = factory.CreateGauge("inference_server_drain_phase",
             "Shutdown phase: 0 serving, 1 draining (readiness failing, still accepting), 2 closing (listeners closed, finishing accepted requests).");
         RequestDuration = factory.CreateHistogram("inference_request_duration_seconds",
@@ -309,6 +309,9 @@ public sealed class RequestMetrics
 
     /// <summary>Rejection reason: the model version's circuit breaker was open and no fallback served the request.</summary>
     public const string CircuitOpen = "circuit_open";
+
+    /// <summary>Rejection reason: a model's concurrency limit and its wait queue were full (admission control).</summary>
+    public const string Concurrency = "concurrency";
 
     private static readonly int StatusCount = Enum.GetValues<Inference.InferenceErrorKind>().Length + 1;
     private readonly ServerMetrics _metrics;

@@ -55,6 +55,13 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
                 {
                     // gRPC's standard pushback hint, honoured by clients with a retry policy.
                     trailers.Add("grpc-retry-pushback-ms", ((long)retryAfter.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    trailers.Add("retry-after", Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                }
+                if (inference.RateLimit is { } rateLimit)
+                {
+                    trailers.Add(Http.AdmissionEndpoints.LimitHeader, rateLimit.Limit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    trailers.Add(Http.AdmissionEndpoints.RemainingHeader, rateLimit.Remaining.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    trailers.Add(Http.AdmissionEndpoints.ResetHeader, rateLimit.ResetSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 }
                 return new RpcException(new Status(StatusCodeOf(inference.Kind), inference.Message), trailers);
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:

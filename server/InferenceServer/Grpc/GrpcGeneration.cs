@@ -19,7 +19,7 @@ internal sealed partial class GrpcGeneration(ITextGenerator generator, ILogger l
     public const string FinalResponse = "triton_final_response";
 
     /// <summary>Runs one generation, writing its responses through <paramref name="writer"/>. Never throws: errors are sent in-band.</summary>
-    public async Task StreamAsync(ModelInferRequest request, StreamResponseWriter writer, CancellationToken cancellationToken)
+    public async Task StreamAsync(ModelInferRequest request, StreamResponseWriter writer, CancellationToken cancellationToken, string? tenant = null)
     {
         var raw = request.RawInputContents.Count > 0;
         try
@@ -30,6 +30,7 @@ internal sealed partial class GrpcGeneration(ITextGenerator generator, ILogger l
             {
                 generation = GenerativeTensors.ToGenerationRequest(inference, out streamed);
             }
+            generation.Tenant = tenant;
             var stream = await generator.GenerateAsync(request.ModelName, GenerativeTensors.NullIfEmpty(request.ModelVersion), generation, cancellationToken);
             if (streamed == false)
             {

@@ -41,6 +41,7 @@ internal sealed class InferenceGrpcService(
     {
         using var inference = GrpcTensorCodec.Decode(request, dispatcher.Limits);
         inference.Deadline = DeadlineOf(context);
+        inference.Tenant = Http.AdmissionEndpoints.TenantOf(context.GetHttpContext());
         var response = IsGenerative(request)
             ? await GenerativeTensors.InferAsync(generator!, inference, context.CancellationToken)
             : await dispatcher.InferAsync(inference, context.CancellationToken);
@@ -67,7 +68,7 @@ internal sealed class InferenceGrpcService(
                 if (IsGenerative(request))
                 {
                     generations.RemoveAll(t => t.IsCompleted);
-                    generations.Add(new GrpcGeneration(generator!, logger).StreamAsync(request, writer, context.CancellationToken));
+                    generations.Add(new GrpcGeneration(generator!, logger).StreamAsync(request, writer, context.CancellationToken, Http.AdmissionEndpoints.TenantOf(context.GetHttpContext())));
                     continue;
                 }
                 InferenceResponse? response = null;
@@ -76,6 +77,7 @@ internal sealed class InferenceGrpcService(
                 {
                     using var inference = GrpcTensorCodec.Decode(request, dispatcher.Limits);
                     inference.Deadline = DeadlineOf(context);
+                    inference.Tenant = Http.AdmissionEndpoints.TenantOf(context.GetHttpContext());
                     response = await dispatcher.InferAsync(inference, context.CancellationToken);
                     reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };
                 }

@@ -45,6 +45,7 @@ public static class InferenceServerApp
         OpenAiOptions openAi;
         DrainOptions drain;
         RequestLimits limits;
+        Admission.AdmissionOptions admission;
         try
         {
             server = builder.Configuration.GetSection("Server").Get<ServerOptions>() ?? new ServerOptions();
@@ -52,6 +53,7 @@ public static class InferenceServerApp
             openAi = builder.Configuration.GetSection("OpenAi").Get<OpenAiOptions>() ?? new OpenAiOptions();
             drain = builder.Configuration.GetSection("Drain").Get<DrainOptions>() ?? new DrainOptions();
             limits = builder.Configuration.GetSection("Limits").Get<RequestLimits>() ?? new RequestLimits();
+            admission = builder.Configuration.GetSection("Admission").Get<Admission.AdmissionOptions>() ?? new Admission.AdmissionOptions();
         }
         catch (InvalidOperationException e)
         {
@@ -61,6 +63,7 @@ public static class InferenceServerApp
         drain.Validate();
         limits.Validate();
         builder.Services.AddSingleton(limits);
+        admission.Validate();
         builder.Services.AddSingleton(server);
         builder.Services.AddSingleton(drain);
         builder.Services.AddSingleton(openAi);
@@ -70,6 +73,8 @@ public static class InferenceServerApp
         builder.Services.AddSingleton<IModelBackend, TorchSharpBackend>();
         builder.Services.AddSingleton<ModelRepository>();
         builder.Services.AddSingleton<ServerMetrics>();
+        builder.Services.AddSingleton(admission);
+        builder.Services.AddSingleton<Admission.AdmissionController>();
         builder.Services.AddSingleton<InferenceDispatcher>();
         builder.Services.AddSingleton<ITextGenerator>(sp => sp.GetRequiredService<InferenceDispatcher>());
         builder.Services.AddHostedService<RepositoryLoader>();
@@ -118,6 +123,7 @@ public static class InferenceServerApp
         app.MapTritonGenerate();
         app.MapOpenAi();
         app.MapMetrics();
+        app.MapAdmissionAdmin();
         app.MapGrpcService<InferenceGrpcService>();
         app.MapGrpcService<HealthGrpcService>();
         return app;
@@ -139,9 +145,14 @@ internal static class PortRouting
                 : RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the gRPC port serves gRPC only; REST is on the HTTP port");
         }
         var path = context.Request.Path;
-        if (port == endpoints.MetricsPort && !path.StartsWithSegments("/v2/health") && !path.StartsWithSegments(MetricsEndpoint.Path))
+        if (port == endpoints.MetricsPort && !path.StartsWithSegments("/v2/health") && !path.StartsWithSegments(MetricsEndpoint.Path)
+            && !path.StartsWithSegments(AdmissionEndpoints.Path))
         {
-            return RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the admin port serves /metrics, /v2/health/live and /v2/health/ready");
+            return RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the admin port serves /metrics, /v2/health/live, /v2/health/ready and /v2/admin");
+        }
+        if (port != endpoints.MetricsPort && path.StartsWithSegments(AdmissionEndpoints.Path))
+        {
+            return RestErrorMiddleware.WriteErrorAsync(context, StatusCodes.Status404NotFound, "the admin API is served on the metrics/admin port only");
         }
         if (port != endpoints.MetricsPort && path.StartsWithSegments(MetricsEndpoint.Path))
         {

@@ -38,6 +38,7 @@ internal static class KServeV1Endpoints
         }
 
         using var request = new InferenceRequest(name);
+        request.Tenant = AdmissionEndpoints.TenantOf(context);
         var keyed = instances[0].ValueKind == JsonValueKind.Object;
         if (!keyed && config.Inputs.Count != 1)
         {

@@ -22,7 +22,7 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
             {
                 context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
             }
-            await WriteErrorAsync(context, StatusCode(e.Kind), e.Message);
+            await WriteErrorAsync(context, StatusCode(e.Kind), e.Message, e.RateLimit);
         }
         catch (BadHttpRequestException e)
         {
@@ -61,7 +61,7 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
         _ => 500,
     };
 
-    public static async Task WriteErrorAsync(HttpContext context, int status, string message)
+    public static async Task WriteErrorAsync(HttpContext context, int status, string message, RateLimitInfo? rateLimit = null)
     {
         if (context.Response.HasStarted)
         {
@@ -73,6 +73,10 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
         context.Response.Clear();
         context.Response.Headers.RetryAfter = retryAfter;
         context.Response.Headers.Connection = connection;
+        if (rateLimit is not null)
+        {
+            AdmissionEndpoints.WriteHeaders(context.Response.Headers, rateLimit);
+        }
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json";
         await using var writer = new Utf8JsonWriter(context.Response.BodyWriter, JsonWriting.Options);

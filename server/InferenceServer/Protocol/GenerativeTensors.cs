@@ -123,6 +123,7 @@ internal static class GenerativeTensors
             IgnoreEos = ignoreEos,
             Operation = "generate",
             Id = request.Id,
+            Tenant = request.Tenant,
         };
     }
 

@@ -51,6 +51,7 @@ internal static partial class OpenAiEndpoints
             request = chat ? OpenAiRequestReader.ReadChat(body.Memory, id) : OpenAiRequestReader.ReadCompletion(body.Memory, id);
         }
         Observability.AccessLogEntry.SetModel(context, request.Model, null);
+        request.Generation.Tenant = AdmissionEndpoints.TenantOf(context);
         GenerationStream stream;
         try
         {
@@ -160,6 +161,10 @@ internal static partial class OpenAiEndpoints
             if (e is InferenceException { RetryAfter: { } retryAfter })
             {
                 context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            }
+            if (e is InferenceException { RateLimit: { } rateLimit })
+            {
+                AdmissionEndpoints.WriteHeaders(context.Response.Headers, rateLimit);
             }
             await JsonResponse.WriteAsync(context, error.Status, error, OpenAiResponseWriter.Error);
         }
