@@ -32,7 +32,7 @@ internal static class GenerateEndpoints
         (GenerationRequest Request, bool? Stream) parsed;
         using (var body = await RequestBody.ReadAsync(context.Request, cancellationToken))
         {
-            parsed = ReadRequest(body.Memory);
+            parsed = ReadRequest(body.Memory, context.RequestServices.GetRequiredService<RequestLimits>().MaxJsonDepth);
         }
         parsed.Request.Tenant = AdmissionEndpoints.TenantOf(context);
         var generator = context.RequestServices.GetRequiredService<ITextGenerator>();
@@ -110,13 +110,13 @@ internal static class GenerateEndpoints
     }
 
     /// <summary>Parses the body. Known fields are read from the top level and then from "parameters", which wins.</summary>
-    private static (GenerationRequest Request, bool? Stream) ReadRequest(ReadOnlyMemory<byte> body)
+    private static (GenerationRequest Request, bool? Stream) ReadRequest(ReadOnlyMemory<byte> body, int maxJsonDepth)
     {
         if (body.IsEmpty)
         {
             throw InferenceException.InvalidArgument("the request body is empty; expected {\"text_input\": \"...\", \"parameters\": {...}}");
         }
-        using var document = JsonDocument.Parse(body);
+        using var document = RestInferCodec.ParseJson(body, maxJsonDepth);
         var root = document.RootElement;
         if (root.ValueKind != JsonValueKind.Object)
         {

@@ -78,6 +78,13 @@ public sealed class LimitsTests
         (status, text) = await PostAsync(server, "/v1/models/simple:predict", $$"""{"instances":{{deep}}}""");
         Assert.Equal(HttpStatusCode.BadRequest, status);
         Assert.Contains("deeper than 8", text);
+        // The generation routes hold to the same limit.
+        (status, text) = await PostAsync(server, "/v2/models/bigram_lm/generate", "{\"text_input\":\"a\",\"parameters\":{\"x\":" + deep + "}}");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Contains("deeper than 8", text);
+        (status, text) = await PostAsync(server, "/v1/completions", $$"""{"model":"bigram_lm","prompt":"a","metadata":{{deep}}}""");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Contains("deeper than 8", text);
 
         // Within the limit, nested data still decodes.
         var rows = "[[" + string.Join(",", Enumerable.Range(0, 16)) + "]]";

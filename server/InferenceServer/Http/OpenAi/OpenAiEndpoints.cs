@@ -48,7 +48,8 @@ internal static partial class OpenAiEndpoints
         OpenAiRequest request;
         using (var body = await RequestBody.ReadAsync(context.Request, cancellationToken))
         {
-            request = chat ? OpenAiRequestReader.ReadChat(body.Memory, id) : OpenAiRequestReader.ReadCompletion(body.Memory, id);
+            var depth = context.RequestServices.GetRequiredService<RequestLimits>().MaxJsonDepth;
+            request = chat ? OpenAiRequestReader.ReadChat(body.Memory, id, depth) : OpenAiRequestReader.ReadCompletion(body.Memory, id, depth);
         }
         Observability.AccessLogEntry.SetModel(context, request.Model, null);
         request.Generation.Tenant = AdmissionEndpoints.TenantOf(context);

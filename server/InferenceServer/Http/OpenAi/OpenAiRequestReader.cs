@@ -16,17 +16,17 @@ internal static class OpenAiRequestReader
 {
     private static readonly HashSet<string> ChatRoles = new(StringComparer.Ordinal) { "system", "developer", "user", "assistant" };
 
-    public static OpenAiRequest ReadCompletion(ReadOnlyMemory<byte> body, string id) => Read(body, id, chat: false);
+    public static OpenAiRequest ReadCompletion(ReadOnlyMemory<byte> body, string id, int maxJsonDepth) => Read(body, id, chat: false, maxJsonDepth);
 
-    public static OpenAiRequest ReadChat(ReadOnlyMemory<byte> body, string id) => Read(body, id, chat: true);
+    public static OpenAiRequest ReadChat(ReadOnlyMemory<byte> body, string id, int maxJsonDepth) => Read(body, id, chat: true, maxJsonDepth);
 
-    private static OpenAiRequest Read(ReadOnlyMemory<byte> body, string id, bool chat)
+    private static OpenAiRequest Read(ReadOnlyMemory<byte> body, string id, bool chat, int maxJsonDepth)
     {
         if (body.IsEmpty)
         {
             throw InferenceException.InvalidArgument("the request body is empty; expected a JSON object");
         }
-        using var document = JsonDocument.Parse(body);
+        using var document = RestInferCodec.ParseJson(body, maxJsonDepth);
         var root = document.RootElement;
         if (root.ValueKind != JsonValueKind.Object)
         {
