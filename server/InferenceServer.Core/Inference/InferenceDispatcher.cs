@@ -64,7 +64,7 @@ public sealed class InferenceDispatcher : ITextGenerator
                 throw InferenceException.InvalidArgument(
                     $"model '{model}' is a generative model: send a BYTES input 'text_input', or use generate or the OpenAI API");
             }
-            var batch = RequestValidator.Validate(request, lease.Config, _limits);
+            var batch = RequestValidator.Validate(request, lease.Config);
             _limits.ApplyDefaultTimeout(request, lease.Config.Queue.DefaultTimeoutMicroseconds);
             if (breaker is not null && !breaker.TryAcquire(out permit, out retryAfter))
             {
@@ -111,18 +111,15 @@ public sealed class InferenceDispatcher : ITextGenerator
         catch (Exception e) when (e is OperationCanceledException || e is InferenceException { Kind: InferenceErrorKind.DeadlineExceeded })
         {
             breaker?.Release(permit);
-            // Dropped in the queue: it never reached the engine, so the scheduler did not count it. A cancellation at or
-            // after the request's deadline (the gRPC deadline cancels the call) is the deadline's doing.
-            var now = Stopwatch.GetTimestamp();
-            var deadlinePassed = e is OperationCanceledException && request.Deadline > 0 && now >= request.Deadline;
-            lease.Version.Statistics.RecordFailure(now - request.ReceivedTimestamp, deadlinePassed ? InferenceErrorKind.DeadlineExceeded : Observability.RequestMetrics.KindOf(e));
+            // Dropped in the queue: it never reached the engine, so the scheduler did not count it.
+            lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - request.ReceivedTimestamp, e);
             Telemetry.RecordFailure(activity, e);
             throw;
         }
         catch (Exception e)
         {
             // Only the engine's failures count against the breaker; a full queue or a client's mistake does not.
-            if (Observability.RequestMetrics.KindOf(e) == InferenceErrorKind.Internal)
+            if (InferenceStatus.KindOf(e) == InferenceErrorKind.Internal)
             {
                 breaker?.OnFailure(permit);
             }

@@ -51,3 +51,34 @@ public sealed class InferenceException : Exception
 /// and the whole seconds until a request can be admitted again.
 /// </summary>
 public sealed record RateLimitInfo(long Limit, long Remaining, long ResetSeconds);
+
+/// <summary>
+/// The status a request's outcome is reported under, by metrics and traces alike: an error's kind (null for a
+/// cancellation), and its gRPC status name.
+/// </summary>
+public static class InferenceStatus
+{
+    /// <summary>The name of success.</summary>
+    public const string Ok = "OK";
+
+    /// <summary>The kind an error counts as: its <see cref="InferenceErrorKind"/>, null for a cancellation, Internal otherwise.</summary>
+    public static InferenceErrorKind? KindOf(Exception error) => error switch
+    {
+        InferenceException e => e.Kind,
+        OperationCanceledException => null,
+        _ => InferenceErrorKind.Internal,
+    };
+
+    /// <summary>The gRPC status name of a kind (null: CANCELLED).</summary>
+    public static string Name(InferenceErrorKind? kind) => kind switch
+    {
+        null => "CANCELLED",
+        InferenceErrorKind.InvalidArgument => "INVALID_ARGUMENT",
+        InferenceErrorKind.NotFound => "NOT_FOUND",
+        InferenceErrorKind.Unavailable => "UNAVAILABLE",
+        InferenceErrorKind.ResourceExhausted => "RESOURCE_EXHAUSTED",
+        InferenceErrorKind.FailedPrecondition => "FAILED_PRECONDITION",
+        InferenceErrorKind.DeadlineExceeded => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    };
+}

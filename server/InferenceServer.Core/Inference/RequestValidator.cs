@@ -7,16 +7,15 @@ namespace InferenceServer.Inference;
 public static class RequestValidator
 {
     /// <summary>
-    /// Throws <see cref="InferenceException"/> (InvalidArgument) when the request does not fit the model or
-    /// <paramref name="limits"/>; returns the batch size (1 for models without a batch dimension).
+    /// Throws <see cref="InferenceException"/> (InvalidArgument) when the request does not fit the model; returns the
+    /// batch size (1 for models without a batch dimension). The <see cref="RequestLimits"/> were checked by the decoder,
+    /// on each shape before its data was decoded.
     /// </summary>
-    public static long Validate(InferenceRequest request, ModelConfig config, RequestLimits? limits = null)
+    public static long Validate(InferenceRequest request, ModelConfig config)
     {
         long batch = -1;
-        long requestBytes = 0;
         foreach (var input in request.Inputs)
         {
-            limits?.CheckInput(input.Name, input.DataType, input.Shape, ref requestBytes);
             var expected = config.FindInput(input.Name)
                 ?? throw InferenceException.InvalidArgument(
                     $"unexpected input '{input.Name}' for model '{config.Name}' (inputs: {string.Join(", ", config.Inputs.Select(i => i.Name))})");

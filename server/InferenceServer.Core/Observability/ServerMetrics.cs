@@ -26,34 +26,37 @@ public sealed class ServerMetrics
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
         string[] labels = [ModelLabel, VersionLabel];
+        // Every histogram is per model version.
+        Histogram Histogram(string name, string help, double[] buckets) =>
+            factory.CreateHistogram(name, help, new HistogramConfiguration { LabelNames = labels, Buckets = buckets });
         PromptTokens = factory.CreateCounter("inference_prompt_tokens_total", "Prompt tokens of finished generation requests.", labels);
         GenerationTokens = factory.CreateCounter("inference_generation_tokens_total", "Tokens generated.", labels);
-        TimeToFirstToken = factory.CreateHistogram("inference_time_to_first_token_seconds",
-            "Time from a generation request's arrival to its first generated token.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
-        TimePerOutputToken = factory.CreateHistogram("inference_time_per_output_token_seconds",
-            "Time between consecutive generated tokens of a request.", new HistogramConfiguration { LabelNames = labels, Buckets = TokenIntervalBuckets });
-        RequestLatency = factory.CreateHistogram("inference_e2e_request_latency_seconds",
-            "Time from a generation request's arrival to its last token.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
-        RequestPromptTokens = factory.CreateHistogram("inference_request_prompt_tokens",
-            "Prompt length of finished generation requests, in tokens.", new HistogramConfiguration { LabelNames = labels, Buckets = LengthBuckets });
-        RequestGenerationTokens = factory.CreateHistogram("inference_request_generation_tokens",
-            "Generated length of finished generation requests, in tokens.", new HistogramConfiguration { LabelNames = labels, Buckets = LengthBuckets });
+        TimeToFirstToken = Histogram("inference_time_to_first_token_seconds",
+            "Time from a generation request's arrival to its first generated token.", LatencyBuckets);
+        TimePerOutputToken = Histogram("inference_time_per_output_token_seconds",
+            "Time between consecutive generated tokens of a request.", TokenIntervalBuckets);
+        RequestLatency = Histogram("inference_e2e_request_latency_seconds",
+            "Time from a generation request's arrival to its last token.", LatencyBuckets);
+        RequestPromptTokens = Histogram("inference_request_prompt_tokens",
+            "Prompt length of finished generation requests, in tokens.", LengthBuckets);
+        RequestGenerationTokens = Histogram("inference_request_generation_tokens",
+            "Generated length of finished generation requests, in tokens.", LengthBuckets);
         RequestsRunning = factory.CreateGauge("inference_num_requests_running", "Sequences in the continuous batch.", labels);
         RequestsWaiting = factory.CreateGauge("inference_num_requests_waiting", "Generation requests waiting for a slot in the batch.", labels);
         Requests = factory.CreateCounter("inference_requests_total",
             "Requests a model version finished, by outcome (success, failure) and status (OK or the error's gRPC status name).", [ModelLabel, VersionLabel, "outcome", "status"]);
         Rejections = factory.CreateCounter("inference_rejections_total",
-            "Requests turned away before the engine, by reason (queue_full, deadline, drain; rate_limit and concurrency with admission control).", [ModelLabel, VersionLabel, "reason"]);
+            "Requests turned away before the engine, by reason (queue_full, deadline, drain, rate_limit, concurrency, circuit_open).", [ModelLabel, VersionLabel, "reason"]);
         DrainPhase = factory.CreateGauge("inference_server_drain_phase",
             "Shutdown phase: 0 serving, 1 draining (readiness failing, still accepting), 2 closing (listeners closed, finishing accepted requests).");
-        RequestDuration = factory.CreateHistogram("inference_request_duration_seconds",
-            "Time from a request's arrival to its response, successful requests.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
-        QueueDuration = factory.CreateHistogram("inference_queue_duration_seconds",
-            "Time a request waited in the model's queue before its execution started.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
-        ComputeDuration = factory.CreateHistogram("inference_compute_duration_seconds",
-            "Engine time of one execution (inputs, run, outputs); a batch is one execution.", new HistogramConfiguration { LabelNames = labels, Buckets = LatencyBuckets });
-        BatchSize = factory.CreateHistogram("inference_batch_size",
-            "Inferences per execution (the batch sizes the engine saw; for generative models, sequences per decode step).", new HistogramConfiguration { LabelNames = labels, Buckets = BatchBuckets });
+        RequestDuration = Histogram("inference_request_duration_seconds",
+            "Time from a request's arrival to its response, successful requests.", LatencyBuckets);
+        QueueDuration = Histogram("inference_queue_duration_seconds",
+            "Time a request waited in the model's queue before its execution started.", LatencyBuckets);
+        ComputeDuration = Histogram("inference_compute_duration_seconds",
+            "Engine time of one execution (inputs, run, outputs); a batch is one execution.", LatencyBuckets);
+        BatchSize = Histogram("inference_batch_size",
+            "Inferences per execution (the batch sizes the engine saw; for generative models, sequences per decode step).", BatchBuckets);
         ModelState = factory.CreateGauge("inference_model_state",
             "1 for the state each model version is in (LOADING, READY, UNAVAILABLE, UNLOADING), else 0.", [ModelLabel, VersionLabel, "state"]);
         InFlight = factory.CreateGauge("inference_requests_in_flight", "Requests holding a model version: queued, running or streaming.", labels);
@@ -324,7 +327,7 @@ public sealed class RequestMetrics
         _metrics = metrics;
         _model = model;
         _version = version;
-        Succeeded = metrics.Requests.WithLabels(model, version, "success", "OK");
+        Succeeded = metrics.Requests.WithLabels(model, version, "success", Inference.InferenceStatus.Ok);
         RequestDuration = metrics.RequestDuration.WithLabels(model, version);
         QueueDuration = metrics.QueueDuration.WithLabels(model, version);
         ComputeDuration = metrics.ComputeDuration.WithLabels(model, version);
@@ -353,7 +356,7 @@ public sealed class RequestMetrics
     public void Failed(Inference.InferenceErrorKind? kind)
     {
         var index = kind is { } k ? (int)k : StatusCount - 1;
-        var child = _failed[index] ??= _metrics.Requests.WithLabels(_model, _version, "failure", StatusName(kind));
+        var child = _failed[index] ??= _metrics.Requests.WithLabels(_model, _version, "failure", Inference.InferenceStatus.Name(kind));
         child.Inc();
         if (kind == Inference.InferenceErrorKind.ResourceExhausted)
         {
@@ -367,27 +370,6 @@ public sealed class RequestMetrics
 
     /// <summary>Counts a request turned away before the engine, by reason.</summary>
     public void Rejected(string reason) => _metrics.Rejections.WithLabels(_model, _version, reason).Inc();
-
-    /// <summary>The kind an error is counted under: its <see cref="Inference.InferenceErrorKind"/>, null for a cancellation, Internal otherwise.</summary>
-    public static Inference.InferenceErrorKind? KindOf(Exception error) => error switch
-    {
-        Inference.InferenceException e => e.Kind,
-        OperationCanceledException => null,
-        _ => Inference.InferenceErrorKind.Internal,
-    };
-
-    /// <summary>The gRPC status name of a kind (the status label of failed requests); null is CANCELLED.</summary>
-    public static string StatusName(Inference.InferenceErrorKind? kind) => kind switch
-    {
-        null => "CANCELLED",
-        Inference.InferenceErrorKind.InvalidArgument => "INVALID_ARGUMENT",
-        Inference.InferenceErrorKind.NotFound => "NOT_FOUND",
-        Inference.InferenceErrorKind.Unavailable => "UNAVAILABLE",
-        Inference.InferenceErrorKind.ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Inference.InferenceErrorKind.FailedPrecondition => "FAILED_PRECONDITION",
-        Inference.InferenceErrorKind.DeadlineExceeded => "DEADLINE_EXCEEDED",
-        _ => "INTERNAL",
-    };
 }
 
 /// <summary>One model version's circuit breaker series: requests its fallback served, requests refused while open.</summary>

@@ -129,20 +129,11 @@ public static class Telemetry
         activity.SetStatus(ActivityStatusCode.Error, message);
     }
 
+    // The outcome names are the status names in lower case (invalid_argument, cancelled, ...), made once.
+    private static readonly string[] OutcomeNames =
+        [.. Enum.GetValues<InferenceErrorKind>().Select(k => InferenceStatus.Name(k).ToLowerInvariant()), Cancelled];
+
     /// <summary>The <see cref="Outcome"/> a failure gives a request.</summary>
-    public static string OutcomeOf(Exception error) => error switch
-    {
-        InferenceException e => e.Kind switch
-        {
-            InferenceErrorKind.InvalidArgument => "invalid_argument",
-            InferenceErrorKind.NotFound => "not_found",
-            InferenceErrorKind.Unavailable => "unavailable",
-            InferenceErrorKind.ResourceExhausted => "resource_exhausted",
-            InferenceErrorKind.FailedPrecondition => "failed_precondition",
-            InferenceErrorKind.DeadlineExceeded => "deadline_exceeded",
-            _ => "internal",
-        },
-        OperationCanceledException => Cancelled,
-        _ => "internal",
-    };
+    public static string OutcomeOf(Exception error) =>
+        InferenceStatus.KindOf(error) is { } kind ? OutcomeNames[(int)kind] : Cancelled;
 }

@@ -53,7 +53,10 @@ internal sealed class PendingRequest
                 static state =>
                 {
                     var (self, abandon, token) = ((PendingRequest, Action<PendingRequest, Exception>, CancellationToken))state!;
-                    abandon(self, new OperationCanceledException("the client cancelled the request", token));
+                    // A call cancelled at or after its deadline (gRPC cancels the call when its deadline passes) is the deadline's doing.
+                    abandon(self, self.Deadline > 0 && Stopwatch.GetTimestamp() >= self.Deadline
+                        ? DeadlineExceeded()
+                        : new OperationCanceledException("the client cancelled the request", token));
                 },
                 (this, abandon, cancellationToken));
         }
@@ -64,13 +67,16 @@ internal sealed class PendingRequest
                 static state =>
                 {
                     var (self, abandon) = ((PendingRequest, Action<PendingRequest, Exception>))state!;
-                    abandon(self, new InferenceException(InferenceErrorKind.DeadlineExceeded, "the request's deadline passed while it was queued"));
+                    abandon(self, DeadlineExceeded());
                 },
                 (this, abandon),
                 due > TimeSpan.Zero ? due : TimeSpan.Zero,
                 Timeout.InfiniteTimeSpan);
         }
     }
+
+    private static InferenceException DeadlineExceeded() =>
+        new(InferenceErrorKind.DeadlineExceeded, "the request's deadline passed while it was queued");
 
     /// <summary>Claims the request for execution; false when it was abandoned first.</summary>
     public bool TryTake()

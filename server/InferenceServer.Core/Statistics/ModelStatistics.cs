@@ -98,7 +98,7 @@ public sealed class ModelStatistics
     }
 
     /// <summary>Records a failed request that spent <paramref name="ticks"/> in the server, counted by its error's status.</summary>
-    public void RecordFailure(long ticks, Exception error) => RecordFailure(ticks, Observability.RequestMetrics.KindOf(error));
+    public void RecordFailure(long ticks, Exception error) => RecordFailure(ticks, Inference.InferenceStatus.KindOf(error));
 
     /// <summary>Records a failed request of error kind <paramref name="kind"/> (null: the client cancelled).</summary>
     public void RecordFailure(long ticks, Inference.InferenceErrorKind? kind)

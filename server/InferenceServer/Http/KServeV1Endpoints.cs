@@ -45,13 +45,14 @@ internal static class KServeV1Endpoints
             throw InferenceException.InvalidArgument(
                 $"model '{name}' has {config.Inputs.Count} inputs; each instance must be an object keyed by input name ({string.Join(", ", config.Inputs.Select(i => i.Name))})");
         }
+        long requestBytes = 0;
         foreach (var input in config.Inputs)
         {
             if (keyed && !instances[0].TryGetProperty(input.Name, out _))
             {
                 continue;
             }
-            request.AddInput(BuildInput(input, instances, keyed));
+            request.AddInput(BuildInput(input, instances, keyed, dispatcher.Limits, ref requestBytes));
         }
 
         using var response = await dispatcher.InferAsync(request, context.RequestAborted);
@@ -69,7 +70,7 @@ internal static class KServeV1Endpoints
         await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
     }
 
-    private static Tensor BuildInput(TensorConfig input, JsonElement instances, bool keyed)
+    private static Tensor BuildInput(TensorConfig input, JsonElement instances, bool keyed, RequestLimits limits, ref long requestBytes)
     {
         var rows = instances.GetArrayLength();
         var first = Value(instances[0], input.Name, keyed);
@@ -82,6 +83,9 @@ internal static class KServeV1Endpoints
                 break;
             }
         }
+        long[] shape = [rows, .. rowShape];
+        // The limits, as the other decoders check them: on the shape, before the tensor's buffer is sized from it.
+        limits.CheckInput(input.Name, input.DataType, shape, ref requestBytes);
         TensorShape.TryGetElementCount(rowShape.ToArray(), out var perRow);
         using var writer = new TensorWriter(input.DataType, perRow * rows);
         var i = 0;
@@ -96,7 +100,7 @@ internal static class KServeV1Endpoints
             JsonTensorData.DecodeInto(input.Name, writer, value);
             i++;
         }
-        return new Tensor(input.Name, input.DataType, [rows, .. rowShape], writer.Detach());
+        return new Tensor(input.Name, input.DataType, shape, writer.Detach());
     }
 
     private static JsonElement Value(JsonElement instance, string input, bool keyed)
