@@ -115,6 +115,21 @@ internal static class Manifests
         return documents;
     }
 
+    /// <summary>One YAML value (such as an annotation that holds YAML) as JSON, typed as <see cref="Parse"/> types it.</summary>
+    public static JsonNode? ParseValue(string yaml, string source)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(yaml));
+        }
+        catch (YamlException e)
+        {
+            throw new InvalidOperationException($"{source}: not valid YAML: {e.Message}", e);
+        }
+        return stream.Documents.Count == 0 ? null : ToJson(stream.Documents[0].RootNode);
+    }
+
     /// <summary>Files under a repository folder whose name ends .yaml or .yml, relative paths, sorted.</summary>
     public static IReadOnlyList<string> YamlFiles(string folder) =>
         Directory.EnumerateFiles(Path.Combine(Paths.RepositoryRoot, folder), "*", SearchOption.AllDirectories)
