@@ -325,7 +325,9 @@ public sealed class KubernetesManifestTests
             probes.Select(p => p.Path).Distinct().Order(StringComparer.Ordinal));
         // The check can fail: a path the server does not serve is a 404.
         Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync(Manifests.C("MESH_READINESS_PATH") + "z")).StatusCode);
-        // And the scrape annotations' path is served there too.
+        // KServe's runtime (k8s/kserve) probes readiness on the REST port, the one port Knative allows: served there too.
+        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync(Manifests.C("MESH_READINESS_PATH"))).StatusCode);
+        // And the scrape annotations' path is served on the metrics port.
         Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync(MetricsEndpoint.Path)).StatusCode);
     }
 
