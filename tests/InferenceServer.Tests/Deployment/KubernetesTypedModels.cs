@@ -17,7 +17,7 @@ internal static class KubernetesTypedModels
     public static readonly IReadOnlySet<string> CustomResourceGroups = new HashSet<string>(StringComparer.Ordinal)
     {
         "networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io",
-        "monitoring.coreos.com", "serving.kserve.io",
+        "monitoring.coreos.com", "serving.kserve.io", "gateway.networking.k8s.io",
     };
 
     /// <summary>apiVersion + kind of every KubernetesClient model (k8s.Models types with KubernetesEntityAttribute).</summary>
@@ -31,8 +31,12 @@ internal static class KubernetesTypedModels
         .Single(m => m.Name == nameof(KubernetesYaml.Deserialize) && m.IsGenericMethodDefinition
             && m.GetParameters() is [{ ParameterType: var p0 }, { ParameterType: var p1 }] && p0 == typeof(string) && p1 == typeof(bool));
 
-    /// <summary>A built-in group: the core group, a dotless one (apps, policy, autoscaling, batch) or *.k8s.io.</summary>
-    public static bool IsBuiltInGroup(string group) => group.Length == 0 || !group.Contains('.') || group.EndsWith(".k8s.io", StringComparison.Ordinal);
+    /// <summary>
+    /// A built-in group: the core group, a dotless one (apps, policy, autoscaling, batch) or *.k8s.io, except the
+    /// Gateway API's, which is installed as CRDs.
+    /// </summary>
+    public static bool IsBuiltInGroup(string group) =>
+        !CustomResourceGroups.Contains(group) && (group.Length == 0 || !group.Contains('.') || group.EndsWith(".k8s.io", StringComparison.Ordinal));
 
     /// <summary>
     /// Deserializes a built-in document strictly into its typed model; throws naming the manifest when the kind is
