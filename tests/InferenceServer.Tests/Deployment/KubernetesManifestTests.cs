@@ -53,6 +53,23 @@ public sealed class KubernetesManifestTests
     }
 
     [Fact]
+    public void Every_kustomization_uses_only_current_kustomize_fields()
+    {
+        // Deprecated in kustomize v5 (kubectl 1.27+) and slated for removal: patches, replacements, resources, labels instead.
+        string[] deprecated = ["bases", "patchesStrategicMerge", "patchesJson6902", "vars", "commonLabels", "imageTags"];
+        var files = Manifests.YamlFiles("k8s").Where(f => Path.GetFileName(f) == "kustomization.yaml").ToList();
+        Assert.True(files.Count >= 8, $"only {files.Count} kustomization.yaml files under k8s/");
+        foreach (var file in files)
+        {
+            var kustomization = Manifests.ParseValue(File.ReadAllText(Path.Combine(Paths.RepositoryRoot, file)), file)!.AsObject();
+            Assert.True(kustomization["apiVersion"]?.ToString() == "kustomize.config.k8s.io/v1beta1" && kustomization["kind"]?.ToString() == "Kustomization",
+                $"{file}: apiVersion kustomize.config.k8s.io/v1beta1, kind Kustomization");
+            var used = kustomization.Select(kv => kv.Key).Intersect(deprecated).ToList();
+            Assert.True(used.Count == 0, $"{file}: deprecated kustomize fields {string.Join(", ", used)}");
+        }
+    }
+
+    [Fact]
     public void Every_built_in_document_deserializes_strictly_and_every_other_is_a_known_custom_resource()
     {
         var failures = new List<string>();
