@@ -48,8 +48,10 @@ public sealed class EnvoyFilterTests
 
     private static readonly string[] ServingPortKeys = ["INFERENCE_HTTP_PORT", "INFERENCE_GRPC_PORT"];
 
+    /// <summary>Every EnvoyFilter a user applies (istio/, and the rendered overlays when k8s/overlays exists).</summary>
     internal static IReadOnlyList<Manifest> EnvoyFilters =>
-        Manifests.Istio.Where(m => m.Kind == "EnvoyFilter").ToList();
+        (Directory.Exists(Path.Combine(Manifests.K8s, "overlays")) ? Manifests.All : Manifests.Istio)
+        .Where(m => m.Kind == "EnvoyFilter").ToList();
 
     internal static IEnumerable<(Manifest Filter, int Index, JsonObject Patch)> Patches() =>
         from filter in EnvoyFilters
@@ -143,6 +145,25 @@ public sealed class EnvoyFilterTests
             }
         }
         Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [Fact]
+    public void No_filter_is_inserted_twice_into_the_same_chain()
+    {
+        // Every file under istio/ must apply alone or together with the others (the gateway-only layout applies
+        // istio/ and istio/gateway-only/): one filter name per workload, context and listener port.
+        var inserted = Patches()
+            .Where(p => (string?)p.Patch["applyTo"] == "HTTP_FILTER" && (string?)p.Patch["patch"]?["operation"] is not ("MERGE" or "REMOVE"))
+            .GroupBy(p => string.Join("|",
+                p.Filter.Namespace,
+                p.Filter.Spec["workloadSelector"]?.ToJsonString() ?? "(all)",
+                (string?)p.Patch["match"]?["context"],
+                p.Patch["match"]?["listener"]?["portNumber"]?.ToJsonString() ?? "(any port)",
+                (string?)p.Patch["patch"]?["value"]?["name"]))
+            .Where(g => g.Count() > 1)
+            .Select(g => $"{g.First().Patch["patch"]?["value"]?["name"]} is inserted by {string.Join(" and ", g.Select(p => Where(p.Filter, p.Index, "patch")))}")
+            .ToList();
+        Assert.True(inserted.Count == 0, string.Join(Environment.NewLine, inserted));
     }
 
     [Fact]
