@@ -115,21 +115,6 @@ internal static class Manifests
         return documents;
     }
 
-    /// <summary>One YAML document (e.g. a config file embedded in a ConfigMap) as JSON, with the same typing as the manifests.</summary>
-    public static JsonNode? ParseDocument(string yaml, string source)
-    {
-        var stream = new YamlStream();
-        try
-        {
-            stream.Load(new StringReader(yaml));
-        }
-        catch (YamlException e)
-        {
-            throw new InvalidOperationException($"{source}: not valid YAML: {e.Message}", e);
-        }
-        return stream.Documents.Count == 0 ? null : ToJson(stream.Documents[0].RootNode);
-    }
-
     /// <summary>Files under a repository folder whose name ends .yaml or .yml, relative paths, sorted.</summary>
     public static IReadOnlyList<string> YamlFiles(string folder) =>
         Directory.EnumerateFiles(Path.Combine(Paths.RepositoryRoot, folder), "*", SearchOption.AllDirectories)

@@ -39,7 +39,10 @@ public sealed partial class RateLimitServiceTests
         var data = map.Body["data"] as JsonObject ?? throw new Xunit.Sdk.XunitException($"{map}: no data");
         var file = Assert.Single(data);
         Assert.True(file.Key.EndsWith(".yaml", StringComparison.Ordinal), $"{map}: data.{file.Key}: the service loads only *.yaml files");
-        return Manifests.ParseDocument((string)file.Value!, $"{map} data.{file.Key}") as JsonObject
+        // Parsed as the value of a wrapper document, so it gets the manifests' YAML typing.
+        var indented = string.Join('\n', ((string)file.Value!).Split('\n').Select(line => "  " + line));
+        var wrapper = Manifests.Parse($"apiVersion: v1\nkind: RateLimitConfig\nmetadata: {{name: {map.Name}}}\nconfig:\n{indented}", $"{map} data.{file.Key}");
+        return wrapper.Single().Body["config"] as JsonObject
                ?? throw new Xunit.Sdk.XunitException($"{map}: data.{file.Key} is not a mapping");
     }
 
