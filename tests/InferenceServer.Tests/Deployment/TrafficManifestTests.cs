@@ -432,9 +432,11 @@ public sealed class TrafficManifestTests
     public void Streaming_requests_have_no_short_timeout_and_no_per_try_timeout()
     {
         var vs = MainVirtualService;
+        // Every OpenAI completion route the server maps (under each of its prefixes) may stream.
         string[] streaming =
         [
-            "/v1/completions", "/v1/chat/completions", "/v2/models/bigram_lm/generate_stream",
+            .. InferenceServer.Http.OpenAi.OpenAiEndpoints.Prefixes.SelectMany(p => new[] { p + "/completions", p + "/chat/completions" }),
+            "/v2/models/bigram_lm/generate_stream",
             "/v2/models/bigram_lm/versions/1/generate_stream", "/inference.GRPCInferenceService/ModelStreamInfer",
         ];
         foreach (var path in streaming)
