@@ -1,0 +1,1 @@
+return await InferenceServer.MeshCtl.MeshCommandLine.RunAsync(args);
