@@ -17,7 +17,7 @@ public sealed record VirtualServiceSplit(string Host, string Stable, string Cana
         (int, int)? found = null;
         foreach (var (name, stable, canary) in SplitRoutes(virtualService))
         {
-            var weights = ((int)(stable["weight"] ?? 0), (int)(canary["weight"] ?? 0));
+            var weights = (Weight(stable), Weight(canary));
             if (found is { } first && first != weights)
             {
                 throw new InvalidOperationException(
@@ -44,6 +44,10 @@ public sealed record VirtualServiceSplit(string Host, string Stable, string Cana
         }
         return count > 0 ? copy : throw new InvalidOperationException($"no HTTP route splits {Host} between subsets {Stable} and {Canary}");
     }
+
+    // Whatever numeric type the JSON was built with (a parsed document, YAML, a client's object).
+    private static int Weight(JsonObject destination) =>
+        destination["weight"] is { } weight ? int.Parse(weight.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture) : 0;
 
     private IEnumerable<(string Name, JsonObject Stable, JsonObject Canary)> SplitRoutes(JsonObject virtualService)
     {
