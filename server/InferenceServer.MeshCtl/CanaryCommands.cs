@@ -125,7 +125,7 @@ internal static class CanaryCommands
         catch (CanaryException e)
         {
             error.WriteLine($"meshctl canary: {e.Message}");
-            return e.Message.StartsWith("halted", StringComparison.Ordinal) ? Halted : 1;
+            return 1;
         }
         catch (InvalidOperationException e)
         {

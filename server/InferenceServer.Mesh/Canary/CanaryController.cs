@@ -195,7 +195,10 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
                     state.Phase = CanaryPhase.Succeeded;
                     state.CanaryWeight = 100;
                     state.History.Add(new CanaryEvent(now, "succeeded", 100, $"every step passed; {target.Canary} has 100%"));
-                    await ApplyAsync(state, previous, cancellationToken);
+                    if (!await ApplyAsync(state, previous, cancellationToken))
+                    {
+                        return CanaryResult.Halted;
+                    }
                     log.WriteLine($"succeeded: {target.Canary} has 100% of {target.Host}");
                     return CanaryResult.Succeeded;
                 case AnalysisVerdict.Passed when elapsed >= plan.Pause:
@@ -203,12 +206,18 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
                     state.StepStartedAt = now;
                     state.CanaryWeight = state.Steps[state.StepIndex];
                     state.History.Add(new CanaryEvent(now, "step", state.CanaryWeight, $"step {state.StepIndex + 1} of {state.Steps.Count}: {target.Canary} at {state.CanaryWeight}%"));
-                    await ApplyAsync(state, previous, cancellationToken);
+                    if (!await ApplyAsync(state, previous, cancellationToken))
+                    {
+                        return CanaryResult.Halted;
+                    }
                     log.WriteLine(StepLine(state));
                     break;
                 default:
                     // Passed but the pause is not over, or inconclusive: record the analysis and wait.
-                    await ApplyAsync(state, previous, cancellationToken);
+                    if (!await ApplyAsync(state, previous, cancellationToken))
+                    {
+                        return CanaryResult.Halted;
+                    }
                     break;
             }
         }
@@ -221,7 +230,10 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
         state.CanaryWeight = 0;
         state.Reason = reason;
         state.History.Add(new CanaryEvent(now, "rollback", 0, reason));
-        await ApplyAsync(state, previous, cancellationToken);
+        if (!await ApplyAsync(state, previous, cancellationToken))
+        {
+            return CanaryResult.Halted;
+        }
         log.WriteLine($"rolled back: {target.Stable} has 100% again. Reason: {reason}");
         return CanaryResult.Failed;
     }
@@ -260,24 +272,31 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
     }
 
     /// <summary>Server-side applies the state and its weight, re-reading and retrying on 409 Conflict. With
-    /// <paramref name="expectedCanaryWeight"/>, a re-read that shows other weights halts instead.</summary>
-    private async Task ApplyAsync(CanaryState state, int? expectedCanaryWeight, CancellationToken cancellationToken)
+    /// <paramref name="expectedCanaryWeight"/>, a read that shows other weights halts instead (false).</summary>
+    private async Task<bool> ApplyAsync(CanaryState state, int? expectedCanaryWeight, CancellationToken cancellationToken)
     {
         var vs = await ReadAsync(cancellationToken);
         for (var attempt = 1; ; attempt++)
         {
+            if (expectedCanaryWeight is not null && StateOf(vs) is { Phase: not CanaryPhase.Progressing } ended)
+            {
+                // Another meshctl promoted, aborted or halted the rollout meanwhile: its word stands.
+                log.WriteLine($"the rollout was ended elsewhere: {ended.Phase}{(ended.Reason is { } r ? $" ({r})" : "")}");
+                return false;
+            }
             if (expectedCanaryWeight is { } expected && !HasCanaryWeight(vs, expected))
             {
-                var copy = state.Clone();
-                copy.CanaryWeight = expected;
-                await HaltIfChangedAsync(vs, copy, cancellationToken);
-                throw new CanaryException($"halted: the weights on {Name} changed under meshctl; see `meshctl canary status`");
+                // Halt on the state as recorded (the step meshctl was at), not on the one it was about to write.
+                var recorded = StateOf(vs) ?? state.Clone();
+                recorded.CanaryWeight = expected;
+                await HaltIfChangedAsync(vs, recorded, cancellationToken);
+                return false;
             }
             try
             {
                 await kubernetes.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch(Patch(vs, state).ToJsonString(), V1Patch.PatchType.ApplyPatch),
                     Group, Version, target.Namespace, Plural, target.VirtualService, fieldManager: FieldManager, force: true, cancellationToken: cancellationToken);
-                return;
+                return true;
             }
             catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < MaxAttempts)
             {
