@@ -54,7 +54,12 @@ internal static class CanaryCommands
         var promote = Command("promote", "give the canary 100% now, skipping the remaining analysis (phase Promoted)", DryRun);
         promote.SetAction((r, ct) => RunAsync(r, ct, async (controller, _, _) => await controller(null).PromoteAsync(ct)));
         var abort = Command("abort", "give the stable subset 100% now (phase Aborted)", DryRun);
-        abort.SetAction((r, ct) => RunAsync(r, ct, async (controller, _, _) => await controller(null).AbortAsync(ct)));
+        abort.SetAction((r, ct) => RunAsync(r, ct, async (controller, _, _) =>
+        {
+            // The abort itself succeeded (exit 0); a rollout that ends Aborted under `start` exits 1.
+            var result = await controller(null).AbortAsync(ct);
+            return result == CanaryResult.Aborted ? null : result;
+        }));
         var status = Command("status", "show the recorded rollout and the current weights", Output);
         status.SetAction((r, ct) => RunAsync(r, ct, async (controller, target, output) =>
         {

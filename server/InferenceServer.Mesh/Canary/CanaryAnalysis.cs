@@ -44,6 +44,7 @@ public sealed record CanaryCheck(string Name, double? Value, double Threshold, C
     private string Format(double value) => Unit switch
     {
         "ratio" => (value * 100).ToString("0.##", CultureInfo.InvariantCulture) + "%",
+        "seconds" when value < 1 => (value * 1000).ToString("0.##", CultureInfo.InvariantCulture) + "ms",
         "seconds" => value.ToString("0.###", CultureInfo.InvariantCulture) + "s",
         _ => value.ToString("0.#", CultureInfo.InvariantCulture),
     };
