@@ -77,7 +77,7 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
                 log.WriteLine($"note: resuming the rollout recorded on {Name} with its recorded plan (steps {string.Join(",", existing.Steps)}); the new options are ignored");
             }
             log.WriteLine($"resuming at step {existing.StepIndex + 1} of {existing.Steps.Count} ({target.Canary} at {existing.CanaryWeight}%)");
-            return await RunAsync(existing, cancellationToken);
+            return dryRun ? CanaryResult.DryRun : await RunAsync(existing, cancellationToken);
         }
         var state = CanaryState.Start(target, plan, time.GetUtcNow());
         if (dryRun)

@@ -150,6 +150,12 @@ public sealed class CanaryControllerTests
         vs["metadata"]!["annotations"] = new JsonObject { [CanaryState.AnnotationKey] = recorded.ToJson() };
         await using var api = await SeededApiAsync(vs);
 
+        // A dry run only says where it would resume.
+        var dry = new StringWriter();
+        Assert.Equal(CanaryResult.DryRun, await Controller(api, new ScriptedAnalyzer(_ => Passed()), dry, dryRun: true).StartAsync(Plan(), CancellationToken.None));
+        Assert.Contains("resuming at step 3 of 4", dry.ToString());
+        Assert.Empty(api.Writes);
+
         var log = new StringWriter();
         // A different plan on the command line: the recorded one wins.
         var result = await Controller(api, new ScriptedAnalyzer(_ => Passed()), log).StartAsync(Plan(null, 5, 50), CancellationToken.None);
