@@ -163,16 +163,7 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
             var recorded = StateOf(vs);
             if (recorded is null || recorded.Phase != CanaryPhase.Progressing)
             {
-                var phase = recorded?.Phase ?? "(annotation removed)";
-                log.WriteLine($"the rollout was ended elsewhere: {phase}{(recorded?.Reason is { } r ? $" ({r})" : "")}");
-                return phase switch
-                {
-                    CanaryPhase.Succeeded => CanaryResult.Succeeded,
-                    CanaryPhase.Promoted => CanaryResult.Promoted,
-                    CanaryPhase.Failed => CanaryResult.Failed,
-                    CanaryPhase.Aborted => CanaryResult.Aborted,
-                    _ => CanaryResult.Halted,
-                };
+                return EndedElsewhere(recorded);
             }
             state = recorded;
             if (await HaltIfChangedAsync(vs, state, cancellationToken))
@@ -195,9 +186,9 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
                     state.Phase = CanaryPhase.Succeeded;
                     state.CanaryWeight = 100;
                     state.History.Add(new CanaryEvent(now, "succeeded", 100, $"every step passed; {target.Canary} has 100%"));
-                    if (!await ApplyAsync(state, previous, cancellationToken))
+                    if (await ApplyAsync(state, previous, cancellationToken) is { } stopped)
                     {
-                        return CanaryResult.Halted;
+                        return stopped;
                     }
                     log.WriteLine($"succeeded: {target.Canary} has 100% of {target.Host}");
                     return CanaryResult.Succeeded;
@@ -206,21 +197,36 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
                     state.StepStartedAt = now;
                     state.CanaryWeight = state.Steps[state.StepIndex];
                     state.History.Add(new CanaryEvent(now, "step", state.CanaryWeight, $"step {state.StepIndex + 1} of {state.Steps.Count}: {target.Canary} at {state.CanaryWeight}%"));
-                    if (!await ApplyAsync(state, previous, cancellationToken))
+                    if (await ApplyAsync(state, previous, cancellationToken) is { } stepStopped)
                     {
-                        return CanaryResult.Halted;
+                        return stepStopped;
                     }
                     log.WriteLine(StepLine(state));
                     break;
                 default:
                     // Passed but the pause is not over, or inconclusive: record the analysis and wait.
-                    if (!await ApplyAsync(state, previous, cancellationToken))
+                    if (await ApplyAsync(state, previous, cancellationToken) is { } waitStopped)
                     {
-                        return CanaryResult.Halted;
+                        return waitStopped;
                     }
                     break;
             }
         }
+    }
+
+    /// <summary>Another meshctl promoted, aborted or halted the rollout (or the annotation was removed): its word stands.</summary>
+    private CanaryResult EndedElsewhere(CanaryState? recorded)
+    {
+        var phase = recorded?.Phase ?? "(annotation removed)";
+        log.WriteLine($"the rollout was ended elsewhere: {phase}{(recorded?.Reason is { } r ? $" ({r})" : "")}");
+        return phase switch
+        {
+            CanaryPhase.Succeeded => CanaryResult.Succeeded,
+            CanaryPhase.Promoted => CanaryResult.Promoted,
+            CanaryPhase.Failed => CanaryResult.Failed,
+            CanaryPhase.Aborted => CanaryResult.Aborted,
+            _ => CanaryResult.Halted,
+        };
     }
 
     private async Task<CanaryResult> RollBackAsync(CanaryState state, string reason, int previous, CancellationToken cancellationToken)
@@ -230,9 +236,9 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
         state.CanaryWeight = 0;
         state.Reason = reason;
         state.History.Add(new CanaryEvent(now, "rollback", 0, reason));
-        if (!await ApplyAsync(state, previous, cancellationToken))
+        if (await ApplyAsync(state, previous, cancellationToken) is { } stopped)
         {
-            return CanaryResult.Halted;
+            return stopped;
         }
         log.WriteLine($"rolled back: {target.Stable} has 100% again. Reason: {reason}");
         return CanaryResult.Failed;
@@ -271,18 +277,17 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
         return true;
     }
 
-    /// <summary>Server-side applies the state and its weight, re-reading and retrying on 409 Conflict. With
-    /// <paramref name="expectedCanaryWeight"/>, a read that shows other weights halts instead (false).</summary>
-    private async Task<bool> ApplyAsync(CanaryState state, int? expectedCanaryWeight, CancellationToken cancellationToken)
+    /// <summary>Server-side applies the state and its weight, re-reading and retrying on 409 Conflict; null when
+    /// written. With <paramref name="expectedCanaryWeight"/> (the loop's writes), a read showing other weights halts
+    /// and one showing the rollout ended elsewhere stops, without writing: the result says which.</summary>
+    private async Task<CanaryResult?> ApplyAsync(CanaryState state, int? expectedCanaryWeight, CancellationToken cancellationToken)
     {
         var vs = await ReadAsync(cancellationToken);
         for (var attempt = 1; ; attempt++)
         {
-            if (expectedCanaryWeight is not null && StateOf(vs) is { Phase: not CanaryPhase.Progressing } ended)
+            if (expectedCanaryWeight is not null && StateOf(vs) is var ended && ended?.Phase != CanaryPhase.Progressing)
             {
-                // Another meshctl promoted, aborted or halted the rollout meanwhile: its word stands.
-                log.WriteLine($"the rollout was ended elsewhere: {ended.Phase}{(ended.Reason is { } r ? $" ({r})" : "")}");
-                return false;
+                return EndedElsewhere(ended);
             }
             if (expectedCanaryWeight is { } expected && !HasCanaryWeight(vs, expected))
             {
@@ -290,13 +295,13 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
                 var recorded = StateOf(vs) ?? state.Clone();
                 recorded.CanaryWeight = expected;
                 await HaltIfChangedAsync(vs, recorded, cancellationToken);
-                return false;
+                return CanaryResult.Halted;
             }
             try
             {
                 await kubernetes.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch(Patch(vs, state).ToJsonString(), V1Patch.PatchType.ApplyPatch),
                     Group, Version, target.Namespace, Plural, target.VirtualService, fieldManager: FieldManager, force: true, cancellationToken: cancellationToken);
-                return true;
+                return null;
             }
             catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < MaxAttempts)
             {

@@ -196,7 +196,7 @@ public sealed class CanaryControllerTests
         var result = await Controller(api, analyzer).StartAsync(Plan(), CancellationToken.None);
         // The abort landed between the loop's read and its write: the write re-reads, sees the Aborted phase and stops
         // without writing; the aborted 100/0 and its phase stay.
-        Assert.Equal(CanaryResult.Halted, result);
+        Assert.Equal(CanaryResult.Aborted, result);
         Assert.Equal((100, 0), Split.Read(Stored(api)));
         Assert.Equal(CanaryPhase.Aborted, StateOf(Stored(api)).Phase);
         Assert.Equal([10, 0], Applied(api).Select(a => a.Canary));
