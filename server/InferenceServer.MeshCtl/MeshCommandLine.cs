@@ -15,6 +15,18 @@ internal static class MeshCommandLine
     public static async Task<int> RunAsync(string[] args, TextWriter? output = null, TextWriter? error = null)
     {
         var configuration = new InvocationConfiguration { Output = output ?? Console.Out, Error = error ?? Console.Error };
-        return await Build().Parse(args).InvokeAsync(configuration);
+        var parsed = Build().Parse(args);
+        if (parsed.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?"))
+        {
+            // Bad input (an unknown option, a missing value) is exit code 2 with the parser's message, like every
+            // other bad input of meshctl.
+            foreach (var parseError in parsed.Errors)
+            {
+                configuration.Error.WriteLine($"meshctl: {parseError.Message}");
+            }
+            configuration.Error.WriteLine("(meshctl --help lists the commands and options)");
+            return 2;
+        }
+        return await parsed.InvokeAsync(configuration);
     }
 }

@@ -138,6 +138,11 @@ public sealed class CanaryCommandTests
         var host = await RunAsync("canary", "promote", "--kubeconfig", kubeconfig, "--host", "other.inference.svc.cluster.local");
         Assert.Equal(2, host.Code);
         Assert.Contains("no HTTP route splits other.inference.svc.cluster.local between subsets v1 and v2", host.Error);
+        var unknown = await RunAsync("canary", "start", "--kubeconfig", kubeconfig, "--bogus");
+        Assert.Equal(2, unknown.Code);
+        Assert.Contains("Unrecognized command or argument '--bogus'", unknown.Error);
+        var noCommand = await RunAsync("canary", "launch");
+        Assert.Equal(2, noCommand.Code);
         var file = await RunAsync("canary", "status", "--kubeconfig", "/nonexistent/kubeconfig");
         Assert.Equal(2, file.Code);
         Assert.Contains("--kubeconfig /nonexistent/kubeconfig: no such file", file.Error);
