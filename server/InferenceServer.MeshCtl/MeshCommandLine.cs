@@ -8,6 +8,7 @@ internal static class MeshCommandLine
     public static RootCommand Build()
     {
         var root = new RootCommand("meshctl: progressive canary with metric analysis, and replica-aware rate limits, for the inference server on Istio");
+        root.Subcommands.Add(RateLimitCommands.Build());
         return root;
     }
 
