@@ -120,7 +120,8 @@ public sealed class RateLimitSyncTests
             // --watch: 1 -> 3 -> 2 ready v1 pods, then a canary step to 30%; every change is followed.
             SetReady(api, [V1a, V2a]);
             using var stop = new CancellationTokenSource();
-            var watchOutput = TextWriter.Synchronized(new StringWriter());
+            var watchText = new StringWriter();
+            var watchOutput = TextWriter.Synchronized(watchText);
             var watching = MeshCommandLine.Build().Parse(["ratelimit", "sync", "--model", "simple=100", "--watch", "--kubeconfig", kubeconfig])
                 .InvokeAsync(new InvocationConfiguration { Output = watchOutput, Error = watchOutput }, stop.Token);
             await servers[0].WaitForLimitsAsync(90, 90);
@@ -143,7 +144,10 @@ public sealed class RateLimitSyncTests
 
             await stop.CancelAsync();
             Assert.Equal(0, await watching);
-            Assert.Contains("changed: EndpointSlice inference-server-abcde", watchOutput.ToString());
+            lock (watchOutput)
+            {
+                Assert.Contains("changed: EndpointSlice inference-server-abcde", watchText.ToString());
+            }
         }
         finally
         {
@@ -180,21 +184,25 @@ public sealed class RateLimitSyncTests
             Assert.Contains("force=true", w.Query);
         });
         // v1: 3 pods x (30 for simple + 300 for big) per pod; v2: one pod with 10 + 100.
-        Assert.Equal(Expected("v1", 330, "big=300,simple=30").ToJsonString(), JsonNode.Parse(writes[2 - 1].Body)!.ToJsonString());
-        Assert.Equal(Expected("v2", 110, "big=100,simple=10").ToJsonString(), JsonNode.Parse(writes[2].Body)!.ToJsonString());
+        Assert.Equal(Expected("v1", 330, "simple=30,big=300").ToJsonString(), JsonNode.Parse(writes[2 - 1].Body)!.ToJsonString());
+        Assert.Equal(Expected("v2", 110, "simple=10,big=100").ToJsonString(), JsonNode.Parse(writes[2].Body)!.ToJsonString());
         Assert.Contains("envoyfilter inference-local-ratelimit-v1: token bucket 330/s, max 330", output.ToString());
 
         // Stored as applied, and valid for Istio (the CRD schema) and for Envoy (every field of the patch value).
-        foreach (var subset in new[] { "v1", "v2" })
+        foreach (var (subset, body) in new[] { ("v1", writes[1].Body), ("v2", writes[2].Body) })
         {
+            var applied = (JsonObject)JsonNode.Parse(body)!;
             var stored = api.Get("networking.istio.io/v1alpha3", Ns, "envoyfilters", "inference-local-ratelimit-" + subset)!;
-            var manifest = new Manifest("meshctl", "networking.istio.io/v1alpha3", "EnvoyFilter", "inference-local-ratelimit-" + subset, Ns, stored);
-            Assert.Empty(IstioSchema.Validate(manifest));
-            var patches = stored["spec"]!["configPatches"]!.AsArray();
+            Assert.Equal(applied["spec"]!.ToJsonString(), stored["spec"]!.ToJsonString());
+            var manifest = new Manifest("meshctl", "networking.istio.io/v1alpha3", "EnvoyFilter", "inference-local-ratelimit-" + subset, Ns, applied);
+            var problems = IstioSchema.Validate(manifest);
+            Assert.True(problems.Count == 0, string.Join(Environment.NewLine, problems));
+            var patches = applied["spec"]!["configPatches"]!.AsArray();
             Assert.Equal([8000, 8001], patches.Select(p => (int)p!["match"]!["listener"]!["portNumber"]!));
             foreach (var patch in patches)
             {
-                Assert.Empty(EnvoyFieldMap.Instance.Validate(patch!["patch"]!["value"], EnvoyFilterTests.MessageOfApplyTo["HTTP_FILTER"]));
+                var errors = EnvoyFieldMap.Instance.Validate(patch!["patch"]!["value"], EnvoyFilterTests.MessageOfApplyTo["HTTP_FILTER"]);
+                Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
             }
         }
     }

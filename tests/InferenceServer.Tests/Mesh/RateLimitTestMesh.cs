@@ -26,7 +26,7 @@ internal static class RateLimitTestMesh
         new VirtualServiceSplit(Host, "v1", "v2").With((JsonObject)Manifests.Istio.Single(m => m.Kind == "VirtualService" && m.Name == "inference-server").Body.DeepClone(), canaryWeight);
 
     public static JsonObject ShippedDestinationRule() =>
-        (JsonObject)Manifests.Istio.Single(m => m.Kind == "DestinationRule" && m.Name == "inference-server").Body.DeepClone();
+        (JsonObject)Manifests.Istio.Single(m => m.Kind == "DestinationRule" && m.Name == "inference-server" && m.Source.EndsWith("istio/destinationrule.yaml", StringComparison.Ordinal)).Body.DeepClone();
 
     /// <summary>The VirtualService at <paramref name="canaryWeight"/>, the DestinationRule, the contract and <paramref name="pods"/> (none ready yet).</summary>
     public static void Seed(FakeKubernetesApi api, int canaryWeight, int adminPort, IEnumerable<MeshPod> pods)
