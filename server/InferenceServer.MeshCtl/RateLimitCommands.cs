@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Globalization;
 using InferenceServer.Mesh.Kubernetes;
 using InferenceServer.Mesh.RateLimits;
-using k8s.Autorest;
 
 namespace InferenceServer.MeshCtl;
 
@@ -130,7 +129,13 @@ internal static class RateLimitCommands
                     }
                     return 0;
                 }
-                catch (Exception e) when (e is InvalidOperationException or HttpOperationException or HttpRequestException)
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    return 1;
+                }
+#pragma warning disable CA1031 // The tool's last line of defence: a message, never a stack trace.
+                catch (Exception e)
+#pragma warning restore CA1031
                 {
                     await error.WriteLineAsync($"error: {RateLimitSync.Message(e)}");
                     return 1;

@@ -38,23 +38,29 @@ public static class MeshChanges
 
     private static async Task Loop(string what, Func<CancellationToken, Task> watch, Action<string>? onError, CancellationToken cancellationToken)
     {
+        var failures = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
                 await watch(cancellationToken);
+                failures = 0; // the API server ended the watch normally (they time out): watch again at once
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
                 return;
             }
-            catch (Exception e) when (e is HttpRequestException or k8s.Autorest.HttpOperationException or IOException or System.Text.Json.JsonException or KubernetesException)
+#pragma warning disable CA1031 // A watch must outlive whatever one attempt throws (API down, bad event, timeout): report and retry.
+            catch (Exception e)
+#pragma warning restore CA1031
             {
+                failures++;
                 onError?.Invoke($"watch of {what} failed: {e.Message}; watching again");
             }
             try
             {
-                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+                // 1 s after a normal end or a first failure, doubling up to 30 s while the API keeps failing.
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, Math.Max(0, failures - 1)))), cancellationToken);
             }
             catch (OperationCanceledException)
             {

@@ -73,7 +73,13 @@ public sealed class RateLimitSync(IKubernetes client, HttpClient http, RateLimit
                 {
                     await SyncOnceAsync(cancellationToken);
                 }
-                catch (Exception e) when (e is InvalidOperationException or HttpOperationException or HttpRequestException)
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    throw;
+                }
+#pragma warning disable CA1031 // --watch keeps running through a failed round (API down, a bad object): report, retry next round.
+                catch (Exception e)
+#pragma warning restore CA1031
                 {
                     report($"sync failed: {Message(e)}; trying again on the next change");
                 }

@@ -28,7 +28,9 @@ internal sealed class SelfRateLimitService(
         {
             client = KubernetesConnection.Connect(options.Kubeconfig);
         }
-        catch (Exception e) when (e is k8s.Exceptions.KubeConfigException or IOException)
+#pragma warning disable CA1031 // Whatever the configuration's fault, the server keeps serving with its configured limits.
+        catch (Exception e)
+#pragma warning restore CA1031
         {
             logger.LogError("self rate limit: cannot connect to the Kubernetes API ({Error}); the limits stay as configured", e.Message);
             return;
@@ -64,7 +66,13 @@ internal sealed class SelfRateLimitService(
         {
             plan = RateLimitPlan.Compute(await MeshState.ReadAsync(client, target, cancellationToken), budgets, options.BurstFactor);
         }
-        catch (Exception e) when (e is InvalidOperationException or k8s.Autorest.HttpOperationException or HttpRequestException or System.Text.Json.JsonException)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+#pragma warning disable CA1031 // A failed round must never stop the host (a faulted BackgroundService does): log, retry next change.
+        catch (Exception e)
+#pragma warning restore CA1031
         {
             logger.LogWarning("self rate limit: cannot read the mesh ({Error}); the limits stay as they are", RateLimitSync.Message(e));
             return;

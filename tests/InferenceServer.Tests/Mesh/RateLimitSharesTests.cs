@@ -1,4 +1,3 @@
-using System.Text.Json;
 using InferenceServer.Mesh.RateLimits;
 using k8s.Models;
 
