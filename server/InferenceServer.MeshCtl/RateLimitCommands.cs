@@ -22,7 +22,7 @@ internal static class RateLimitCommands
         var apply = new Option<string>("--apply") { Description = "where the shares go: admin (each pod's admin API), envoyfilter (per-subset local-rate-limit EnvoyFilters) or both", DefaultValueFactory = _ => "admin" };
         var watch = new Option<bool>("--watch") { Description = "keep running: sync again on every change of the EndpointSlices, pods or VirtualService" };
         var dryRun = new Option<bool>("--dry-run") { Description = "print the shares and what would be applied; change nothing" };
-        var burstFactor = new Option<double>("--burst-factor") { Description = "each pod's burst = its share x this factor, rounded up (default 1)", DefaultValueFactory = _ => 1 };
+        var burstFactor = new Option<double>("--burst-factor") { Description = "each pod's burst = its share x this factor, rounded up", DefaultValueFactory = _ => 1 };
         var adminPort = new Option<int?>("--admin-port") { Description = "the pods' admin port (default: INFERENCE_METRICS_PORT of the inference-contract ConfigMap, else 8002)" };
         var ns = new Option<string>("--namespace", "-n") { Description = "the namespace", DefaultValueFactory = _ => defaults.Namespace };
         var service = new Option<string>("--service") { Description = "the Service whose EndpointSlices list the pods", DefaultValueFactory = _ => defaults.Service };
@@ -33,7 +33,7 @@ internal static class RateLimitCommands
         var stable = new Option<string>("--stable") { Description = "the stable subset", DefaultValueFactory = _ => defaults.Stable };
         var canary = new Option<string>("--canary") { Description = "the canary subset", DefaultValueFactory = _ => defaults.Canary };
         var subsetLabel = new Option<string?>("--subset-label") { Description = "take a subset to be the pods with this label equal to its name, instead of reading the DestinationRule" };
-        var resync = new Option<double>("--resync-seconds") { Description = "with --watch: sync this often even without a change, so failed pods are retried (default 30)", DefaultValueFactory = _ => 30 };
+        var resync = new Option<double>("--resync-seconds") { Description = "with --watch: sync this often even without a change, so failed pods are retried", DefaultValueFactory = _ => 30 };
         var kubeconfig = new Option<string?>("--kubeconfig") { Description = "kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)" };
         var context = new Option<string?>("--context") { Description = "kubeconfig context" };
 
