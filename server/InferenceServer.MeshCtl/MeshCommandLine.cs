@@ -9,6 +9,7 @@ internal static class MeshCommandLine
     {
         var root = new RootCommand("meshctl: progressive canary with metric analysis, and replica-aware rate limits, for the inference server on Istio");
         root.Subcommands.Add(CanaryCommands.Build());
+        root.Subcommands.Add(RateLimitCommands.Build());
         return root;
     }
 

@@ -33,6 +33,9 @@ public static class CommandLine
         new("--api-key", "INFERENCE_API_KEY", "OpenAi:ApiKey", "require Authorization: Bearer <key> on the OpenAI API (/v1, /openai/v1); default none"),
         new("--nvml-library", "INFERENCE_NVML_LIBRARY", "Metrics:NvmlLibrary", "NVML library for the GPU metrics, a name or a path (default libnvidia-ml.so.1)"),
         new("--access-log", "INFERENCE_ACCESS_LOG", "Server:AccessLog", "one JSON line per request on stdout: true or false (default true)"),
+        new("--self-rate-limit", "INFERENCE_SELF_RATE_LIMIT", "Mesh:SelfRateLimit:Enabled", "set this pod's limits to its share of global budgets, watching the Kubernetes API: true or false (default false)"),
+        new("--self-rate-limit-budget", "INFERENCE_SELF_RATE_LIMIT_BUDGET", "Mesh:SelfRateLimit:Budgets", "a global budget MODEL=REQUESTS_PER_SECOND for --self-rate-limit, repeatable", Repeatable: true),
+        new("--self-rate-limit-subset", "INFERENCE_SELF_RATE_LIMIT_SUBSET", "Mesh:SelfRateLimit:Subset", "this pod's subset (its version label) for --self-rate-limit"),
     ];
 
     /// <summary>Translates flags (<c>--flag value</c> or <c>--flag=value</c>) into configuration pairs; throws <see cref="ArgumentException"/> on an unknown flag or a missing value.</summary>

@@ -46,6 +46,7 @@ public static class InferenceServerApp
         DrainOptions drain;
         RequestLimits limits;
         Admission.AdmissionOptions admission;
+        Mesh.SelfRateLimitOptions selfRateLimit;
         try
         {
             server = builder.Configuration.GetSection("Server").Get<ServerOptions>() ?? new ServerOptions();
@@ -54,6 +55,7 @@ public static class InferenceServerApp
             drain = builder.Configuration.GetSection("Drain").Get<DrainOptions>() ?? new DrainOptions();
             limits = builder.Configuration.GetSection("Limits").Get<RequestLimits>() ?? new RequestLimits();
             admission = builder.Configuration.GetSection("Admission").Get<Admission.AdmissionOptions>() ?? new Admission.AdmissionOptions();
+            selfRateLimit = builder.Configuration.GetSection(Mesh.SelfRateLimitOptions.Section).Get<Mesh.SelfRateLimitOptions>() ?? new Mesh.SelfRateLimitOptions();
         }
         catch (InvalidOperationException e)
         {
@@ -64,6 +66,7 @@ public static class InferenceServerApp
         limits.Validate();
         builder.Services.AddSingleton(limits);
         admission.Validate();
+        selfRateLimit.Validate();
         builder.Services.AddSingleton(server);
         builder.Services.AddSingleton(drain);
         builder.Services.AddSingleton(openAi);
@@ -85,6 +88,12 @@ public static class InferenceServerApp
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain.Timeout + DrainOptions.HostBackstop);
         builder.Services.AddSingleton(builder.Configuration.GetSection("Metrics").Get<MetricsOptions>() ?? new MetricsOptions());
         builder.Services.AddHostedService<GpuMetricsService>();
+        if (selfRateLimit.Enabled)
+        {
+            // The in-pod rate-limit option: this pod's share of the global budgets, following the Kubernetes API.
+            builder.Services.AddSingleton(selfRateLimit);
+            builder.Services.AddHostedService<Mesh.SelfRateLimitService>();
+        }
         builder.AddTracing();
         builder.Services.AddAccessLog(server);
         configureServices?.Invoke(builder.Services);

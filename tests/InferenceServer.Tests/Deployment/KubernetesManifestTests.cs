@@ -62,8 +62,10 @@ public sealed class KubernetesManifestTests
         foreach (var file in files)
         {
             var kustomization = Manifests.ParseValue(File.ReadAllText(Path.Combine(Paths.RepositoryRoot, file)), file)!.AsObject();
-            Assert.True(kustomization["apiVersion"]?.ToString() == "kustomize.config.k8s.io/v1beta1" && kustomization["kind"]?.ToString() == "Kustomization",
-                $"{file}: apiVersion kustomize.config.k8s.io/v1beta1, kind Kustomization");
+            // A kustomize Component (k8s/components/*) is v1alpha1, the only version of that kind.
+            Assert.True((kustomization["apiVersion"]?.ToString(), kustomization["kind"]?.ToString()) is ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+                    or ("kustomize.config.k8s.io/v1alpha1", "Component"),
+                $"{file}: apiVersion kustomize.config.k8s.io/v1beta1, kind Kustomization (or v1alpha1 Component)");
             var used = kustomization.Select(kv => kv.Key).Intersect(deprecated).ToList();
             Assert.True(used.Count == 0, $"{file}: deprecated kustomize fields {string.Join(", ", used)}");
         }
