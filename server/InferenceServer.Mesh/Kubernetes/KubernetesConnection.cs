@@ -23,7 +23,12 @@ public static class KubernetesConnection
         }
         else
         {
-            configuration = KubernetesClientConfiguration.BuildConfigFromConfigFile(currentContext: context);
+            // $KUBECONFIG as kubectl reads it (the first file of the list), else ~/.kube/config.
+            var fromEnvironment = Environment.GetEnvironmentVariable("KUBECONFIG")?
+                .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
+            configuration = fromEnvironment is not null
+                ? KubernetesClientConfiguration.BuildConfigFromConfigFile(fromEnvironment, context)
+                : KubernetesClientConfiguration.BuildConfigFromConfigFile(currentContext: context);
         }
         return new k8s.Kubernetes(configuration);
     }
