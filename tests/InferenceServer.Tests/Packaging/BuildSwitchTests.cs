@@ -14,25 +14,25 @@ namespace InferenceServer.Tests.Packaging;
 public sealed class BuildSwitchTests
 {
     private static readonly string CoreProject = Path.Combine(Paths.RepositoryRoot, "server", "InferenceServer.Core", "InferenceServer.Core.csproj");
-    private static readonly ConcurrentDictionary<string, Lazy<IReadOnlyList<string>>> Evaluated = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, Lazy<Task<IReadOnlyList<string>>>> Evaluated = new(StringComparer.Ordinal);
 
     private static readonly string[] CpuEngines = ["Microsoft.ML.OnnxRuntime", "libtorch-cpu-linux-x64"];
     private static readonly string[] CudaEngines = ["Microsoft.ML.OnnxRuntime.Gpu.Linux", "libtorch-cuda-12.8-linux-x64"];
 
     [Fact]
-    public void The_default_is_the_cpu_flavor()
+    public async Task The_default_is_the_cpu_flavor()
     {
-        var packages = PackageReferences(null);
-        Assert.Equal(packages, PackageReferences("cpu"));
+        var packages = await PackageReferencesAsync(null);
+        Assert.Equal(packages, await PackageReferencesAsync("cpu"));
         Assert.All(CpuEngines, p => Assert.Contains(p, packages));
         Assert.All(CudaEngines, p => Assert.DoesNotContain(p, packages));
     }
 
     [Fact]
-    public void Accelerator_cuda_swaps_both_engines_for_their_cuda_builds_and_nothing_else()
+    public async Task Accelerator_cuda_swaps_both_engines_for_their_cuda_builds_and_nothing_else()
     {
-        var cpu = PackageReferences("cpu");
-        var cuda = PackageReferences("cuda");
+        var cpu = await PackageReferencesAsync("cpu");
+        var cuda = await PackageReferencesAsync("cuda");
         Assert.All(CudaEngines, p => Assert.Contains(p, cuda));
         Assert.All(CpuEngines, p => Assert.DoesNotContain(p, cuda));
         Assert.Equal(cpu.Except(CpuEngines).Order(StringComparer.Ordinal), cuda.Except(CudaEngines).Order(StringComparer.Ordinal));
@@ -69,17 +69,18 @@ public sealed class BuildSwitchTests
     }
 
     /// <summary>The PackageReference items of InferenceServer.Core for an Accelerator value (null: not set).</summary>
-    internal static IReadOnlyList<string> PackageReferences(string? accelerator) =>
-        Evaluated.GetOrAdd(accelerator ?? "", key => new Lazy<IReadOnlyList<string>>(() =>
-        {
-            var (code, output) = MsBuildAsync(key.Length == 0 ? ["-getItem:PackageReference"] : ["-getItem:PackageReference", $"-p:Accelerator={key}"])
-                .GetAwaiter().GetResult();
-            Assert.True(code == 0, output);
-            using var json = JsonDocument.Parse(output);
-            return json.RootElement.GetProperty("Items").GetProperty("PackageReference").EnumerateArray()
-                .Select(i => i.GetProperty("Identity").GetString()!)
-                .ToList();
-        })).Value;
+    internal static Task<IReadOnlyList<string>> PackageReferencesAsync(string? accelerator) =>
+        Evaluated.GetOrAdd(accelerator ?? "", key => new Lazy<Task<IReadOnlyList<string>>>(() => EvaluateAsync(key))).Value;
+
+    private static async Task<IReadOnlyList<string>> EvaluateAsync(string accelerator)
+    {
+        var (code, output) = await MsBuildAsync(accelerator.Length == 0 ? ["-getItem:PackageReference"] : ["-getItem:PackageReference", $"-p:Accelerator={accelerator}"]);
+        Assert.True(code == 0, output);
+        using var json = JsonDocument.Parse(output);
+        return json.RootElement.GetProperty("Items").GetProperty("PackageReference").EnumerateArray()
+            .Select(i => i.GetProperty("Identity").GetString()!)
+            .ToList();
+    }
 
     /// <summary>A package's version in Directory.Packages.props (null when it has none).</summary>
     internal static string? CentralVersion(string package) =>
@@ -104,7 +105,15 @@ public sealed class BuildSwitchTests
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(timeout.Token);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"dotnet msbuild {string.Join(' ', arguments)} did not finish in 3 minutes");
+        }
         return (process.ExitCode, await stdout + await stderr);
     }
 }

@@ -74,7 +74,7 @@ public sealed class DockerfileTests
     }
 
     [Fact]
-    public void The_cuda_base_has_the_cuda_and_cudnn_majors_both_engines_were_built_for()
+    public async Task The_cuda_base_has_the_cuda_and_cudnn_majors_both_engines_were_built_for()
     {
         // ONNX Runtime 1.31's CUDA execution provider (Microsoft.ML.OnnxRuntime.Gpu.Linux) needs CUDA 12.x and cuDNN 9.x
         // (onnxruntime.ai, CUDA Execution Provider, Requirements); revisit these when the package version changes.
@@ -82,7 +82,7 @@ public sealed class DockerfileTests
         const int OrtCudnnMajor = 9;
         Assert.StartsWith("1.31.", BuildSwitchTests.CentralVersion("Microsoft.ML.OnnxRuntime.Gpu.Linux"), StringComparison.Ordinal);
 
-        var libtorch = BuildSwitchTests.PackageReferences("cuda").Single(p => p.StartsWith("libtorch-cuda-", StringComparison.Ordinal));
+        var libtorch = (await BuildSwitchTests.PackageReferencesAsync("cuda")).Single(p => p.StartsWith("libtorch-cuda-", StringComparison.Ordinal));
         var torchCuda = Regex.Match(libtorch, @"^libtorch-cuda-(\d+)\.(\d+)-linux-x64$");
         Assert.True(torchCuda.Success, libtorch);
         Assert.Equal(OrtCudaMajor, int.Parse(torchCuda.Groups[1].Value, CultureInfo.InvariantCulture));
