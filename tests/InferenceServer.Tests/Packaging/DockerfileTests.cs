@@ -1,8 +1,11 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
+using InferenceServer.Backends.TorchSharp;
 using InferenceServer.Hosting;
 using InferenceServer.Tests.Deployment;
 using InferenceServer.Tests.Infrastructure;
@@ -340,6 +343,29 @@ public sealed class DockerfileTests
     }
 
     [Fact]
+    public async Task The_healthcheck_command_with_the_images_environment_finds_a_live_server()
+    {
+        // Exactly what Docker runs: the HEALTHCHECK's exec form, configured only by the image's environment (here
+        // with the running test server's metrics port in place of the image's 8002).
+        var image = Image("cpu");
+        var command = DockerInstruction.ParseExecForm(image.Healthcheck!.Body[4..])!;
+        var dll = Path.Combine(Paths.RepositoryRoot, "server", "InferenceServer", "bin",
+            AppContext.BaseDirectory.Split(Path.DirectorySeparatorChar).Contains("Release") ? "Release" : "Debug", "net10.0", "InferenceServer.dll");
+        Assert.True(System.IO.File.Exists(dll), $"{dll} not built");
+        await using var server = await RunningServer.StartAsync(Paths.SampleModels);
+        var environment = image.Environment.Where(p => p.Key.StartsWith("INFERENCE_", StringComparison.Ordinal)).ToImmutableDictionary()
+            .SetItem("INFERENCE_METRICS_PORT", server.Endpoints.MetricsPort.ToString(CultureInfo.InvariantCulture));
+        var (code, output) = await RunAsync(command[0], [dll, .. command.Skip(2)], environment);
+        Assert.True(code == 0, output);
+        Assert.Contains($"live: http://127.0.0.1:{server.Endpoints.MetricsPort}{HealthProbe.LivePath}", output, StringComparison.Ordinal);
+
+        var (badCode, badOutput) = await RunAsync(command[0], [dll, .. command.Skip(2)], environment.SetItem("INFERENCE_METRICS_PORT", "not-a-port"));
+        Assert.True(badCode == 2, badOutput);
+        Assert.Contains("Server:MetricsPort", badOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", badOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void The_health_probe_follows_the_servers_address_and_port_flags()
     {
         Assert.Equal("http://127.0.0.1:9102/v2/health/live", HealthProbe.LiveUrl(["--metrics-port", "9102", "--bind-address", "0.0.0.0"]).ToString());
@@ -348,6 +374,33 @@ public sealed class DockerfileTests
         var bad = Assert.Throws<ArgumentException>(() => HealthProbe.LiveUrl(["--metrics-port", "abc"]));
         Assert.Contains("Server:MetricsPort", bad.Message, StringComparison.Ordinal);
         Assert.Throws<ArgumentException>(() => HealthProbe.LiveUrl(["--no-such-flag", "1"]));
+        Assert.Contains(HealthProbe.Flag, CommandLine.Usage(), StringComparison.Ordinal);
+    }
+
+    private static async Task<(int Code, string Output)> RunAsync(string program, IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment)
+    {
+        var info = LibStdCxxCompat.ChildProcess(program, string.Join(' ', arguments.Select(a => $"\"{a}\"")));
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.UseShellExecute = false;
+        foreach (var (key, value) in environment)
+        {
+            info.Environment[key] = value;
+        }
+        using var process = Process.Start(info) ?? throw new InvalidOperationException($"{program} did not start");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish in 2 minutes");
+        }
+        return (process.ExitCode, await stdout + await stderr);
     }
 
     private static IEnumerable<JsonObject> Containers(Manifest deployment)
