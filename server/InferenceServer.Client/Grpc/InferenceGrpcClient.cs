@@ -130,7 +130,7 @@ public sealed class InferenceGrpcClient : IInferenceClient
         });
         var timeout = settings?.Timeout ?? _options.DefaultTimeout;
         var options = Options((request.ModelName, request.ModelVersion), settings,
-            timeout is { } t ? (_options.TimeProvider.GetUtcNow() + t).UtcDateTime : null, cancellationToken);
+            timeout is { } t ? DateTime.UtcNow + t : null, cancellationToken);
         using var call = _grpc.ModelStreamInfer(options);
         try
         {
@@ -178,7 +178,14 @@ public sealed class InferenceGrpcClient : IInferenceClient
         {
             try
             {
-                return await call(Options(model, settings, deadline?.UtcDateTime, token)).ConfigureAwait(false);
+                // gRPC deadlines are on the system clock; the remaining time comes from the client's clock.
+                var grpcDeadline = deadline is { } d ? DateTime.UtcNow + (d - _runner.Time.GetUtcNow()) : (DateTime?)null;
+                return await call(Options(model, settings, grpcDeadline, token)).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && token.IsCancellationRequested)
+            {
+                // The call's token (its deadline or the caller's cancellation) ended it.
+                throw new OperationCanceledException(e.Status.Detail, e, token);
             }
             catch (RpcException e)
             {
