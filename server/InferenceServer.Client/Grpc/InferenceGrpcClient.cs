@@ -258,7 +258,8 @@ public sealed class InferenceGrpcClient : IInferenceClient
         _ => throw new ArgumentException($"parameter '{key}': a {value.GetType().Name} is not a parameter value; use a string, bool, integer or floating point number"),
     };
 
-    private static InferResult ToResult(ModelInferResponse response)
+    /// <summary>The result of a ModelInfer answer, from raw or typed contents (internal for tests).</summary>
+    internal static InferResult ToResult(ModelInferResponse response)
     {
         var outputs = new List<Tensor>();
         for (var i = 0; i < response.Outputs.Count; i++)
