@@ -24,7 +24,7 @@ internal sealed record BatchCounts(int Total, int Succeeded, int Failed, TimeSpa
 /// <c>NAME.json</c> files are the inputs. A failed entry is reported and counted; the run goes on. Outputs go to
 /// <c>--output-dir</c>/ENTRY/NAME.npy. Exit code 1 when any entry failed.
 /// </summary>
-internal sealed class BatchRun(ServerConnection connection, string model, string? version, IReadOnlyList<string> outputs, bool binary, string? outputDirectory, int concurrency)
+internal sealed class BatchRun(ServerConnection connection, string model, string? version, IReadOnlyList<string> outputs, string? outputDirectory, int concurrency)
 {
     public static IReadOnlyList<BatchEntry> Entries(string directory)
     {
@@ -124,7 +124,7 @@ internal sealed class BatchRun(ServerConnection connection, string model, string
             wanted.AddRange(request.Outputs.Where(o => !wanted.Contains(o)));
         }
         var resolved = InputFiles.Resolve(inputs, metadata, Path.GetFileName(entry.Path));
-        var result = await connection.InferAsync(model, version, resolved, wanted, binary, cancellationToken);
+        var result = await connection.InferAsync(model, version, resolved, wanted, cancellationToken);
         if (outputDirectory is not null)
         {
             OutputWriter.Save(Path.Combine(outputDirectory, entry.Name), result);

@@ -6,13 +6,13 @@ namespace InferenceServer.Client.Cli.Commands;
 internal static class CommandRunner
 {
     public static async Task<int> RunAsync(ParseResult result, CommonOptions common, CancellationToken cancellationToken,
-        Func<ServerConnection, TextWriter, TextWriter, Task<int>> body)
+        Func<ServerConnection, TextWriter, TextWriter, Task<int>> body, bool binary = false)
     {
         var output = result.InvocationConfiguration.Output;
         var error = result.InvocationConfiguration.Error;
         try
         {
-            await using var connection = new ServerConnection(common.Settings(result));
+            await using var connection = new ServerConnection(common.Settings(result), binary);
             return await body(connection, output, error);
         }
         catch (CliInputException e)

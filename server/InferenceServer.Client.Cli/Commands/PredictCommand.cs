@@ -46,7 +46,7 @@ internal static class PredictCommand
                 {
                     throw new CliInputException($"--concurrency must be 1 or more, not {parallel}");
                 }
-                var run = new BatchRun(connection, name, result.GetValue(version), requested, result.GetValue(binary), result.GetValue(outputDir), parallel);
+                var run = new BatchRun(connection, name, result.GetValue(version), requested, result.GetValue(outputDir), parallel);
                 var display = BatchDisplay.For(output, error);
                 return await run.RunAsync(directory, display, output, error, cancellationToken);
             }
@@ -75,7 +75,7 @@ internal static class PredictCommand
             }
             var metadata = await connection.MetadataAsync(name, result.GetValue(version), cancellationToken);
             var resolved = InputFiles.Resolve(loaded, metadata, "--input");
-            var inferred = await connection.InferAsync(name, result.GetValue(version), resolved, wanted, result.GetValue(binary), cancellationToken);
+            var inferred = await connection.InferAsync(name, result.GetValue(version), resolved, wanted, cancellationToken);
             OutputWriter.Print(output, inferred, result.GetValue(format)!);
             if (result.GetValue(outputDir) is { } saveTo)
             {
@@ -85,7 +85,7 @@ internal static class PredictCommand
                 }
             }
             return ExitCodes.Success;
-        }));
+        }, result.GetValue(binary)));
         return command;
     }
 }

@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace InferenceServer.Client.Cli.Tensors;
 
 /// <summary>The result of one inference as the command line shows it.</summary>
-internal sealed record InferResult(string ModelName, string? ModelVersion, IReadOnlyList<HostTensor> Outputs);
+internal sealed record PredictResult(string ModelName, string? ModelVersion, IReadOnlyList<HostTensor> Outputs);
 
 /// <summary>Prints outputs (a table or JSON) and saves them (one NAME.npy per output).</summary>
 internal static class OutputWriter
@@ -13,7 +13,7 @@ internal static class OutputWriter
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    public static void Print(TextWriter output, InferResult result, string format)
+    public static void Print(TextWriter output, PredictResult result, string format)
     {
         if (format == "json")
         {
@@ -30,7 +30,7 @@ internal static class OutputWriter
         }
     }
 
-    public static string ToJson(InferResult result)
+    public static string ToJson(PredictResult result)
     {
         var body = new Dictionary<string, object?>
         {
@@ -48,7 +48,7 @@ internal static class OutputWriter
     }
 
     /// <summary>Writes each output to <paramref name="directory"/>/NAME.npy; returns the paths.</summary>
-    public static IReadOnlyList<string> Save(string directory, InferResult result)
+    public static IReadOnlyList<string> Save(string directory, PredictResult result)
     {
         Directory.CreateDirectory(directory);
         var paths = new List<string>();
