@@ -91,6 +91,7 @@ internal sealed class BatchRun(ServerConnection connection, string model, string
                 }
                 report(counts, message is null ? null : $"{entry.Name}: {message}");
             });
+            stopwatch.Stop();
         });
         foreach (var (entry, message) in failures.Where(_ => !display.ShowsFailures).OrderBy(f => f.Entry, StringComparer.Ordinal))
         {

@@ -6,7 +6,7 @@ namespace InferenceServer.Client.Cli.Commands;
 /// <summary><c>infer health</c>, <c>infer models</c> and <c>infer metadata</c>.</summary>
 internal static class ServerCommands
 {
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static Command Health(CommonOptions common)
     {

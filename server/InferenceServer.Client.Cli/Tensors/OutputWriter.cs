@@ -11,7 +11,7 @@ internal static class OutputWriter
     /// <summary>At most this many values per output in the table; JSON has them all.</summary>
     public const int TableValues = 32;
 
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static void Print(TextWriter output, PredictResult result, string format)
     {
