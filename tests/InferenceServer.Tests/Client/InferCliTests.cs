@@ -116,6 +116,35 @@ public sealed class InferCliTests(InferCliServerFixture fixture) : IClassFixture
     }
 
     [Theory]
+    [InlineData("rest", false)]
+    [InlineData("rest", true)]
+    [InlineData("grpc", false)]
+    public async Task Predict_strings_from_a_hand_made_unicode_npy_and_saves_them_as_npy(string protocol, bool binary)
+    {
+        var dir = Paths.NewTempDirectory("infer-strings");
+        string[] words = ["Hello World", "ÉTÉ"];
+        var cells = new byte[words.Length * 11 * 4];
+        for (var w = 0; w < words.Length; w++)
+        {
+            for (var c = 0; c < words[w].Length; c++)
+            {
+                BitConverter.GetBytes((int)words[w][c]).CopyTo(cells, (w * 11 + c) * 4);
+            }
+        }
+        var input = Path.Combine(dir, "text.npy");
+        await File.WriteAllBytesAsync(input, InferCliNpyTests.HandMadeNpy(1, "{'descr': '<U11', 'fortran_order': False, 'shape': (2,), }", cells));
+        var outputs = Path.Combine(dir, "out");
+
+        // A lone .npy names the model's only input (string_normalizer: "text").
+        var run = await InferAsync(protocol, ["predict", "string_normalizer", "--input", input, "--output-dir", outputs, .. binary ? new[] { "--binary" } : []]);
+
+        Assert.True(run.ExitCode == 0, run.Error);
+        var normalized = NpyFormat.Read(Path.Combine(outputs, "normalized.npy"), "normalized");
+        Assert.Equal(["hello world", "été"], normalized.Elements.Select(e => Encoding.UTF8.GetString(e)));
+        Assert.Contains("hello world été", run.Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("rest")]
     [InlineData("grpc")]
     public async Task Generate_streams_pieces_as_they_arrive_and_ends_with_the_whole_text(string protocol)
