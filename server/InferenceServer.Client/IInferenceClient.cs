@@ -40,7 +40,10 @@ public interface IInferenceClient : IDisposable
     /// <summary>Runs an inference.</summary>
     Task<InferResult> InferAsync(InferRequest request, CallSettings? settings = null, CancellationToken cancellationToken = default);
 
-    /// <summary>Generates text (REST <c>/generate</c>; gRPC <c>ModelInfer</c> with <c>text_input</c>).</summary>
+    /// <summary>
+    /// Generates text (REST <c>/generate</c>; gRPC <c>ModelInfer</c> with the BYTES input <c>text_input</c>, whose answer
+    /// carries the text, and the finish reason and token counts only when the server sends them as response parameters).
+    /// </summary>
     Task<GenerateResult> GenerateAsync(GenerateRequest request, CallSettings? settings = null, CancellationToken cancellationToken = default);
 
     /// <summary>

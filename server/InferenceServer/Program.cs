@@ -9,6 +9,19 @@ if (args.Contains("--help") || args.Contains("-h"))
     Console.WriteLine(CommandLine.Usage());
     return 0;
 }
+if (args.Contains(HealthProbe.Flag))
+{
+    // The image's HEALTHCHECK: is the server on this machine live? Exit 0 or 1; the flags name the server's ports.
+    try
+    {
+        return await HealthProbe.RunAsync(args, Console.Out, CancellationToken.None);
+    }
+    catch (ArgumentException e)
+    {
+        Console.Error.WriteLine($"error: {e.Message}\n\n{CommandLine.Usage()}");
+        return 2;
+    }
+}
 WebApplication app;
 try
 {

@@ -38,7 +38,7 @@ internal static class ErrorMapping
             StatusCode.InvalidArgument or StatusCode.OutOfRange => new InvalidInputException(message, null, code, rpc),
             StatusCode.NotFound => new ModelNotFoundException(message, null, code, rpc),
             // RESOURCE_EXHAUSTED is overload, except for a message over the size limit (the client's mistake, never retried).
-            StatusCode.ResourceExhausted when IsMessageTooLarge(message) => new InvalidInputException(message, null, code, rpc),
+            StatusCode.ResourceExhausted when retryAfter is null && IsMessageTooLarge(message) => new InvalidInputException(message, null, code, rpc),
             StatusCode.ResourceExhausted => new RateLimitedException(message, null, code, rpc),
             StatusCode.Unavailable => new UnavailableException(message, null, code, rpc),
             StatusCode.DeadlineExceeded => new DeadlineExceededException(message, null, code, rpc),

@@ -113,8 +113,10 @@ public sealed class InferenceGrpcClient : IInferenceClient
         var message = BuildGenerateRequest(request);
         return CallAsync((request.ModelName, request.ModelVersion), settings, async o =>
         {
+            // ModelInfer answers text_output alone (as Triton's vLLM backend does); a server that adds finish_reason and the
+            // counts as response parameters has them read.
             var c = ToChunk(await _grpc.ModelInferAsync(message, o), final: true);
-            return new GenerateResult(c.ModelName, c.ModelVersion, c.TextOutput, c.FinishReason, c.PromptTokens, c.CompletionTokens, c.Id);
+            return new GenerateResult(c.ModelName, c.ModelVersion, c.TextOutput, c.FinishReason is "" ? null : c.FinishReason, c.PromptTokens, c.CompletionTokens, c.Id);
         }, cancellationToken);
     }
 
@@ -256,7 +258,8 @@ public sealed class InferenceGrpcClient : IInferenceClient
         _ => throw new ArgumentException($"parameter '{key}': a {value.GetType().Name} is not a parameter value; use a string, bool, integer or floating point number"),
     };
 
-    private static InferResult ToResult(ModelInferResponse response)
+    /// <summary>The result of a ModelInfer answer, from raw or typed contents (internal for tests).</summary>
+    internal static InferResult ToResult(ModelInferResponse response)
     {
         var outputs = new List<Tensor>();
         for (var i = 0; i < response.Outputs.Count; i++)

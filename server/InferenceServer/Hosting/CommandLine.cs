@@ -87,7 +87,8 @@ public static class CommandLine
 
     /// <summary>The help text.</summary>
     public static string Usage() =>
-        "Usage: InferenceServer [options]\n\n" + string.Join("\n", Flags.Select(f => $"  {f.Name,-26} {f.Help}\n  {"",-26} env {f.Environment}"));
+        "Usage: InferenceServer [options]\n\n" + string.Join("\n", Flags.Select(f => $"  {f.Name,-26} {f.Help}\n  {"",-26} env {f.Environment}"))
+        + $"\n  {HealthProbe.Flag,-26} probe the server these options configure instead of serving: exit 0 if live, else 1";
 
     private static void Set(Dictionary<string, string?> values, Dictionary<string, int> counts, Flag flag, string value)
     {

@@ -143,6 +143,22 @@ public sealed class ClientRetryTests
     }
 
     [Fact]
+    public async Task A_grpc_message_over_the_size_limit_is_InvalidInput_and_not_retried_although_it_is_RESOURCE_EXHAUSTED()
+    {
+        await using var server = await RunningServer.StartAsync(Paths.SampleModels);
+        var clock = new RecordingTimeProvider();
+        using var channel = global::Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{server.Endpoints.GrpcPort}",
+            new global::Grpc.Net.Client.GrpcChannelOptions { MaxSendMessageSize = 100 });
+        using var client = new InferenceGrpcClient(channel, new InferenceClientOptions { TimeProvider = clock });
+
+        var e = await Assert.ThrowsAsync<InvalidInputException>(() => client.InferAsync(SimpleRequest()));
+
+        Assert.Equal(StatusCode.ResourceExhausted, e.GrpcStatus);
+        Assert.Contains("exceeds the maximum", e.Message);
+        Assert.Empty(clock.Waits);
+    }
+
+    [Fact]
     public async Task A_refused_connection_is_retried_and_then_is_Unavailable()
     {
         // A port nothing listens on: bind one, note it, close it.
