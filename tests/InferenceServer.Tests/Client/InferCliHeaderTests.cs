@@ -17,12 +17,15 @@ public sealed class InferCliHeaderTests
         await using var server = await RunningServer.StartAsync(Paths.SampleModels, services => services.AddSingleton<IAccessLogSink>(log));
         string[] target = protocol == "grpc" ? ["--grpc", $"127.0.0.1:{server.Endpoints.GrpcPort}"] : ["--url", $"http://127.0.0.1:{server.Endpoints.HttpPort}"];
         var requestId = $"infer-cli-{protocol}-1";
+        var request = Path.Combine(Paths.NewTempDirectory("infer-header"), "request.json");
+        var sixteen = string.Join(", ", Enumerable.Range(0, 16));
+        await File.WriteAllTextAsync(request, $$$"""{"INPUT0": {"datatype": "INT32", "shape": [1, 16], "data": [{{{sixteen}}}]}, "INPUT1": {"datatype": "INT32", "shape": [1, 16], "data": [{{{sixteen}}}]}}""");
         var error = new StringWriter();
 
-        var code = await InferCommandLine.RunAsync(["metadata", "simple", "-H", $"x-request-id={requestId}", .. target], new StringWriter(), error);
+        var code = await InferCommandLine.RunAsync(["predict", "simple", "--json", request, "-H", $"x-request-id={requestId}", .. target], new StringWriter(), error);
 
         Assert.True(code == 0, error.ToString());
         var line = await log.ForRequestAsync(requestId);
-        Assert.Contains("simple", line.GetProperty("path").GetString() ?? "", StringComparison.Ordinal);
+        Assert.Equal("simple", line.GetProperty("model").GetString());
     }
 }
