@@ -71,7 +71,7 @@ internal sealed class CommonOptions
 
     public Option<string[]> Headers { get; } = new("--header", "-H")
     {
-        Description = "an extra request header K=V (e.g. x-tenant=acme); repeatable",
+        Description = "an extra request header K=V (e.g. x-tenant-id=acme); repeatable",
         Arity = ArgumentArity.OneOrMore,
         AllowMultipleArgumentsPerToken = false,
         Recursive = true,
@@ -113,7 +113,7 @@ internal sealed class CommonOptions
             var equals = header.IndexOf('=', StringComparison.Ordinal);
             if (equals <= 0)
             {
-                throw new CliInputException($"--header must be K=V (e.g. x-tenant=acme), not '{header}'");
+                throw new CliInputException($"--header must be K=V (e.g. x-tenant-id=acme), not '{header}'");
             }
             headers[header[..equals].Trim()] = header[(equals + 1)..];
         }
