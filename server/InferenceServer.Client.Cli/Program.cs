@@ -1,0 +1,1 @@
+return await InferenceServer.Client.Cli.InferCommandLine.RunAsync(args);

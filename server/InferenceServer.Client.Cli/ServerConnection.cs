@@ -1,0 +1,121 @@
+using System.Runtime.CompilerServices;
+using InferenceServer.Client;
+using InferenceServer.Client.Cli.Tensors;
+
+namespace InferenceServer.Client.Cli;
+
+/// <summary>Where and how to reach the server: the common options of every command.</summary>
+internal sealed record ConnectionSettings(string Url, string? Grpc, TimeSpan? Timeout, int Retries, IReadOnlyDictionary<string, string> Headers)
+{
+    /// <summary>What the messages call the server.</summary>
+    public string Target => Grpc is null ? Url : $"grpc://{Grpc}";
+}
+
+/// <summary>One model of the repository index.</summary>
+internal sealed record RepositoryEntry(string Name, string? Version, string? State, string? Reason);
+
+/// <summary>A tensor's name, datatype and shape in a model's metadata.</summary>
+internal sealed record TensorSignature(string Name, string Datatype, IReadOnlyList<long> Shape);
+
+/// <summary>A model's metadata.</summary>
+internal sealed record ModelSignature(string Name, IReadOnlyList<string> Versions, string? Platform, IReadOnlyList<TensorSignature> Inputs, IReadOnlyList<TensorSignature> Outputs);
+
+/// <summary>Generation settings of <c>infer generate</c>.</summary>
+internal sealed record GenerateSettings(int? MaxTokens, double? Temperature);
+
+/// <summary>The calls the commands make, over the client SDK (REST or gRPC by the settings).</summary>
+internal sealed class ServerConnection : IAsyncDisposable
+{
+    private readonly IInferenceClient _client;
+    private readonly CallSettings _call;
+
+    public ServerConnection(ConnectionSettings settings, bool binary = false)
+    {
+        Settings = settings;
+        var options = new InferenceClientOptions
+        {
+            DefaultTimeout = settings.Timeout,
+            Retry = RetryPolicy.Default with { MaxRetries = settings.Retries },
+            HttpEncoding = binary ? HttpTensorEncoding.Binary : HttpTensorEncoding.Auto,
+        };
+        _client = settings.Grpc is { } grpc
+            ? new InferenceGrpcClient(new Uri(grpc.Contains("://", StringComparison.Ordinal) ? grpc : $"http://{grpc}"), options)
+            : new InferenceHttpClient(new Uri(settings.Url), options);
+        _call = new CallSettings { Headers = settings.Headers };
+    }
+
+    public ConnectionSettings Settings { get; }
+
+    public ValueTask DisposeAsync()
+    {
+        _client.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    public Task<bool> LiveAsync(CancellationToken cancellationToken) => _client.ServerLiveAsync(_call, cancellationToken);
+
+    public Task<bool> ReadyAsync(CancellationToken cancellationToken) => _client.ServerReadyAsync(_call, cancellationToken);
+
+    public Task<bool> ModelReadyAsync(string model, string? version, CancellationToken cancellationToken) =>
+        _client.ModelReadyAsync(model, version, _call, cancellationToken);
+
+    public async Task<IReadOnlyList<RepositoryEntry>> ModelsAsync(CancellationToken cancellationToken) =>
+        (await _client.RepositoryIndexAsync(false, _call, cancellationToken))
+            .Select(m => new RepositoryEntry(m.Name, NullIfEmpty(m.Version), NullIfEmpty(m.State), NullIfEmpty(m.Reason))).ToList();
+
+    public async Task<ModelSignature> MetadataAsync(string model, string? version, CancellationToken cancellationToken)
+    {
+        var metadata = await _client.ModelMetadataAsync(model, version, _call, cancellationToken);
+        return new ModelSignature(metadata.Name, metadata.Versions, NullIfEmpty(metadata.Platform),
+            metadata.Inputs.Select(i => new TensorSignature(i.Name, i.Datatype, i.Shape)).ToList(),
+            metadata.Outputs.Select(o => new TensorSignature(o.Name, o.Datatype, o.Shape)).ToList());
+    }
+
+    public async Task<PredictResult> InferAsync(string model, string? version, IReadOnlyList<HostTensor> inputs, IReadOnlyList<string> outputs, CancellationToken cancellationToken)
+    {
+        var request = new InferRequest(model, inputs.Select(ToSdk)) { ModelVersion = version, Outputs = outputs.ToList() };
+        var result = await _client.InferAsync(request, _call, cancellationToken);
+        return new PredictResult(result.ModelName, NullIfEmpty(result.ModelVersion), result.Outputs.Select(FromSdk).ToList());
+    }
+
+    public async Task<string> GenerateAsync(string model, string prompt, GenerateSettings settings, CancellationToken cancellationToken) =>
+        (await _client.GenerateAsync(ToSdk(model, prompt, settings), _call, cancellationToken)).TextOutput;
+
+    public async IAsyncEnumerable<string> GenerateStreamAsync(string model, string prompt, GenerateSettings settings, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var chunk in _client.GenerateStreamAsync(ToSdk(model, prompt, settings), _call, cancellationToken))
+        {
+            if (chunk.TextOutput.Length > 0)
+            {
+                yield return chunk.TextOutput;
+            }
+        }
+    }
+
+    /// <summary>The message of a failed call: the SDK's typed exception names the status; other failures their cause.</summary>
+    public static string? FailureMessage(Exception exception) => exception switch
+    {
+        ModelNotFoundException e => $"not found: {e.Message}",
+        InvalidInputException e => $"the server refused the request: {e.Message}",
+        RateLimitedException e => $"rate limited{(e.RetryAfter is { } after ? $" (retry after {after.TotalSeconds:0.#} s)" : "")}: {e.Message}",
+        UnavailableException e => $"unavailable: {e.Message}",
+        DeadlineExceededException e => $"deadline exceeded: {e.Message}",
+        InferenceServerException e => e.Message,
+        HttpRequestException e => $"cannot reach the server: {e.Message}",
+        TimeoutException e => $"timed out: {e.Message}",
+        _ => null,
+    };
+
+    private static GenerateRequest ToSdk(string model, string prompt, GenerateSettings settings) =>
+        new(model, prompt) { Parameters = new GenerateParameters { MaxTokens = settings.MaxTokens, Temperature = settings.Temperature } };
+
+    private static Tensor ToSdk(HostTensor tensor) => tensor.Datatype == "BYTES"
+        ? Tensor.FromByteArrays(tensor.Name, tensor.Elements, tensor.Shape)
+        : Tensor.FromRaw(tensor.Name, tensor.Datatype, tensor.Shape, tensor.Data);
+
+    private static HostTensor FromSdk(Tensor tensor) => tensor.Datatype == "BYTES"
+        ? new HostTensor { Name = tensor.Name, Datatype = tensor.Datatype, Shape = tensor.Shape.ToArray(), Elements = tensor.ToByteArrays() }
+        : new HostTensor { Name = tensor.Name, Datatype = tensor.Datatype, Shape = tensor.Shape.ToArray(), Data = tensor.ToRawBytes() };
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+}
