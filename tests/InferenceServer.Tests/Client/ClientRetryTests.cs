@@ -21,8 +21,10 @@ public sealed class ClientRetryTests
     [MemberData(nameof(Protocols))]
     public async Task Rate_limited_calls_are_retried_twice_after_the_servers_wait_and_then_fail_with_RateLimited(ClientProtocol protocol)
     {
-        // Burst 1, a token every 2 s: after one request the bucket is empty and the server asks for about 2 s.
-        await using var server = await StartAdmissionServerAsync("0.5");
+        // Burst 1, a token every 8 s: after one request the bucket is empty and the server asks for up to 8 s (under
+        // the client's 10 s cap). The recording clock does not wait, and 8 s is longer than the test takes even on a
+        // loaded machine, so the bucket cannot refill between the attempts (with 2 s it sometimes did).
+        await using var server = await StartAdmissionServerAsync("0.125");
         var clock = new RecordingTimeProvider();
         using var client = new TestClient(server, protocol, new InferenceClientOptions { TimeProvider = clock });
         await client.Client.InferAsync(SimpleRequest());
@@ -32,7 +34,7 @@ public sealed class ClientRetryTests
         Assert.Contains("rate limit", e.Message);
         Assert.Equal(4, client.Counter.Count(protocol == ClientProtocol.Grpc ? "/ModelInfer" : "/infer"));
         Assert.Equal(2, clock.Waits.Count);
-        Assert.All(clock.Waits, w => Assert.InRange(w, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(2)));
+        Assert.All(clock.Waits, w => Assert.InRange(w, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(8)));
         if (protocol == ClientProtocol.Grpc)
         {
             Assert.Equal(StatusCode.ResourceExhausted, e.GrpcStatus);
@@ -40,9 +42,10 @@ public sealed class ClientRetryTests
         }
         else
         {
-            // REST: whole seconds, waited exactly.
+            // REST: Retry-After is whole seconds, and the client waits exactly what the server asked.
             Assert.Equal(HttpStatusCode.TooManyRequests, e.HttpStatus);
-            Assert.Equal([TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(2)], clock.Waits);
+            Assert.All(clock.Waits, w => Assert.Equal(0, w.Ticks % TimeSpan.TicksPerSecond));
+            Assert.Equal(e.RetryAfter, clock.Waits[^1]);
         }
         var rejections = await RejectionsAsync(server);
         Assert.Equal(3, rejections);
