@@ -71,11 +71,11 @@ internal sealed class ServerConnection : IAsyncDisposable
             metadata.Outputs.Select(o => new TensorSignature(o.Name, o.Datatype, o.Shape)).ToList());
     }
 
-    public async Task<PredictResult> InferAsync(string model, string? version, IReadOnlyList<HostTensor> inputs, IReadOnlyList<string> outputs, CancellationToken cancellationToken)
+    public async Task<PredictResult> InferAsync(string model, string? version, IReadOnlyList<Tensor> inputs, IReadOnlyList<string> outputs, CancellationToken cancellationToken)
     {
-        var request = new InferRequest(model, inputs.Select(ToSdk)) { ModelVersion = version, Outputs = outputs.ToList() };
+        var request = new InferRequest(model, inputs) { ModelVersion = version, Outputs = outputs.ToList() };
         var result = await _client.InferAsync(request, _call, cancellationToken);
-        return new PredictResult(result.ModelName, NullIfEmpty(result.ModelVersion), result.Outputs.Select(FromSdk).ToList());
+        return new PredictResult(result.ModelName, NullIfEmpty(result.ModelVersion), result.Outputs.ToList());
     }
 
     public async Task<string> GenerateAsync(string model, string prompt, GenerateSettings settings, CancellationToken cancellationToken) =>
@@ -108,14 +108,6 @@ internal sealed class ServerConnection : IAsyncDisposable
 
     private static GenerateRequest ToSdk(string model, string prompt, GenerateSettings settings) =>
         new(model, prompt) { Parameters = new GenerateParameters { MaxTokens = settings.MaxTokens, Temperature = settings.Temperature } };
-
-    private static Tensor ToSdk(HostTensor tensor) => tensor.Datatype == "BYTES"
-        ? Tensor.FromByteArrays(tensor.Name, tensor.Elements, tensor.Shape)
-        : Tensor.FromRaw(tensor.Name, tensor.Datatype, tensor.Shape, tensor.Data);
-
-    private static HostTensor FromSdk(Tensor tensor) => tensor.Datatype == "BYTES"
-        ? new HostTensor { Name = tensor.Name, Datatype = tensor.Datatype, Shape = tensor.Shape.ToArray(), Elements = tensor.ToByteArrays() }
-        : new HostTensor { Name = tensor.Name, Datatype = tensor.Datatype, Shape = tensor.Shape.ToArray(), Data = tensor.ToRawBytes() };
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 }

@@ -104,7 +104,7 @@ internal sealed class BatchRun(ServerConnection connection, string model, string
 
     private async Task RunEntryAsync(BatchEntry entry, ModelSignature metadata, CancellationToken cancellationToken)
     {
-        var inputs = new List<HostTensor>();
+        var inputs = new List<Tensor>();
         var wanted = new List<string>(outputs);
         if (entry.IsFolder)
         {

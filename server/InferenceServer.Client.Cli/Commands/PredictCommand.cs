@@ -54,7 +54,7 @@ internal static class PredictCommand
             {
                 throw new CliInputException("give the inputs: --input NAME=file.npy (or .json), --json request.json, or --input-dir DIR");
             }
-            var loaded = new List<HostTensor>();
+            var loaded = new List<Tensor>();
             var wanted = new List<string>(requested);
             foreach (var spec in result.GetValue(inputs) ?? [])
             {

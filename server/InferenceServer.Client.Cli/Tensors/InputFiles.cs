@@ -3,8 +3,11 @@ namespace InferenceServer.Client.Cli.Tensors;
 /// <summary>Reads <c>--input</c> values (<c>NAME=file.npy</c>, <c>NAME=file.json</c>, or a JSON file of several inputs) and checks them against the model.</summary>
 internal static class InputFiles
 {
-    /// <summary>The name of an input read from a file that does not name it (a lone .npy), until the model's metadata names it.</summary>
-    public const string Unnamed = "";
+    /// <summary>
+    /// The name of an input read from a file that does not name it (a lone .npy), until the model's metadata names it
+    /// (not empty, since a tensor needs a name, and with a NUL so it is no real input's name).
+    /// </summary>
+    public const string Unnamed = "\0unnamed";
 
     /// <summary>Reads one <c>--input</c> value; a JSON request also contributes requested outputs.</summary>
     public static JsonInputs.Request Load(string spec)
@@ -41,9 +44,9 @@ internal static class InputFiles
     /// Names an unnamed input after the model's only (remaining) input, and checks every input's name and datatype
     /// against the metadata, so a mistake is a clear message rather than a server error.
     /// </summary>
-    public static IReadOnlyList<HostTensor> Resolve(IReadOnlyList<HostTensor> inputs, ModelSignature model, string source)
+    public static IReadOnlyList<Tensor> Resolve(IReadOnlyList<Tensor> inputs, ModelSignature model, string source)
     {
-        var resolved = new List<HostTensor>();
+        var resolved = new List<Tensor>();
         foreach (var input in inputs)
         {
             var tensor = input;
@@ -54,7 +57,7 @@ internal static class InputFiles
                 {
                     throw new CliInputException($"{source}: say which input this is (NAME=file.npy); model {model.Name} has inputs {string.Join(", ", model.Inputs.Select(i => i.Name))}");
                 }
-                tensor = tensor.Rename(remaining[0].Name);
+                tensor = tensor.WithName(remaining[0].Name);
             }
             var expected = model.Inputs.FirstOrDefault(i => i.Name == tensor.Name)
                 ?? throw new CliInputException($"{source}: model {model.Name} has no input {tensor.Name} (its inputs: {string.Join(", ", model.Inputs.Select(i => i.Name))})");

@@ -1,6 +1,3 @@
-using System.Buffers.Binary;
-using System.Globalization;
-using System.Text;
 using System.Text.Json;
 
 namespace InferenceServer.Client.Cli.Tensors;
@@ -13,7 +10,7 @@ namespace InferenceServer.Client.Cli.Tensors;
 internal static class JsonInputs
 {
     /// <summary>The inputs of a JSON file, and the outputs a KServe request asked for.</summary>
-    public sealed record Request(IReadOnlyList<HostTensor> Inputs, IReadOnlyList<string> Outputs);
+    public sealed record Request(IReadOnlyList<Tensor> Inputs, IReadOnlyList<string> Outputs);
 
     public static Request ReadRequest(string path)
     {
@@ -22,7 +19,7 @@ internal static class JsonInputs
     }
 
     /// <summary>One input from a file holding that input's object (or a map/request with an input of that name).</summary>
-    public static HostTensor ReadInput(string path, string name)
+    public static Tensor ReadInput(string path, string name)
     {
         using var document = Load(path);
         var root = document.RootElement;
@@ -32,7 +29,7 @@ internal static class JsonInputs
         }
         var request = ParseRequest(root, path);
         return request.Inputs.FirstOrDefault(i => i.Name == name)
-            ?? (request.Inputs.Count == 1 ? request.Inputs[0].Rename(name)
+            ?? (request.Inputs.Count == 1 ? request.Inputs[0].WithName(name)
                 : throw new CliInputException($"{path}: no input named {name} (it has {string.Join(", ", request.Inputs.Select(i => i.Name))})"));
     }
 
@@ -44,7 +41,7 @@ internal static class JsonInputs
         }
         if (root.TryGetProperty("inputs", out var inputs) && inputs.ValueKind == JsonValueKind.Array)
         {
-            var tensors = new List<HostTensor>();
+            var tensors = new List<Tensor>();
             foreach (var input in inputs.EnumerateArray())
             {
                 if (input.ValueKind != JsonValueKind.Object || !input.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
@@ -62,7 +59,7 @@ internal static class JsonInputs
             }
             return new Request(tensors, outputs);
         }
-        var map = new List<HostTensor>();
+        var map = new List<Tensor>();
         foreach (var property in root.EnumerateObject())
         {
             map.Add(ParseTensor(property.Name, property.Value, source));
@@ -74,7 +71,7 @@ internal static class JsonInputs
         return new Request(map, []);
     }
 
-    public static HostTensor ParseTensor(string name, JsonElement element, string source)
+    public static Tensor ParseTensor(string name, JsonElement element, string source)
     {
         var where = $"{source}: input {name}";
         if (element.ValueKind != JsonValueKind.Object)
@@ -83,20 +80,18 @@ internal static class JsonInputs
         }
         if (!element.TryGetProperty("datatype", out var datatypeElement) || datatypeElement.ValueKind != JsonValueKind.String)
         {
-            throw new CliInputException($"{where}: \"datatype\" is missing (one of {string.Join(", ", Datatypes.Names)})");
+            throw new CliInputException($"{where}: \"datatype\" is missing (one of {string.Join(", ", DataType.All)})");
         }
         var datatype = datatypeElement.GetString()!;
-        if (!Datatypes.IsKnown(datatype))
+        if (!DataType.IsKnown(datatype))
         {
-            throw new CliInputException($"{where}: unknown datatype '{datatype}' (one of {string.Join(", ", Datatypes.Names)})");
+            throw new CliInputException($"{where}: unknown datatype '{datatype}' (one of {string.Join(", ", DataType.All)})");
         }
         if (!element.TryGetProperty("data", out var data))
         {
             throw new CliInputException($"{where}: \"data\" is missing");
         }
-        var values = new List<JsonElement>();
-        Flatten(data, values);
-        long[] shape;
+        long[]? shape = null;
         if (element.TryGetProperty("shape", out var shapeElement))
         {
             try
@@ -108,100 +103,35 @@ internal static class JsonInputs
                 throw new CliInputException($"{where}: \"shape\" must be an array of integers");
             }
         }
-        else
-        {
-            shape = [values.Count];
-        }
-        HostTensor tensor;
-        if (datatype == "BYTES")
-        {
-            tensor = new HostTensor
-            {
-                Name = name, Datatype = datatype, Shape = shape,
-                Elements = values.Select((v, i) => v.ValueKind == JsonValueKind.String ? Encoding.UTF8.GetBytes(v.GetString()!)
-                    : throw new CliInputException($"{where}: element {i} must be a string for BYTES")).ToArray(),
-            };
-        }
-        else if (datatype == "BF16")
+        if (datatype == DataType.Bf16)
         {
             throw new CliInputException($"{where}: BF16 has no JSON form; give it as a .npy file (float32 values are rounded to bfloat16 on the server side only if the model accepts FP32)");
         }
-        else
+        if (datatype == DataType.Bytes)
         {
-            var size = Datatypes.ElementSize(datatype);
-            var bytes = new byte[values.Count * size];
-            for (var i = 0; i < values.Count; i++)
+            var index = 0;
+            foreach (var value in Leaves(data))
             {
-                Encode(datatype, values[i], bytes.AsSpan(i * size, size), $"{where}: element {i}");
-            }
-            tensor = new HostTensor { Name = name, Datatype = datatype, Shape = shape, Data = bytes };
-        }
-        tensor.Validate(where);
-        return tensor;
-    }
-
-    private static void Flatten(JsonElement element, List<JsonElement> values)
-    {
-        if (element.ValueKind == JsonValueKind.Array)
-        {
-            foreach (var item in element.EnumerateArray())
-            {
-                Flatten(item, values);
+                if (value.ValueKind != JsonValueKind.String)
+                {
+                    throw new CliInputException($"{where}: element {index} must be a string for BYTES");
+                }
+                index++;
             }
         }
-        else
-        {
-            values.Add(element);
-        }
-    }
-
-    private static void Encode(string datatype, JsonElement value, Span<byte> target, string where)
-    {
         try
         {
-            switch (datatype)
-            {
-                case "BOOL":
-                    target[0] = value.ValueKind switch
-                    {
-                        JsonValueKind.True => 1,
-                        JsonValueKind.False => 0,
-                        JsonValueKind.Number when value.GetInt32() is 0 or 1 => (byte)value.GetInt32(),
-                        _ => throw new CliInputException($"{where}: {value.GetRawText()} is not a BOOL (true or false)"),
-                    };
-                    break;
-                case "UINT8": target[0] = value.GetByte(); break;
-                case "UINT16": BinaryPrimitives.WriteUInt16LittleEndian(target, value.GetUInt16()); break;
-                case "UINT32": BinaryPrimitives.WriteUInt32LittleEndian(target, value.GetUInt32()); break;
-                case "UINT64": BinaryPrimitives.WriteUInt64LittleEndian(target, value.GetUInt64()); break;
-                case "INT8": target[0] = (byte)value.GetSByte(); break;
-                case "INT16": BinaryPrimitives.WriteInt16LittleEndian(target, value.GetInt16()); break;
-                case "INT32": BinaryPrimitives.WriteInt32LittleEndian(target, value.GetInt32()); break;
-                case "INT64": BinaryPrimitives.WriteInt64LittleEndian(target, value.GetInt64()); break;
-                case "FP16": BinaryPrimitives.WriteHalfLittleEndian(target, (Half)Float(value, where)); break;
-                case "FP32": BinaryPrimitives.WriteSingleLittleEndian(target, (float)Float(value, where)); break;
-                case "FP64": BinaryPrimitives.WriteDoubleLittleEndian(target, Float(value, where)); break;
-                default: throw new CliInputException($"{where}: datatype {datatype} has no JSON form");
-            }
+            return Tensor.FromJsonData(name, datatype, shape, data);
         }
-        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        catch (Exception e) when (e is ArgumentException or FormatException)
         {
-            throw new CliInputException($"{where}: {value.GetRawText()} is not a valid {datatype} value");
+            throw new CliInputException($"{where}: {e.Message}");
         }
     }
 
-    private static double Float(JsonElement value, string where) => value.ValueKind switch
-    {
-        JsonValueKind.Number => value.GetDouble(),
-        JsonValueKind.String => value.GetString() switch
-        {
-            "NaN" or "nan" => double.NaN,
-            "Infinity" or "inf" => double.PositiveInfinity,
-            "-Infinity" or "-inf" => double.NegativeInfinity,
-            var other => throw new CliInputException($"{where}: \"{other}\" is not a number"),
-        },
-        _ => throw new CliInputException($"{where}: {value.GetRawText()} is not a number"),
-    };
+    /// <summary>The values of a flat or nested <c>data</c> array, in row-major order.</summary>
+    private static IEnumerable<JsonElement> Leaves(JsonElement data) =>
+        data.ValueKind == JsonValueKind.Array ? data.EnumerateArray().SelectMany(Leaves) : [data];
 
     private static JsonDocument Load(string path)
     {

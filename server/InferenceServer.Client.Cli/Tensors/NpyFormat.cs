@@ -24,7 +24,7 @@ internal static partial class NpyFormat
     };
 
     /// <summary>Reads a .npy file into a tensor named <paramref name="name"/>.</summary>
-    public static HostTensor Read(string path, string name)
+    public static Tensor Read(string path, string name)
     {
         byte[] bytes;
         try
@@ -39,7 +39,7 @@ internal static partial class NpyFormat
     }
 
     /// <summary>Parses the bytes of a .npy file; <paramref name="source"/> names it in error messages.</summary>
-    public static HostTensor Parse(ReadOnlySpan<byte> bytes, string name, string source)
+    public static Tensor Parse(ReadOnlySpan<byte> bytes, string name, string source)
     {
         if (bytes.Length < 10 || !bytes[..6].SequenceEqual(Magic))
         {
@@ -96,7 +96,7 @@ internal static partial class NpyFormat
         }
         if (datatype != "BYTES")
         {
-            return new HostTensor { Name = name, Datatype = datatype, Shape = shape, Data = data[..(int)(count * width)].ToArray() };
+            return Tensor.FromRaw(name, datatype, shape, data[..(int)(count * width)]);
         }
         var unicode = descr.Groups[1].Value[1] == 'U';
         var elements = new List<byte[]>((int)count);
@@ -127,7 +127,7 @@ internal static partial class NpyFormat
                 elements.Add((end < 0 ? cell : cell[..end]).ToArray());
             }
         }
-        return new HostTensor { Name = name, Datatype = "BYTES", Shape = shape, Elements = elements };
+        return Tensor.FromByteArrays(name, elements, shape);
     }
 
     private static (string Datatype, int Width) ParseDescr(string descr, string source)
@@ -152,7 +152,7 @@ internal static partial class NpyFormat
     }
 
     /// <summary>Writes <paramref name="tensor"/> as a .npy file (version 1.0, or 2.0 when the header needs it).</summary>
-    public static void Write(string path, HostTensor tensor)
+    public static void Write(string path, Tensor tensor)
     {
         using var stream = File.Create(path);
         Write(stream, tensor);
@@ -162,31 +162,31 @@ internal static partial class NpyFormat
     /// Writes a .npy file. BF16 has no NumPy dtype and is written as <c>&lt;f4</c> (exact); BYTES is written as
     /// <c>&lt;U</c>n when every element is UTF-8 text, else as <c>|S</c>n.
     /// </summary>
-    public static void Write(Stream stream, HostTensor tensor)
+    public static void Write(Stream stream, Tensor tensor)
     {
         string descr;
         byte[] data;
         if (tensor.Datatype == "BYTES")
         {
-            (descr, data) = EncodeBytes(tensor.Elements);
+            (descr, data) = EncodeBytes(tensor.ToByteArrays());
         }
         else if (tensor.Datatype == "BF16")
         {
             descr = "<f4";
-            data = new byte[tensor.Data.Length * 2];
-            for (var i = 0; i < tensor.Data.Length / 2; i++)
+            var values = tensor.AsSpan<BFloat16>();
+            data = new byte[values.Length * 4];
+            for (var i = 0; i < values.Length; i++)
             {
-                var value = Datatypes.BFloat16ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(tensor.Data.AsSpan(i * 2)));
-                BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(i * 4), value);
+                BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(i * 4), values[i].ToSingle());
             }
         }
         else
         {
             var code = DatatypeByDescr.First(pair => pair.Value == tensor.Datatype).Key;
             descr = (code.Length == 2 && code[1] == '1' ? "|" : "<") + code;
-            data = tensor.Data;
+            data = tensor.ToRawBytes();
         }
-        var shape = tensor.Shape.Length == 1 ? $"({tensor.Shape[0]},)" : $"({string.Join(", ", tensor.Shape)})";
+        var shape = tensor.Shape.Count == 1 ? $"({tensor.Shape[0]},)" : $"({string.Join(", ", tensor.Shape)})";
         var dict = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}";
         var version = dict.Length + 1 + 10 > ushort.MaxValue ? 2 : 1;
         var prefix = version == 1 ? 10 : 12;

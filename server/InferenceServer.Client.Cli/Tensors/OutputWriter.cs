@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace InferenceServer.Client.Cli.Tensors;
 
 /// <summary>The result of one inference as the command line shows it.</summary>
-internal sealed record PredictResult(string ModelName, string? ModelVersion, IReadOnlyList<HostTensor> Outputs);
+internal sealed record PredictResult(string ModelName, string? ModelVersion, IReadOnlyList<Tensor> Outputs);
 
 /// <summary>Prints outputs (a table or JSON) and saves them (one NAME.npy per output).</summary>
 internal static class OutputWriter
@@ -24,7 +24,7 @@ internal static class OutputWriter
         foreach (var tensor in result.Outputs)
         {
             var count = (int)Math.Min(tensor.ElementCount, TableValues);
-            var values = Enumerable.Range(0, count).Select(i => Datatypes.FormatElement(tensor, i));
+            var values = Enumerable.Range(0, count).Select(i => ElementFormat.FormatElement(tensor, i));
             var more = tensor.ElementCount > count ? $" ... ({tensor.ElementCount - count} more)" : "";
             output.WriteLine($"{tensor.Name,-16} {tensor.Datatype,-6} [{string.Join(", ", tensor.Shape)}]  {string.Join(" ", values)}{more}");
         }
@@ -41,7 +41,7 @@ internal static class OutputWriter
                 ["name"] = t.Name,
                 ["datatype"] = t.Datatype,
                 ["shape"] = t.Shape,
-                ["data"] = Enumerable.Range(0, (int)t.ElementCount).Select(i => Datatypes.JsonElementValue(t, i)).ToArray(),
+                ["data"] = Enumerable.Range(0, (int)t.ElementCount).Select(i => ElementFormat.JsonElementValue(t, i)).ToArray(),
             }).ToArray(),
         };
         return JsonSerializer.Serialize(body, Indented);

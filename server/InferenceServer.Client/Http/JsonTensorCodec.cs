@@ -47,43 +47,60 @@ internal static class JsonTensorCodec
 
     private static string NonFinite(double v) => double.IsNaN(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
 
-    /// <summary>A tensor from a JSON <c>data</c> array (flat or nested).</summary>
-    public static Tensor ReadData(string name, string datatype, long[] shape, JsonElement data)
+    /// <summary>A tensor from a JSON <c>data</c> array (flat or nested); a null shape is one dimension of all the values.</summary>
+    public static Tensor ReadData(string name, string datatype, IReadOnlyList<long>? shape, JsonElement data)
     {
         var values = new List<JsonElement>();
         Flatten(data, values);
+        long[] dims = shape?.ToArray() ?? [values.Count];
         if (datatype == DataType.Bytes)
         {
             return Tensor.FromByteArrays(name, values.Select(v => v.ValueKind == JsonValueKind.String
                 ? Encoding.UTF8.GetBytes(v.GetString()!)
-                : Encoding.UTF8.GetBytes(v.GetRawText())), shape);
+                : Encoding.UTF8.GetBytes(v.GetRawText())), dims);
         }
         var size = DataType.ElementSize(datatype);
+        Tensor.CheckCount(name, dims, values.Count);
         var raw = new byte[values.Count * size];
         for (var i = 0; i < values.Count; i++)
         {
             var dest = raw.AsSpan(i * size, size);
             var v = values[i];
-            switch (datatype)
+            try
             {
-                case DataType.Bool: dest[0] = v.ValueKind == JsonValueKind.True || v.ValueKind == JsonValueKind.Number && v.GetInt32() != 0 ? (byte)1 : (byte)0; break;
-                case DataType.UInt8: dest[0] = v.GetByte(); break;
-                case DataType.Int8: dest[0] = unchecked((byte)v.GetSByte()); break;
-                case DataType.UInt16: BinaryPrimitives.WriteUInt16LittleEndian(dest, v.GetUInt16()); break;
-                case DataType.Int16: BinaryPrimitives.WriteInt16LittleEndian(dest, v.GetInt16()); break;
-                case DataType.UInt32: BinaryPrimitives.WriteUInt32LittleEndian(dest, v.GetUInt32()); break;
-                case DataType.Int32: BinaryPrimitives.WriteInt32LittleEndian(dest, v.GetInt32()); break;
-                case DataType.UInt64: BinaryPrimitives.WriteUInt64LittleEndian(dest, v.GetUInt64()); break;
-                case DataType.Int64: BinaryPrimitives.WriteInt64LittleEndian(dest, v.GetInt64()); break;
-                case DataType.Fp16: BinaryPrimitives.WriteHalfLittleEndian(dest, (Half)ReadDouble(v)); break;
-                case DataType.Fp32: BinaryPrimitives.WriteSingleLittleEndian(dest, v.ValueKind == JsonValueKind.String ? (float)ReadDouble(v) : v.GetSingle()); break;
-                case DataType.Fp64: BinaryPrimitives.WriteDoubleLittleEndian(dest, ReadDouble(v)); break;
-                case DataType.Bf16: BinaryPrimitives.WriteUInt16LittleEndian(dest, BFloat16.FromSingle((float)ReadDouble(v)).Bits); break;
-                default: throw new InvalidOperationException($"output '{name}' has the unknown datatype '{datatype}'");
+                switch (datatype)
+                {
+                    case DataType.Bool: dest[0] = ReadBool(v); break;
+                    case DataType.UInt8: dest[0] = v.GetByte(); break;
+                    case DataType.Int8: dest[0] = unchecked((byte)v.GetSByte()); break;
+                    case DataType.UInt16: BinaryPrimitives.WriteUInt16LittleEndian(dest, v.GetUInt16()); break;
+                    case DataType.Int16: BinaryPrimitives.WriteInt16LittleEndian(dest, v.GetInt16()); break;
+                    case DataType.UInt32: BinaryPrimitives.WriteUInt32LittleEndian(dest, v.GetUInt32()); break;
+                    case DataType.Int32: BinaryPrimitives.WriteInt32LittleEndian(dest, v.GetInt32()); break;
+                    case DataType.UInt64: BinaryPrimitives.WriteUInt64LittleEndian(dest, v.GetUInt64()); break;
+                    case DataType.Int64: BinaryPrimitives.WriteInt64LittleEndian(dest, v.GetInt64()); break;
+                    case DataType.Fp16: BinaryPrimitives.WriteHalfLittleEndian(dest, (Half)ReadDouble(v)); break;
+                    case DataType.Fp32: BinaryPrimitives.WriteSingleLittleEndian(dest, v.ValueKind == JsonValueKind.String ? (float)ReadDouble(v) : v.GetSingle()); break;
+                    case DataType.Fp64: BinaryPrimitives.WriteDoubleLittleEndian(dest, ReadDouble(v)); break;
+                    case DataType.Bf16: BinaryPrimitives.WriteUInt16LittleEndian(dest, BFloat16.FromSingle((float)ReadDouble(v)).Bits); break;
+                    default: throw new ArgumentException($"tensor '{name}' has the unknown datatype '{datatype}'", nameof(datatype));
+                }
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException)
+            {
+                throw new FormatException($"element {i}: {v.GetRawText()} is not a valid {datatype} value", e);
             }
         }
-        return Tensor.FromRaw(name, datatype, shape, raw);
+        return Tensor.FromRaw(name, datatype, dims, raw);
     }
+
+    private static byte ReadBool(JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.True => 1,
+        JsonValueKind.False => 0,
+        JsonValueKind.Number when v.GetInt32() is 0 or 1 => (byte)v.GetInt32(),
+        _ => throw new FormatException($"expected true or false, got {v.GetRawText()}"),
+    };
 
     private static double ReadDouble(JsonElement v) => v.ValueKind switch
     {

@@ -58,6 +58,13 @@ public static class DataType
             nameof(elementType)),
     };
 
+    /// <summary>Every datatype name of the protocol, in the order of the constants above.</summary>
+    public static IReadOnlyList<string> All { get; } =
+        [Bool, UInt8, UInt16, UInt32, UInt64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64, Bytes];
+
+    /// <summary>Whether <paramref name="datatype"/> is one of <see cref="All"/> (names are case-sensitive).</summary>
+    public static bool IsKnown(string datatype) => All.Contains(datatype, StringComparer.Ordinal);
+
     /// <summary>The size in bytes of one element, or 0 for <see cref="Bytes"/>.</summary>
     /// <exception cref="ArgumentException">An unknown datatype.</exception>
     public static int ElementSize(string datatype) => datatype switch

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.Json;
 
 namespace InferenceServer.Client;
 
@@ -119,6 +120,27 @@ public sealed class Tensor
         return new Tensor(name, datatype, shapeArray, raw.ToArray(), null);
     }
 
+    /// <summary>
+    /// A tensor from the JSON <c>data</c> array of the REST protocol (flat or nested, row-major): numbers, <c>true</c>/<c>false</c>
+    /// (or 0/1) for <see cref="DataType.Bool"/>, strings for <see cref="DataType.Bytes"/>, and <c>"NaN"</c>,
+    /// <c>"Infinity"</c> or <c>"-Infinity"</c> for floating-point values that are not finite.
+    /// </summary>
+    /// <param name="name">The tensor's name.</param>
+    /// <param name="datatype">The protocol datatype (see <see cref="DataType"/>).</param>
+    /// <param name="shape">The shape, or <see langword="null"/> for one dimension of all the values.</param>
+    /// <param name="data">The <c>data</c> array.</param>
+    /// <exception cref="ArgumentException">The datatype is unknown, or the shape does not hold that many values.</exception>
+    /// <exception cref="FormatException">A value does not fit the datatype (the message names the element).</exception>
+    public static Tensor FromJsonData(string name, string datatype, IReadOnlyList<long>? shape, JsonElement data) =>
+        JsonTensorCodec.ReadData(name, datatype, shape, data);
+
+    /// <summary>The same datatype, shape and values under another name (the values are shared, not copied).</summary>
+    public Tensor WithName(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        return new Tensor(name, Datatype, (long[])Shape, _raw, _elements);
+    }
+
     /// <summary>The elements as a span of <typeparamref name="T"/> (no copy on little-endian machines).</summary>
     /// <exception cref="InvalidOperationException"><typeparamref name="T"/> does not match <see cref="Datatype"/>.</exception>
     public ReadOnlySpan<T> AsSpan<T>() where T : unmanaged
@@ -186,7 +208,7 @@ public sealed class Tensor
         return count;
     }
 
-    private static void CheckCount(string name, long[] shape, long count)
+    internal static void CheckCount(string name, IReadOnlyList<long> shape, long count)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         var expected = ElementCountOf(shape);

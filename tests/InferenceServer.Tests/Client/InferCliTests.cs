@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using InferenceServer.Client;
 using InferenceServer.Client.Cli;
 using InferenceServer.Client.Cli.Tensors;
 using InferenceServer.Tests.Infrastructure;
@@ -36,15 +37,14 @@ public sealed class InferCliTests(InferCliServerFixture fixture) : IClassFixture
         return new Run(code, output.ToString(), error.ToString(), output);
     }
 
-    private static HostTensor Int32Tensor(string name, int[] values, params long[] shape) =>
-        new() { Name = name, Datatype = "INT32", Shape = shape, Data = InferCliNpyTests.Int32Bytes(values) };
+    private static Tensor Int32Tensor(string name, int[] values, params long[] shape) => Tensor.Create(name, values, shape);
 
     private static int[] ReadInt32Npy(string path)
     {
         var tensor = NpyFormat.Read(path, "x");
         Assert.Equal("INT32", tensor.Datatype);
         Assert.Equal([1L, 16L], tensor.Shape);
-        return Enumerable.Range(0, 16).Select(i => BitConverter.ToInt32(tensor.Data, i * 4)).ToArray();
+        return Enumerable.Range(0, 16).Select(i => BitConverter.ToInt32(tensor.ToRawBytes(), i * 4)).ToArray();
     }
 
     private static void AssertSimpleOutputs(string directory, int[] a, int[] b)
@@ -140,7 +140,7 @@ public sealed class InferCliTests(InferCliServerFixture fixture) : IClassFixture
 
         Assert.True(run.ExitCode == 0, run.Error);
         var normalized = NpyFormat.Read(Path.Combine(outputs, "normalized.npy"), "normalized");
-        Assert.Equal(["hello world", "été"], normalized.Elements.Select(e => Encoding.UTF8.GetString(e)));
+        Assert.Equal(["hello world", "été"], normalized.ToByteArrays().Select(e => Encoding.UTF8.GetString(e)));
         Assert.Contains("hello world été", run.Output, StringComparison.Ordinal);
     }
 
@@ -218,7 +218,7 @@ public sealed class InferCliTests(InferCliServerFixture fixture) : IClassFixture
         var good = Path.Combine(dir, "good.npy");
         NpyFormat.Write(good, Int32Tensor("INPUT0", A, 1, 16));
         var int64 = Path.Combine(dir, "int64.npy");
-        NpyFormat.Write(int64, new HostTensor { Name = "INPUT1", Datatype = "INT64", Shape = [1, 16], Data = new byte[16 * 8] });
+        NpyFormat.Write(int64, Tensor.FromRaw("INPUT1", "INT64", [1, 16], new byte[16 * 8]));
 
         var missing = await InferAsync(protocol, "predict", "simple", "--input", $"INPUT0={dir}/nope.npy", "--input", $"INPUT1={good}");
         Assert.Equal(2, missing.ExitCode);

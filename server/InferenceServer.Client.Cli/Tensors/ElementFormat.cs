@@ -4,32 +4,18 @@ using System.Text;
 
 namespace InferenceServer.Client.Cli.Tensors;
 
-/// <summary>The protocol's datatypes: element sizes, and values as text for printing.</summary>
-internal static class Datatypes
+/// <summary>A tensor's elements as text for printing, and as JSON-ready values.</summary>
+internal static class ElementFormat
 {
-    private static readonly Dictionary<string, int> Sizes = new(StringComparer.Ordinal)
-    {
-        ["BOOL"] = 1, ["UINT8"] = 1, ["UINT16"] = 2, ["UINT32"] = 4, ["UINT64"] = 8,
-        ["INT8"] = 1, ["INT16"] = 2, ["INT32"] = 4, ["INT64"] = 8,
-        ["FP16"] = 2, ["BF16"] = 2, ["FP32"] = 4, ["FP64"] = 8, ["BYTES"] = 0,
-    };
-
-    public static IEnumerable<string> Names => Sizes.Keys;
-
-    public static bool IsKnown(string datatype) => Sizes.ContainsKey(datatype);
-
-    public static int ElementSize(string datatype) =>
-        Sizes.TryGetValue(datatype, out var size) ? size : throw new CliInputException($"unknown datatype '{datatype}' (one of {string.Join(", ", Sizes.Keys)})");
-
     /// <summary>The element at <paramref name="index"/> as text (numbers invariant, NaN/Infinity as in JSON, BYTES as UTF-8 when valid).</summary>
-    public static string FormatElement(HostTensor tensor, int index)
+    public static string FormatElement(Tensor tensor, int index)
     {
-        if (tensor.Datatype == "BYTES")
+        if (tensor.Datatype == DataType.Bytes)
         {
-            return BytesAsText(tensor.Elements[index]);
+            return BytesAsText(tensor.ToByteArrays()[index]);
         }
-        var size = ElementSize(tensor.Datatype);
-        var span = tensor.Data.AsSpan(index * size, size);
+        var size = DataType.ElementSize(tensor.Datatype);
+        var span = tensor.ToRawBytes().AsSpan(index * size, size);
         return tensor.Datatype switch
         {
             "BOOL" => span[0] != 0 ? "true" : "false",
@@ -42,7 +28,7 @@ internal static class Datatypes
             "INT32" => BinaryPrimitives.ReadInt32LittleEndian(span).ToString(CultureInfo.InvariantCulture),
             "INT64" => BinaryPrimitives.ReadInt64LittleEndian(span).ToString(CultureInfo.InvariantCulture),
             "FP16" => FormatFloat((double)BinaryPrimitives.ReadHalfLittleEndian(span)),
-            "BF16" => FormatFloat(BFloat16ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(span))),
+            "BF16" => FormatFloat(new BFloat16(BinaryPrimitives.ReadUInt16LittleEndian(span)).ToSingle()),
             "FP32" => FormatFloat(BinaryPrimitives.ReadSingleLittleEndian(span)),
             "FP64" => FormatFloat(BinaryPrimitives.ReadDoubleLittleEndian(span)),
             _ => throw new CliInputException($"unknown datatype '{tensor.Datatype}'"),
@@ -50,7 +36,7 @@ internal static class Datatypes
     }
 
     /// <summary>The element as a JSON-ready value (number, bool or string).</summary>
-    public static object JsonElementValue(HostTensor tensor, int index)
+    public static object JsonElementValue(Tensor tensor, int index)
     {
         var text = FormatElement(tensor, index);
         return tensor.Datatype switch
@@ -62,8 +48,6 @@ internal static class Datatypes
             _ => long.Parse(text, CultureInfo.InvariantCulture),
         };
     }
-
-    public static float BFloat16ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 
     private static string FormatFloat(double value) => value switch
     {
