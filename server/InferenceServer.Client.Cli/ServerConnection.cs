@@ -11,15 +11,6 @@ internal sealed record ConnectionSettings(string Url, string? Grpc, TimeSpan? Ti
     public string Target => Grpc is null ? Url : $"grpc://{Grpc}";
 }
 
-/// <summary>One model of the repository index.</summary>
-internal sealed record RepositoryEntry(string Name, string? Version, string? State, string? Reason);
-
-/// <summary>A tensor's name, datatype and shape in a model's metadata.</summary>
-internal sealed record TensorSignature(string Name, string Datatype, IReadOnlyList<long> Shape);
-
-/// <summary>A model's metadata.</summary>
-internal sealed record ModelSignature(string Name, IReadOnlyList<string> Versions, string? Platform, IReadOnlyList<TensorSignature> Inputs, IReadOnlyList<TensorSignature> Outputs);
-
 /// <summary>Generation settings of <c>infer generate</c>.</summary>
 internal sealed record GenerateSettings(int? MaxTokens, double? Temperature);
 
@@ -59,24 +50,14 @@ internal sealed class ServerConnection : IAsyncDisposable
     public Task<bool> ModelReadyAsync(string model, string? version, CancellationToken cancellationToken) =>
         _client.ModelReadyAsync(model, version, _call, cancellationToken);
 
-    public async Task<IReadOnlyList<RepositoryEntry>> ModelsAsync(CancellationToken cancellationToken) =>
-        (await _client.RepositoryIndexAsync(false, _call, cancellationToken))
-            .Select(m => new RepositoryEntry(m.Name, NullIfEmpty(m.Version), NullIfEmpty(m.State), NullIfEmpty(m.Reason))).ToList();
+    public Task<IReadOnlyList<RepositoryModel>> ModelsAsync(CancellationToken cancellationToken) =>
+        _client.RepositoryIndexAsync(false, _call, cancellationToken);
 
-    public async Task<ModelSignature> MetadataAsync(string model, string? version, CancellationToken cancellationToken)
-    {
-        var metadata = await _client.ModelMetadataAsync(model, version, _call, cancellationToken);
-        return new ModelSignature(metadata.Name, metadata.Versions, NullIfEmpty(metadata.Platform),
-            metadata.Inputs.Select(i => new TensorSignature(i.Name, i.Datatype, i.Shape)).ToList(),
-            metadata.Outputs.Select(o => new TensorSignature(o.Name, o.Datatype, o.Shape)).ToList());
-    }
+    public Task<ModelMetadata> MetadataAsync(string model, string? version, CancellationToken cancellationToken) =>
+        _client.ModelMetadataAsync(model, version, _call, cancellationToken);
 
-    public async Task<PredictResult> InferAsync(string model, string? version, IReadOnlyList<Tensor> inputs, IReadOnlyList<string> outputs, CancellationToken cancellationToken)
-    {
-        var request = new InferRequest(model, inputs) { ModelVersion = version, Outputs = outputs.ToList() };
-        var result = await _client.InferAsync(request, _call, cancellationToken);
-        return new PredictResult(result.ModelName, NullIfEmpty(result.ModelVersion), result.Outputs.ToList());
-    }
+    public Task<InferResult> InferAsync(string model, string? version, IReadOnlyList<Tensor> inputs, IReadOnlyList<string> outputs, CancellationToken cancellationToken) =>
+        _client.InferAsync(new InferRequest(model, inputs) { ModelVersion = version, Outputs = outputs.ToList() }, _call, cancellationToken);
 
     public async Task<string> GenerateAsync(string model, string prompt, GenerateSettings settings, CancellationToken cancellationToken) =>
         (await _client.GenerateAsync(ToSdk(model, prompt, settings), _call, cancellationToken)).TextOutput;
@@ -108,6 +89,4 @@ internal sealed class ServerConnection : IAsyncDisposable
 
     private static GenerateRequest ToSdk(string model, string prompt, GenerateSettings settings) =>
         new(model, prompt) { Parameters = new GenerateParameters { MaxTokens = settings.MaxTokens, Temperature = settings.Temperature } };
-
-    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 }

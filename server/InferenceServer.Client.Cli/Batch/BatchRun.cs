@@ -102,7 +102,7 @@ internal sealed class BatchRun(ServerConnection connection, string model, string
         return failed == 0 ? ExitCodes.Success : ExitCodes.Failure;
     }
 
-    private async Task RunEntryAsync(BatchEntry entry, ModelSignature metadata, CancellationToken cancellationToken)
+    private async Task RunEntryAsync(BatchEntry entry, ModelMetadata metadata, CancellationToken cancellationToken)
     {
         var inputs = new List<Tensor>();
         var wanted = new List<string>(outputs);

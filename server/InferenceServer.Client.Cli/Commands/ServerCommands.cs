@@ -42,13 +42,15 @@ internal static class ServerCommands
             var models = await connection.ModelsAsync(cancellationToken);
             if (result.GetValue(format) == "json")
             {
-                await output.WriteLineAsync(JsonSerializer.Serialize(models, Indented));
+                // Fields a server leaves empty (a loaded version's reason) are null in the JSON.
+                await output.WriteLineAsync(JsonSerializer.Serialize(
+                    models.Select(m => new { m.Name, Version = Empty(m.Version), State = Empty(m.State), Reason = Empty(m.Reason) }), Indented));
                 return ExitCodes.Success;
             }
             await output.WriteLineAsync($"{"MODEL",-32} {"VERSION",-8} {"STATE",-12} REASON");
             foreach (var entry in models)
             {
-                await output.WriteLineAsync($"{entry.Name,-32} {entry.Version ?? "",-8} {entry.State ?? "",-12} {entry.Reason}");
+                await output.WriteLineAsync($"{entry.Name,-32} {entry.Version,-8} {entry.State,-12} {entry.Reason}");
             }
             return ExitCodes.Success;
         }));
@@ -93,4 +95,6 @@ internal static class ServerCommands
     }
 
     private static string YesNo(bool value) => value ? "yes" : "no";
+
+    private static string? Empty(string value) => value.Length == 0 ? null : value;
 }

@@ -44,7 +44,7 @@ internal static class InputFiles
     /// Names an unnamed input after the model's only (remaining) input, and checks every input's name and datatype
     /// against the metadata, so a mistake is a clear message rather than a server error.
     /// </summary>
-    public static IReadOnlyList<Tensor> Resolve(IReadOnlyList<Tensor> inputs, ModelSignature model, string source)
+    public static IReadOnlyList<Tensor> Resolve(IReadOnlyList<Tensor> inputs, ModelMetadata model, string source)
     {
         var resolved = new List<Tensor>();
         foreach (var input in inputs)

@@ -2,9 +2,6 @@ using System.Text.Json;
 
 namespace InferenceServer.Client.Cli.Tensors;
 
-/// <summary>The result of one inference as the command line shows it.</summary>
-internal sealed record PredictResult(string ModelName, string? ModelVersion, IReadOnlyList<Tensor> Outputs);
-
 /// <summary>Prints outputs (a table or JSON) and saves them (one NAME.npy per output).</summary>
 internal static class OutputWriter
 {
@@ -13,7 +10,7 @@ internal static class OutputWriter
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static void Print(TextWriter output, PredictResult result, string format)
+    public static void Print(TextWriter output, InferResult result, string format)
     {
         if (format == "json")
         {
@@ -30,12 +27,12 @@ internal static class OutputWriter
         }
     }
 
-    public static string ToJson(PredictResult result)
+    public static string ToJson(InferResult result)
     {
         var body = new Dictionary<string, object?>
         {
             ["model_name"] = result.ModelName,
-            ["model_version"] = result.ModelVersion,
+            ["model_version"] = string.IsNullOrEmpty(result.ModelVersion) ? null : result.ModelVersion,
             ["outputs"] = result.Outputs.Select(t => new Dictionary<string, object>
             {
                 ["name"] = t.Name,
@@ -48,7 +45,7 @@ internal static class OutputWriter
     }
 
     /// <summary>Writes each output to <paramref name="directory"/>/NAME.npy; returns the paths.</summary>
-    public static IReadOnlyList<string> Save(string directory, PredictResult result)
+    public static IReadOnlyList<string> Save(string directory, InferResult result)
     {
         Directory.CreateDirectory(directory);
         var paths = new List<string>();

@@ -122,7 +122,7 @@ public sealed class InferenceHttpClient : IInferenceClient
             message.Content = content;
             using var response = await SendAsync(message, HttpCompletionOption.ResponseContentRead, token).ConfigureAwait(false);
             var bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
-            await ThrowIfErrorAsync(response, bytes).ConfigureAwait(false);
+            ThrowIfError(response, bytes);
             return ParseInferResponse(response, bytes);
         }, cancellationToken);
     }
@@ -139,7 +139,7 @@ public sealed class InferenceHttpClient : IInferenceClient
             message.Content = JsonContent(body);
             using var response = await SendAsync(message, HttpCompletionOption.ResponseContentRead, token).ConfigureAwait(false);
             var bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
-            await ThrowIfErrorAsync(response, bytes).ConfigureAwait(false);
+            ThrowIfError(response, bytes);
             using var document = JsonDocument.Parse(bytes);
             var c = ParseChunk(document.RootElement);
             return new GenerateResult(c.ModelName, c.ModelVersion, c.TextOutput, c.FinishReason, c.PromptTokens, c.CompletionTokens, c.Id);
@@ -167,7 +167,7 @@ public sealed class InferenceHttpClient : IInferenceClient
                 using (answer)
                 {
                     var bytes = await answer.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
-                    await ThrowIfErrorAsync(answer, bytes).ConfigureAwait(false);
+                    ThrowIfError(answer, bytes);
                 }
             }
             return answer;
@@ -291,11 +291,10 @@ public sealed class InferenceHttpClient : IInferenceClient
         }
     }
 
-    private static async Task ThrowIfErrorAsync(HttpResponseMessage response, byte[] body)
+    private static void ThrowIfError(HttpResponseMessage response, byte[] body)
     {
         if (!response.IsSuccessStatusCode)
         {
-            await Task.CompletedTask.ConfigureAwait(false);
             throw ErrorMapping.FromHttp(response.StatusCode, Encoding.UTF8.GetString(body), response.Headers);
         }
     }
@@ -303,30 +302,32 @@ public sealed class InferenceHttpClient : IInferenceClient
     /// <summary>A GET/POST whose 200 and 503 both answer (health); any other status throws.</summary>
     private Task<(HttpStatusCode Status, byte[] Body)> SendForStatusAsync(
         HttpMethod method, string path, Func<HttpContent>? content, (string, string?)? model, CallSettings? settings, CancellationToken cancellationToken) =>
+        SendForBodyAsync(method, path, content, model, settings, unavailableAnswers: true, cancellationToken);
+
+    private async Task<JsonElement> SendJsonAsync(
+        HttpMethod method, string path, Func<HttpContent>? content, (string, string?)? model, CallSettings? settings, CancellationToken cancellationToken)
+    {
+        var (_, bytes) = await SendForBodyAsync(method, path, content, model, settings, unavailableAnswers: false, cancellationToken).ConfigureAwait(false);
+        using var document = JsonDocument.Parse(bytes);
+        return document.RootElement.Clone();
+    }
+
+    /// <summary>One call (with the retry policy): the status and body of a success, or of a 503 when
+    /// <paramref name="unavailableAnswers"/> (a health answer, not an error); any other status throws.</summary>
+    private Task<(HttpStatusCode Status, byte[] Body)> SendForBodyAsync(
+        HttpMethod method, string path, Func<HttpContent>? content, (string, string?)? model, CallSettings? settings, bool unavailableAnswers,
+        CancellationToken cancellationToken) =>
         _runner.RunAsync(settings, async (_, token) =>
         {
             using var message = NewRequest(method, path, model, settings);
             message.Content = content?.Invoke();
             using var response = await SendAsync(message, HttpCompletionOption.ResponseContentRead, token).ConfigureAwait(false);
             var bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
-            if (response.StatusCode != HttpStatusCode.ServiceUnavailable)
+            if (!(unavailableAnswers && response.StatusCode == HttpStatusCode.ServiceUnavailable))
             {
-                await ThrowIfErrorAsync(response, bytes).ConfigureAwait(false);
+                ThrowIfError(response, bytes);
             }
             return (response.StatusCode, bytes);
-        }, cancellationToken);
-
-    private Task<JsonElement> SendJsonAsync(
-        HttpMethod method, string path, Func<HttpContent>? content, (string, string?)? model, CallSettings? settings, CancellationToken cancellationToken) =>
-        _runner.RunAsync(settings, async (_, token) =>
-        {
-            using var message = NewRequest(method, path, model, settings);
-            message.Content = content?.Invoke();
-            using var response = await SendAsync(message, HttpCompletionOption.ResponseContentRead, token).ConfigureAwait(false);
-            var bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
-            await ThrowIfErrorAsync(response, bytes).ConfigureAwait(false);
-            using var document = JsonDocument.Parse(bytes);
-            return document.RootElement.Clone();
         }, cancellationToken);
 
     private (byte[] Header, byte[] Binary) BuildInferBody(InferRequest request)

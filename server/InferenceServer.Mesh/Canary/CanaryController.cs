@@ -36,7 +36,7 @@ public sealed class CanaryException(string message, Exception? inner = null) : E
 /// <summary>
 /// Moves a VirtualService's split from the stable to the canary subset, step by step, with analysis between steps, and
 /// keeps the rollout's state in the VirtualService annotation <see cref="CanaryState.AnnotationKey"/>. Every write is a
-/// server-side apply (field manager <see cref="FieldManager"/>, force) of the annotation and the whole <c>spec.http</c>
+/// server-side apply (field manager <see cref="IstioApi.FieldManager"/>, force) of the annotation and the whole <c>spec.http</c>
 /// (Istio's CRD lists are atomic), carrying the resourceVersion it was computed from, so a concurrent change answers
 /// 409 Conflict and is re-read (bounded retries). Before each write, the split weights must still be the ones meshctl
 /// last set: if someone else changed them, the rollout halts without touching them.
@@ -44,11 +44,7 @@ public sealed class CanaryException(string message, Exception? inner = null) : E
 public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target, ICanaryAnalyzer analyzer, TimeProvider time, TextWriter log, bool dryRun = false)
 {
     /// <summary>The field manager of every write.</summary>
-    public const string FieldManager = "meshctl";
 
-    private const string Group = "networking.istio.io";
-    private const string Version = "v1";
-    private const string Plural = "virtualservices";
     private const int MaxAttempts = 5;
 
     private readonly VirtualServiceSplit _split = new(target.Host, target.Stable, target.Canary);
@@ -272,7 +268,7 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
         state.History.Add(new CanaryEvent(now, "halted", seen, reason));
         var patch = new JsonObject { ["metadata"] = new JsonObject { ["annotations"] = new JsonObject { [CanaryState.AnnotationKey] = state.ToJson() } } };
         await kubernetes.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch(patch.ToJsonString(), V1Patch.PatchType.MergePatch),
-            Group, Version, target.Namespace, Plural, target.VirtualService, fieldManager: FieldManager, cancellationToken: cancellationToken);
+            IstioApi.Group, IstioApi.Version, target.Namespace, IstioApi.VirtualServices, target.VirtualService, fieldManager: IstioApi.FieldManager, cancellationToken: cancellationToken);
         log.WriteLine($"halted: {reason}. Resolve it, then `meshctl canary resume` (re-applies {100 - state.CanaryWeight}/{state.CanaryWeight}), `promote` or `abort`.");
         return true;
     }
@@ -300,7 +296,7 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
             try
             {
                 await kubernetes.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch(Patch(vs, state).ToJsonString(), V1Patch.PatchType.ApplyPatch),
-                    Group, Version, target.Namespace, Plural, target.VirtualService, fieldManager: FieldManager, force: true, cancellationToken: cancellationToken);
+                    IstioApi.Group, IstioApi.Version, target.Namespace, IstioApi.VirtualServices, target.VirtualService, fieldManager: IstioApi.FieldManager, force: true, cancellationToken: cancellationToken);
                 return null;
             }
             catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < MaxAttempts)
@@ -331,7 +327,7 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
         metadata["annotations"] = new JsonObject { [CanaryState.AnnotationKey] = state.ToJson() };
         return new JsonObject
         {
-            ["apiVersion"] = $"{Group}/{Version}",
+            ["apiVersion"] = $"{IstioApi.Group}/{IstioApi.Version}",
             ["kind"] = "VirtualService",
             ["metadata"] = metadata,
             ["spec"] = new JsonObject { ["http"] = _split.With(vs, state.CanaryWeight)["spec"]!["http"]!.DeepClone() },
@@ -340,7 +336,7 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
 
     private CanaryResult PrintPlan(JsonObject vs, CanaryState state)
     {
-        log.WriteLine($"dry run: the patches `meshctl canary start` would send to {Name} (application/apply-patch+yaml, fieldManager={FieldManager}, force=true), one per step; analysis runs between them; nothing is sent.");
+        log.WriteLine($"dry run: the patches `meshctl canary start` would send to {Name} (application/apply-patch+yaml, fieldManager={IstioApi.FieldManager}, force=true), one per step; analysis runs between them; nothing is sent.");
         for (var i = 0; i < state.Steps.Count; i++)
         {
             if (i > 0)
@@ -350,7 +346,7 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
                 state.History.Add(new CanaryEvent(state.StepStartedAt, "step", state.CanaryWeight, $"step {i + 1} of {state.Steps.Count}: {target.Canary} at {state.CanaryWeight}%"));
             }
             log.WriteLine($"--- step {i + 1} of {state.Steps.Count}: {target.Stable} {100 - state.CanaryWeight}% / {target.Canary} {state.CanaryWeight}%");
-            log.WriteLine(Yaml(Patch(vs, state)));
+            log.WriteLine(Indented(Patch(vs, state)));
         }
         log.WriteLine($"--- on success: {target.Canary} 100% (phase Succeeded); on a failed analysis: {target.Stable} 100% (phase Failed)");
         return CanaryResult.DryRun;
@@ -358,12 +354,12 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
 
     private void PrintPatch(JsonObject vs, CanaryState state)
     {
-        log.WriteLine($"dry run: the patch meshctl would send to {Name} (application/apply-patch+yaml, fieldManager={FieldManager}, force=true); nothing is sent.");
-        log.WriteLine(Yaml(Patch(vs, state)));
+        log.WriteLine($"dry run: the patch meshctl would send to {Name} (application/apply-patch+yaml, fieldManager={IstioApi.FieldManager}, force=true); nothing is sent.");
+        log.WriteLine(Indented(Patch(vs, state)));
     }
 
     // JSON is YAML; indented, it is readable and exactly what is sent.
-    private static string Yaml(JsonObject patch) => patch.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    private static string Indented(JsonObject patch) => patch.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 
     private string StepLine(CanaryState state) =>
         $"step {state.StepIndex + 1} of {state.Steps.Count}: {target.Stable} {100 - state.CanaryWeight}% / {target.Canary} {state.CanaryWeight}% (pause {state.Pause:g}, analysis every {state.Interval:g})";
@@ -372,7 +368,7 @@ public sealed class CanaryController(IKubernetes kubernetes, CanaryTarget target
     {
         try
         {
-            return await kubernetes.CustomObjects.GetNamespacedCustomObjectAsync<JsonObject>(Group, Version, target.Namespace, Plural, target.VirtualService, cancellationToken: cancellationToken);
+            return await kubernetes.CustomObjects.GetNamespacedCustomObjectAsync<JsonObject>(IstioApi.Group, IstioApi.Version, target.Namespace, IstioApi.VirtualServices, target.VirtualService, cancellationToken: cancellationToken);
         }
         catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
         {

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
+using InferenceServer.Mesh.Kubernetes;
 
 namespace InferenceServer.Mesh.RateLimits;
 
@@ -15,10 +16,6 @@ namespace InferenceServer.Mesh.RateLimits;
 /// </summary>
 public static class LocalRateLimitFilter
 {
-    public const string FieldManager = "meshctl";
-    public const string Group = "networking.istio.io";
-    public const string Version = "v1alpha3";
-    public const string Plural = "envoyfilters";
 
     public static string NameOf(string subset) => "inference-local-ratelimit-" + subset;
 
@@ -34,13 +31,13 @@ public static class LocalRateLimitFilter
         }
         return new JsonObject
         {
-            ["apiVersion"] = $"{Group}/{Version}",
+            ["apiVersion"] = $"{IstioApi.Group}/{IstioApi.EnvoyFilterVersion}",
             ["kind"] = "EnvoyFilter",
             ["metadata"] = new JsonObject
             {
                 ["name"] = NameOf(subset),
                 ["namespace"] = ns,
-                ["labels"] = new JsonObject { ["app"] = "inference-server", ["app.kubernetes.io/managed-by"] = FieldManager },
+                ["labels"] = new JsonObject { ["app"] = "inference-server", ["app.kubernetes.io/managed-by"] = IstioApi.FieldManager },
                 ["annotations"] = new JsonObject { ["inference-server/rate-limit-shares"] = description },
             },
             ["spec"] = new JsonObject
@@ -61,7 +58,7 @@ public static class LocalRateLimitFilter
             try
             {
                 await client.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch(filter.ToJsonString(), V1Patch.PatchType.ApplyPatch),
-                    Group, Version, ns, Plural, name, fieldManager: FieldManager, force: true, cancellationToken: cancellationToken);
+                    IstioApi.Group, IstioApi.EnvoyFilterVersion, ns, IstioApi.EnvoyFilters, name, fieldManager: IstioApi.FieldManager, force: true, cancellationToken: cancellationToken);
                 return;
             }
             catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < attempts)

@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using k8s;
+using InferenceServer.Mesh.Kubernetes;
 
 namespace InferenceServer.Mesh.RateLimits;
 
@@ -30,7 +31,7 @@ public static class MeshChanges
             Loop("VirtualService", async ct =>
             {
                 await foreach (var (type, _) in client.CustomObjects.WatchListNamespacedCustomObjectAsync(
-                    "networking.istio.io", "v1", target.Namespace, "virtualservices", fieldSelector: "metadata.name=" + target.VirtualService, cancellationToken: ct))
+                    IstioApi.Group, IstioApi.Version, target.Namespace, IstioApi.VirtualServices, fieldSelector: "metadata.name=" + target.VirtualService, cancellationToken: ct))
                 {
                     changes.TryWrite($"VirtualService {target.VirtualService} {type}");
                 }

@@ -28,7 +28,7 @@ public sealed record MeshState(
     public static async Task<MeshState> ReadAsync(IKubernetes client, RateLimitTarget target, CancellationToken cancellationToken)
     {
         var virtualService = await client.CustomObjects.GetNamespacedCustomObjectAsync<JsonObject>(
-            "networking.istio.io", "v1", target.Namespace, "virtualservices", target.VirtualService, cancellationToken: cancellationToken);
+            IstioApi.Group, IstioApi.Version, target.Namespace, IstioApi.VirtualServices, target.VirtualService, cancellationToken: cancellationToken);
         var (stable, canary) = new VirtualServiceSplit(target.Host, target.Stable, target.Canary).Read(virtualService);
         var weights = new Dictionary<string, int>(StringComparer.Ordinal) { [target.Stable] = stable, [target.Canary] = canary };
         var subsetLabels = await SubsetLabelsAsync(client, target, cancellationToken);
@@ -77,7 +77,7 @@ public sealed record MeshState(
         try
         {
             rule = await client.CustomObjects.GetNamespacedCustomObjectAsync<JsonObject>(
-                "networking.istio.io", "v1", target.Namespace, "destinationrules", target.DestinationRule, cancellationToken: cancellationToken);
+                IstioApi.Group, IstioApi.Version, target.Namespace, IstioApi.DestinationRules, target.DestinationRule, cancellationToken: cancellationToken);
         }
         catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
         {

@@ -3,6 +3,7 @@ using System.Net;
 using System.Threading.Channels;
 using k8s;
 using k8s.Autorest;
+using InferenceServer.Mesh.Kubernetes;
 
 namespace InferenceServer.Mesh.RateLimits;
 
@@ -152,7 +153,7 @@ public sealed class RateLimitSync(IKubernetes client, HttpClient http, RateLimit
             var filter = LocalRateLimitFilter.Build(options.Target.Namespace, subset.Subset, options.Target.PodLabels, state.SubsetLabels[subset.Subset], bucket, ports, description);
             if (options.DryRun)
             {
-                report($"envoyfilter {name}: would apply (fieldManager {LocalRateLimitFilter.FieldManager}) {filter.ToJsonString()}");
+                report($"envoyfilter {name}: would apply (fieldManager {IstioApi.FieldManager}) {filter.ToJsonString()}");
                 continue;
             }
             try

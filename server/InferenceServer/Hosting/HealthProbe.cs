@@ -49,12 +49,9 @@ internal static class HealthProbe
     /// <summary>The live URL of the server that <paramref name="args"/> and the environment configure.</summary>
     public static Uri LiveUrl(IReadOnlyList<string> args)
     {
-        var configuration = new ConfigurationBuilder()
-            .AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"), optional: true)
-            .AddEnvironmentVariables("INFERENCE_")
-            .AddInMemoryCollection(CommandLine.FromEnvironment(Environment.GetEnvironmentVariables()))
-            .AddInMemoryCollection(CommandLine.Parse(args.Where(a => a != Flag).ToList()))
-            .Build();
+        var builder = new ConfigurationBuilder();
+        InferenceServerApp.AddConfigurationSources(builder, args.Where(a => a != Flag).ToList());
+        var configuration = builder.Build();
         ServerOptions server;
         try
         {

@@ -24,13 +24,24 @@ public static class InferenceServerApp
     /// <paramref name="configuration"/> adds keys over every other source: how tests set what a deployment sets in the
     /// environment (such as the <c>OTEL_*</c> variables) without touching the process environment other servers share.
     /// </summary>
+    /// <summary>
+    /// The server's configuration sources, lowest precedence first: <c>appsettings.json</c> in the working directory,
+    /// <c>INFERENCE_Section__Key</c> variables, the flags' <c>INFERENCE_*</c> twins, the flags. Throws
+    /// <see cref="ArgumentException"/> on a bad flag. The health probe reads the same sources, so it finds the server
+    /// wherever they put it.
+    /// </summary>
+    public static void AddConfigurationSources(IConfigurationBuilder configuration, IReadOnlyList<string> args)
+    {
+        configuration.AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"), optional: true);
+        configuration.AddEnvironmentVariables("INFERENCE_");
+        configuration.AddInMemoryCollection(CommandLine.FromEnvironment(Environment.GetEnvironmentVariables()));
+        configuration.AddInMemoryCollection(CommandLine.Parse(args));
+    }
+
     public static WebApplication Create(string[] args, Action<IServiceCollection>? configureServices = null, IEnumerable<KeyValuePair<string, string?>>? configuration = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = Directory.GetCurrentDirectory() });
-        builder.Configuration.AddJsonFile("appsettings.json", optional: true);
-        builder.Configuration.AddEnvironmentVariables("INFERENCE_");
-        builder.Configuration.AddInMemoryCollection(CommandLine.FromEnvironment(Environment.GetEnvironmentVariables()));
-        builder.Configuration.AddInMemoryCollection(CommandLine.Parse(args));
+        AddConfigurationSources(builder.Configuration, args);
         builder.Configuration.AddInMemoryCollection(configuration);
         // Per-request framework logs cost about a quarter of the throughput of a small model (perf/RESULTS.md);
         // appsettings.json's "Logging" section can turn them back on.
