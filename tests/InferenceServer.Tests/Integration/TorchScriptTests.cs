@@ -40,6 +40,18 @@ public sealed class TorchScriptFixture : IAsyncLifetime
             """);
         // No inputs declared: a TorchScript file cannot describe them, so the model must not load.
         TorchScriptRepository.Add(repo, "undeclared", "linrelu.script.dat", "backend: pytorch\n");
+        // libtorch is the CPU build in every flavor (the GPU image too): a model on cuda must say what to do instead.
+        TorchScriptRepository.Add(repo, "on_cuda", "linrelu.script.dat", """
+            device: cuda:0
+            input: [{name: x, data_type: TYPE_FP32, dims: [10]}]
+            output: [{name: y, data_type: TYPE_FP32, dims: [6]}]
+            """);
+        TorchScriptRepository.Add(repo, "on_cuda_with_fallback", "linrelu.script.dat", """
+            device: cuda:0
+            allow_cpu_fallback: true
+            input: [{name: x, data_type: TYPE_FP32, dims: [10]}]
+            output: [{name: y, data_type: TYPE_FP32, dims: [6]}]
+            """);
         Server = await RunningServer.StartAsync(repo);
     }
 
@@ -107,6 +119,18 @@ public sealed class TorchScriptTests(TorchScriptFixture fixture) : IClassFixture
         Assert.Contains("declare every input and output", index.Reason);
         var error = await Assert.ThrowsAsync<RpcException>(() => InferClient.InferAsync(Server, TensorEncoding.GrpcRaw, "undeclared", [Ones("x", [10])]));
         Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_module_on_cuda_is_unavailable_with_what_to_do_and_falls_back_when_allowed()
+    {
+        var index = Server.Repository.Index(readyOnly: false).Single(e => e.Name == "on_cuda");
+        Assert.Equal("UNAVAILABLE", index.State);
+        Assert.Contains("libtorch's CPU build", index.Reason);
+        Assert.Contains("device: cpu", index.Reason);
+        Assert.Contains("docs/docker.md", index.Reason);
+
+        AssertClose(LinReluExpected, await InferOnes(TensorEncoding.GrpcRaw, "on_cuda_with_fallback", [10]), 1e-5, 1e-6);
     }
 
     [Fact]

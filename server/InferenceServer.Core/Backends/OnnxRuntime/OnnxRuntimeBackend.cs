@@ -85,7 +85,8 @@ public sealed class OnnxRuntimeBackend : IModelBackend
             }
             catch (OnnxRuntimeException e)
             {
-                throw new ModelLoadException($"device '{request.Device}' could not be initialised: {OnnxRuntimeModel.CleanMessage(e.Message)}", e);
+                throw new ModelLoadException(
+                    $"device '{request.Device}' could not be initialised: {OnnxRuntimeModel.CleanMessage(e.Message)}{CudaProviderLibrary.WhyItDoesNotLoad()}", e);
             }
         }
         throw new ModelLoadException($"device '{request.Device}' is not 'cpu' or 'cuda:N'");

@@ -97,7 +97,8 @@ public sealed class TorchSharpBackend : IModelBackend
             return CPU;
         }
         throw new ModelLoadException(
-            $"device '{request.Device}' requested but this libtorch build sees no such CUDA device; set allow_cpu_fallback: true to run on the CPU");
+            $"device '{request.Device}' requested but libtorch sees no such CUDA device (the server ships libtorch's CPU build, also in the CUDA image: docs/docker.md); " +
+            "set device: cpu, or allow_cpu_fallback: true to run on the CPU");
     }
 
     /// <summary>libtorch's thread pools are per process; the last model loaded with the parameters sets them.</summary>
