@@ -1,5 +1,5 @@
-using InferenceServer.Inference;
 using InferenceServer.Repository;
+using InferenceServer.Tensors;
 
 namespace InferenceServer.Backends;
 
@@ -54,7 +54,10 @@ public interface IModelBackend
     IBackendModel Load(BackendLoadRequest request);
 }
 
-/// <summary>One loaded model version, ready to execute requests. Implementations are thread-safe.</summary>
+/// <summary>
+/// One loaded model version: the engine seam. It executes input tensors into output tensors and knows nothing of
+/// requests, responses or model names. Implementations are thread-safe across different <see cref="EngineRun"/>s.
+/// </summary>
 public interface IBackendModel : IDisposable
 {
     /// <summary>The inputs and outputs the model declares.</summary>
@@ -63,8 +66,90 @@ public interface IBackendModel : IDisposable
     /// <summary>The execution provider in use ("CPUExecutionProvider", "CUDAExecutionProvider").</summary>
     string ExecutionProvider { get; }
 
-    /// <summary>Runs the request's inputs (already validated against the configuration) and appends <paramref name="outputs"/> to the response.</summary>
-    void Execute(InferenceRequest request, IReadOnlyList<string> outputs, InferenceResponse response, ref ExecutionTimings timings);
+    /// <summary>
+    /// Runs <see cref="EngineRun.Inputs"/> (already validated against the configuration) and sets the
+    /// <see cref="EngineOutput.Result"/> of every <see cref="EngineRun.Outputs"/> entry: the tensor the caller bound
+    /// (<see cref="EngineOutput.Into"/>), filled, or a pooled tensor the engine allocated. Throws
+    /// <see cref="Inference.InferenceException"/>: InvalidArgument for inputs the engine refuses, Internal when it fails.
+    /// </summary>
+    void Execute(EngineRun run, ref ExecutionTimings timings);
+}
+
+/// <summary>An output an engine run is asked for.</summary>
+public sealed class EngineOutput
+{
+    /// <summary>Asks for output <paramref name="name"/>, into <paramref name="into"/> when the caller has bound memory for it.</summary>
+    public EngineOutput(string name, Tensor? into = null)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        Name = name;
+        Into = into;
+    }
+
+    /// <summary>The model's output name.</summary>
+    public string Name { get; }
+
+    /// <summary>
+    /// Memory the caller bound for this output before the run (pooled host memory it owns, of the output's exact shape
+    /// and datatype), which the engine fills in place; null for the engine to allocate. A caller that runs the same
+    /// shapes again (a decode step) binds once and reuses it.
+    /// </summary>
+    public Tensor? Into { get; }
+
+    /// <summary>The output after the run: <see cref="Into"/>, or a tensor the engine allocated, which the caller then owns.</summary>
+    public Tensor? Result { get; set; }
+
+    /// <summary>Takes <see cref="Result"/> (and its ownership) and clears it, so the output can be asked for again.</summary>
+    public Tensor TakeResult()
+    {
+        var result = Result ?? throw new InvalidOperationException($"output '{Name}' has not been produced");
+        Result = null;
+        return result;
+    }
+}
+
+/// <summary>
+/// The tensors of an engine run, and what the engine keeps for its caller between runs. A caller that runs an engine
+/// repeatedly (an instance thread, a decoder) keeps one and refills it, so a run allocates nothing for it.
+/// </summary>
+public sealed class EngineRun : IDisposable
+{
+    /// <summary>The input tensors, borrowed: the engine reads them and never disposes them.</summary>
+    public List<Tensor> Inputs { get; } = [];
+
+    /// <summary>The outputs wanted, in order.</summary>
+    public List<EngineOutput> Outputs { get; } = [];
+
+    /// <summary>
+    /// State the engine keeps for this caller across runs (bindings, device buffers, per-sequence caches); the engine
+    /// creates and reads it, the caller only carries it and disposes it with the run.
+    /// </summary>
+    public IDisposable? State { get; set; }
+
+    /// <summary>Asks for an output the engine allocates.</summary>
+    public void AddOutput(string name) => Outputs.Add(new EngineOutput(name));
+
+    /// <summary>Forgets the inputs and outputs (disposing neither), keeping <see cref="State"/>.</summary>
+    public void Clear()
+    {
+        Inputs.Clear();
+        Outputs.Clear();
+    }
+
+    /// <summary>Disposes the engine's state and every output result still held.</summary>
+    public void Dispose()
+    {
+        foreach (var output in Outputs)
+        {
+            if (output.Result is { } result && !ReferenceEquals(result, output.Into))
+            {
+                result.Dispose();
+            }
+            output.Result = null;
+        }
+        State?.Dispose();
+        State = null;
+    }
 }
 
 /// <summary>A model version could not be loaded; the message is its reason in the repository index.</summary>

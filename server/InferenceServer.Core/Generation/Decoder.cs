@@ -39,23 +39,28 @@ public interface IDecoder
 /// <see cref="GenerationConfig.ContextWindow"/> tokens, left-padded with the pad id, as one [batch, window] tensor
 /// through the backend, and takes the logits of the last position. Works with any backend.
 /// </summary>
-public sealed class WindowDecoder : IDecoder
+public sealed class WindowDecoder : IDecoder, IDisposable
 {
     private readonly IBackendModel _model;
-    private readonly string _modelName;
     private readonly GenerationConfig _config;
-    private readonly string[] _outputs;
+
+    // The decode loop's engine run, refilled every step (one loop per decoder).
+    private readonly EngineRun _run = new();
+    private readonly EngineOutput _logits;
 
     /// <summary>Creates a decoder over one engine instance.</summary>
-    public WindowDecoder(IBackendModel model, string modelName, GenerationConfig config)
+    public WindowDecoder(IBackendModel model, GenerationConfig config)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
         _model = model;
-        _modelName = modelName;
         _config = config;
-        _outputs = [config.LogitsName];
+        _logits = new EngineOutput(config.LogitsName);
+        _run.Outputs.Add(_logits);
     }
+
+    /// <inheritdoc />
+    public void Dispose() => _run.Dispose();
 
     /// <inheritdoc />
     public void Step(IReadOnlyList<DecoderSequence> batch, Span<float> logits, ref ExecutionTimings timings)
@@ -81,12 +86,19 @@ public sealed class WindowDecoder : IDecoder
                 FillWindow(batch[b].Tokens, ids.Slice(b * window, window), (int)_config.PadTokenId);
             }
         }
-        using var request = new InferenceRequest(_modelName);
-        request.Inputs.Add(new Tensor(_config.InputName, _config.InputType, [count, window], buffer));
-        using var response = new InferenceResponse(_modelName, "", "");
-        _model.Execute(request, _outputs, response, ref timings);
+        using var input = new Tensor(_config.InputName, _config.InputType, [count, window], buffer);
+        _run.Inputs.Clear();
+        _run.Inputs.Add(input);
+        try
+        {
+            _model.Execute(_run, ref timings);
+        }
+        finally
+        {
+            _run.Inputs.Clear();
+        }
 
-        var output = response.Outputs[0];
+        using var output = _logits.TakeResult();
         var shape = output.Shape;
         var positions = _config.LogitsPerPosition && shape.Length == 3 ? (int)shape[1] : 1;
         if (shape[0] != count || shape[^1] != width || output.DataType != DataType.Fp32)

@@ -113,7 +113,7 @@ internal sealed class ModelWarmup
     /// Runs every sample <c>count</c> times on each instance (the instances at the same time), asking for every output.
     /// Throws <see cref="WarmupException"/> when the engine fails, naming the sample.
     /// </summary>
-    public void Run(IReadOnlyList<IBackendModel> instances, string version, CancellationToken cancellationToken)
+    public void Run(IReadOnlyList<IBackendModel> instances, CancellationToken cancellationToken)
     {
         if (Samples.Count == 0)
         {
@@ -121,7 +121,7 @@ internal sealed class ModelWarmup
         }
         if (instances.Count == 1)
         {
-            RunOn(instances[0], version, cancellationToken);
+            RunOn(instances[0], cancellationToken);
             return;
         }
         try
@@ -130,7 +130,7 @@ internal sealed class ModelWarmup
                 0,
                 instances.Count,
                 new ParallelOptions { MaxDegreeOfParallelism = instances.Count, CancellationToken = cancellationToken },
-                i => RunOn(instances[i], version, cancellationToken));
+                i => RunOn(instances[i], cancellationToken));
         }
         catch (AggregateException e)
         {
@@ -138,28 +138,44 @@ internal sealed class ModelWarmup
         }
     }
 
-    private void RunOn(IBackendModel instance, string version, CancellationToken cancellationToken)
+    private void RunOn(IBackendModel instance, CancellationToken cancellationToken)
     {
+        using var run = new EngineRun();
         foreach (var sample in Samples)
         {
-            for (var run = 0; run < sample.Count; run++)
+            for (var count = 0; count < sample.Count; count++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                using var request = new InferenceRequest(_config.Name, version) { Id = "warmup:" + sample.Name };
+                run.Clear();
                 foreach (var input in sample.Inputs)
                 {
                     // The engine only reads its inputs, so every run shares the sample's bytes.
-                    request.Inputs.Add(new Tensor(input.Name, input.DataType, (long[])input.Shape.Clone(), TensorBuffer.Wrap(input.Data)));
+                    run.Inputs.Add(new Tensor(input.Name, input.DataType, (long[])input.Shape.Clone(), TensorBuffer.Wrap(input.Data)));
                 }
-                using var response = new InferenceResponse(_config.Name, version, request.Id);
+                foreach (var output in _config.OutputNames)
+                {
+                    run.AddOutput(output);
+                }
                 var timings = default(ExecutionTimings);
                 try
                 {
-                    instance.Execute(request, _config.OutputNames, response, ref timings);
+                    instance.Execute(run, ref timings);
                 }
                 catch (Exception e) when (!(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
                 {
                     throw new WarmupException($"warmup '{sample.Name}' failed: {e.Message}", e);
+                }
+                finally
+                {
+                    foreach (var output in run.Outputs)
+                    {
+                        output.Result?.Dispose();
+                        output.Result = null;
+                    }
+                    foreach (var input in run.Inputs)
+                    {
+                        input.Dispose();
+                    }
                 }
             }
         }

@@ -376,7 +376,7 @@ public sealed partial class ModelRepository : IDisposable
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
-                    warmup.Run(instances, version.ToString(CultureInfo.InvariantCulture), cancellationToken);
+                    warmup.Run(instances, cancellationToken);
                 }
                 finally
                 {

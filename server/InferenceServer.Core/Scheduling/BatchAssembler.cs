@@ -28,12 +28,14 @@ internal static class BatchAssembler
         return true;
     }
 
-    /// <summary>One request whose inputs are the batch's inputs concatenated along the batch dimension.</summary>
-    public static InferenceRequest Gather(List<PendingRequest> batch, long rows)
+    /// <summary>
+    /// The batch's inputs, each its requests' tensors concatenated along the batch dimension into one pooled buffer
+    /// (added to <paramref name="into"/>; the caller disposes them).
+    /// </summary>
+    public static void Gather(List<PendingRequest> batch, long rows, List<Tensor> into)
     {
         var first = batch[0].Request;
-        var merged = new InferenceRequest(first.ModelName, first.ModelVersion);
-        merged.RequestedOutputs.AddRange(first.RequestedOutputs);
+        var added = into.Count;
         try
         {
             foreach (var input in first.Inputs)
@@ -54,56 +56,45 @@ internal static class BatchAssembler
                 }
                 var shape = (long[])input.Shape.Clone();
                 shape[0] = rows;
-                merged.Inputs.Add(new Tensor(input.Name, input.DataType, shape, buffer));
+                into.Add(new Tensor(input.Name, input.DataType, shape, buffer));
             }
-            return merged;
         }
         catch
         {
-            merged.Dispose();
+            for (var i = into.Count - 1; i >= added; i--)
+            {
+                into[i].Dispose();
+                into.RemoveAt(i);
+            }
             throw;
         }
     }
 
-    /// <summary>Each request's rows of every output, as slices sharing the batch's output buffers.</summary>
-    public static InferenceResponse[] Scatter(InferenceResponse batched, List<PendingRequest> batch, long rows)
+    /// <summary>
+    /// Each request's rows of every output, as slices sharing the batch's output buffers, into <paramref name="responses"/>
+    /// (one per request of the batch, in order).
+    /// </summary>
+    public static void Scatter(IReadOnlyList<Tensor> outputs, List<PendingRequest> batch, long rows, InferenceResponse[] responses)
     {
-        var responses = new InferenceResponse[batch.Count];
-        for (var i = 0; i < batch.Count; i++)
+        foreach (var output in outputs)
         {
-            responses[i] = new InferenceResponse(batched.ModelName, batched.ModelVersion, batch[i].Request.Id);
-        }
-        try
-        {
-            foreach (var output in batched.Outputs)
+            if (output.Shape.Length == 0 || output.Shape[0] != rows)
             {
-                if (output.Shape.Length == 0 || output.Shape[0] != rows)
-                {
-                    throw new InferenceException(InferenceErrorKind.Internal,
-                        $"output '{output.Name}' has shape {TensorShape.Format(output.Shape)}; a batched model must return the batch of {rows} as its first dimension");
-                }
-                TensorShape.TryGetElementCount(output.Shape, out var elements);
-                var elementsPerRow = rows == 0 ? 0 : elements / rows;
-                var offset = 0;
-                for (var i = 0; i < batch.Count; i++)
-                {
-                    var count = batch[i].BatchSize * elementsPerRow;
-                    var length = ByteLength(output, offset, count);
-                    var shape = (long[])output.Shape.Clone();
-                    shape[0] = batch[i].BatchSize;
-                    responses[i].Outputs.Add(new Tensor(output.Name, output.DataType, shape, output.Data.Slice(offset, length)));
-                    offset += length;
-                }
+                throw new InferenceException(InferenceErrorKind.Internal,
+                    $"output '{output.Name}' has shape {TensorShape.Format(output.Shape)}; a batched model must return the batch of {rows} as its first dimension");
             }
-            return responses;
-        }
-        catch
-        {
-            foreach (var r in responses)
+            TensorShape.TryGetElementCount(output.Shape, out var elements);
+            var elementsPerRow = rows == 0 ? 0 : elements / rows;
+            var offset = 0;
+            for (var i = 0; i < batch.Count; i++)
             {
-                r.Dispose();
+                var count = batch[i].BatchSize * elementsPerRow;
+                var length = ByteLength(output, offset, count);
+                var shape = (long[])output.Shape.Clone();
+                shape[0] = batch[i].BatchSize;
+                responses[i].Outputs.Add(new Tensor(output.Name, output.DataType, shape, output.Data.Slice(offset, length)));
+                offset += length;
             }
-            throw;
         }
     }
 

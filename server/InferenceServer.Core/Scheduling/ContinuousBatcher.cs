@@ -40,9 +40,19 @@ public sealed class ContinuousBatcher : IDisposable
         _largestSteps = new int[instances.Count];
         for (var i = 0; i < instances.Count; i++)
         {
-            var decoder = new WindowDecoder(instances[i], config.Name, generation);
+            var decoder = new WindowDecoder(instances[i], generation);
             var instance = i;
-            _threads[i] = new Thread(() => Loop(decoder, instance)) { IsBackground = true, Name = $"generate {config.Name}:{version} #{i}" };
+            _threads[i] = new Thread(() =>
+            {
+                try
+                {
+                    Loop(decoder, instance);
+                }
+                finally
+                {
+                    decoder.Dispose();
+                }
+            }) { IsBackground = true, Name = $"generate {config.Name}:{version} #{i}" };
             _threads[i].Start();
         }
     }

@@ -5,6 +5,7 @@ using InferenceServer.Inference;
 using InferenceServer.Observability;
 using InferenceServer.Repository;
 using InferenceServer.Statistics;
+using InferenceServer.Tensors;
 
 namespace InferenceServer.Scheduling;
 
@@ -107,11 +108,13 @@ public sealed class ModelScheduler : IDisposable
 
     private void Work(IBackendModel instance)
     {
+        // The instance thread's run: refilled for every batch, with the engine's state kept across them.
+        using var run = new EngineRun();
         try
         {
             while (_queue.TakeBatch(_policy) is { } batch)
             {
-                Execute(instance, batch);
+                Execute(instance, run, batch);
             }
         }
         finally
@@ -126,7 +129,7 @@ public sealed class ModelScheduler : IDisposable
         }
     }
 
-    private void Execute(IBackendModel instance, List<PendingRequest> batch)
+    private void Execute(IBackendModel instance, EngineRun run, List<PendingRequest> batch)
     {
         var started = Stopwatch.GetTimestamp();
         long rows = 0;
@@ -140,35 +143,76 @@ public sealed class ModelScheduler : IDisposable
             Telemetry.RecordExecution(pending.Request.Activity, rows, pending.Enqueued, started);
         }
         var timings = new ExecutionTimings();
-        InferenceResponse[] responses;
+        var responses = new InferenceResponse[batch.Count];
         try
         {
             var outputs = batch[0].Request.RequestedOutputs.Count > 0 ? batch[0].Request.RequestedOutputs : _config.OutputNames;
+            for (var i = 0; i < batch.Count; i++)
+            {
+                responses[i] = new InferenceResponse(_config.Name, _version, batch[i].Request.Id);
+            }
+            run.Clear();
+            foreach (var name in outputs)
+            {
+                run.AddOutput(name);
+            }
             if (batch.Count == 1)
             {
-                var single = batch[0].Request;
-                var response = new InferenceResponse(_config.Name, _version, single.Id);
+                // One request: the engine reads its tensors as they are, and its outputs are the response's.
+                run.Inputs.AddRange(batch[0].Request.Inputs);
                 try
                 {
-                    instance.Execute(single, outputs, response, ref timings);
+                    instance.Execute(run, ref timings);
                 }
-                catch
+                finally
                 {
-                    response.Dispose();
-                    throw;
+                    run.Inputs.Clear();
                 }
-                responses = [response];
+                foreach (var output in run.Outputs)
+                {
+                    responses[0].Outputs.Add(output.TakeResult());
+                }
             }
             else
             {
-                using var merged = BatchAssembler.Gather(batch, rows);
-                using var batched = new InferenceResponse(_config.Name, _version, "");
-                instance.Execute(merged, outputs, batched, ref timings);
-                responses = BatchAssembler.Scatter(batched, batch, rows);
+                BatchAssembler.Gather(batch, rows, run.Inputs);
+                try
+                {
+                    instance.Execute(run, ref timings);
+                    var batched = new Tensor[run.Outputs.Count];
+                    for (var i = 0; i < batched.Length; i++)
+                    {
+                        batched[i] = run.Outputs[i].TakeResult();
+                    }
+                    try
+                    {
+                        BatchAssembler.Scatter(batched, batch, rows, responses);
+                    }
+                    finally
+                    {
+                        // The responses hold slices of the batch's outputs; these references go.
+                        foreach (var tensor in batched)
+                        {
+                            tensor.Dispose();
+                        }
+                    }
+                }
+                finally
+                {
+                    foreach (var gathered in run.Inputs)
+                    {
+                        gathered.Dispose();
+                    }
+                    run.Inputs.Clear();
+                }
             }
         }
         catch (Exception e)
         {
+            foreach (var response in responses)
+            {
+                response?.Dispose();
+            }
             var error = e as InferenceException ?? new InferenceException(InferenceErrorKind.Internal, "model execution failed: " + e.Message, e);
             var failed = Stopwatch.GetTimestamp();
             foreach (var pending in batch)

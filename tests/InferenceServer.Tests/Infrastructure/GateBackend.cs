@@ -85,12 +85,12 @@ public sealed class GateBackend : IModelBackend
 
         public string ExecutionProvider => "test";
 
-        public void Execute(InferenceRequest request, IReadOnlyList<string> outputs, InferenceResponse response, ref ExecutionTimings timings)
+        public void Execute(EngineRun run, ref ExecutionTimings timings)
         {
             state.Enter();
             try
             {
-                var x = request.Inputs[0];
+                var x = run.Inputs[0];
                 state.Executions.Enqueue((x.Shape[0], x.Shape, x.Elements<float>().ToArray()));
                 if (!state.Open.Wait(TimeSpan.FromSeconds(30)))
                 {
@@ -100,7 +100,7 @@ public sealed class GateBackend : IModelBackend
                 {
                     throw new InvalidOperationException(failure);
                 }
-                response.Outputs.Add(new Tensor("y", DataType.Fp32, (long[])x.Shape.Clone(), TensorBuffer.CopyOf(x.Data.Span)));
+                run.Outputs[0].Result = new Tensor("y", DataType.Fp32, (long[])x.Shape.Clone(), TensorBuffer.CopyOf(x.Data.Span));
             }
             finally
             {

@@ -32,33 +32,46 @@ internal sealed class OnnxRuntimeModel : IBackendModel
 
     public string ExecutionProvider { get; }
 
-    public void Execute(InferenceRequest request, IReadOnlyList<string> outputs, InferenceResponse response, ref ExecutionTimings timings)
+    public void Execute(EngineRun run, ref ExecutionTimings timings)
     {
         var start = Stopwatch.GetTimestamp();
-        var count = request.Inputs.Count;
-        var names = new string[count];
-        var values = new OrtValue[count];
-        var pins = new MemoryHandle[count];
+        var inputs = run.Inputs;
+        var outputs = run.Outputs;
+        // Input values first, then the values over memory the caller bound for outputs.
+        var values = new OrtValue[inputs.Count + outputs.Count];
+        var pins = new MemoryHandle[values.Length];
         try
         {
-            for (var i = 0; i < count; i++)
+            for (var i = 0; i < inputs.Count; i++)
             {
-                var tensor = request.Inputs[i];
-                names[i] = tensor.Name;
-                values[i] = CreateValue(tensor, ref pins[i]);
+                values[i] = CreateValue(inputs[i], ref pins[i]);
             }
             var ran = Stopwatch.GetTimestamp();
             timings.InputTicks += ran - start;
 
             using var binding = _session.CreateIoBinding();
-            for (var i = 0; i < count; i++)
+            for (var i = 0; i < inputs.Count; i++)
             {
-                binding.BindInput(names[i], values[i]);
+                binding.BindInput(inputs[i].Name, values[i]);
             }
-            foreach (var output in outputs)
+            for (var j = 0; j < outputs.Count; j++)
             {
-                // Strings never live on a device.
-                binding.BindOutputToDevice(output, IsString(output) ? OrtMemoryInfo.DefaultInstance : _outputMemory);
+                var output = outputs[j];
+                if (output.Into is { } into)
+                {
+                    if (into.DataType == DataType.Bytes)
+                    {
+                        throw new InvalidOperationException($"output '{output.Name}': BYTES outputs cannot be bound to preallocated memory");
+                    }
+                    var at = inputs.Count + j;
+                    values[at] = CreateValue(into, ref pins[at]);
+                    binding.BindOutput(output.Name, values[at]);
+                }
+                else
+                {
+                    // Strings never live on a device.
+                    binding.BindOutputToDevice(output.Name, IsString(output.Name) ? OrtMemoryInfo.DefaultInstance : _outputMemory);
+                }
             }
             IDisposableReadOnlyCollection<OrtValue> results;
             try
@@ -76,32 +89,57 @@ internal sealed class OnnxRuntimeModel : IBackendModel
             }
             var copied = Stopwatch.GetTimestamp();
             timings.InferTicks += copied - ran;
-            // Each output value is handed to its tensor (no copy) or disposed here; never both.
-            var j = 0;
-            foreach (var value in results)
-            {
-                try
-                {
-                    response.Outputs.Add(TakeOutput(outputs[j++], value));
-                }
-                catch
-                {
-                    foreach (var rest in results.Skip(j - 1))
-                    {
-                        rest.Dispose();
-                    }
-                    throw;
-                }
-            }
+            TakeResults(outputs, results);
             timings.OutputTicks += Stopwatch.GetTimestamp() - copied;
         }
         finally
         {
-            for (var i = 0; i < count; i++)
+            for (var i = 0; i < values.Length; i++)
             {
                 values[i]?.Dispose();
                 pins[i].Dispose();
             }
+        }
+    }
+
+    /// <summary>
+    /// Hands each result to its output: a bound output's value is only a view of the caller's memory (disposed here);
+    /// any other becomes a tensor. On a failure no output keeps a result and every value is disposed.
+    /// </summary>
+    private static void TakeResults(List<EngineOutput> outputs, IDisposableReadOnlyCollection<OrtValue> results)
+    {
+        var j = 0;
+        try
+        {
+            foreach (var value in results)
+            {
+                var output = outputs[j++];
+                if (output.Into is { } into)
+                {
+                    value.Dispose();
+                    output.Result = into;
+                }
+                else
+                {
+                    output.Result = TakeOutput(output.Name, value);
+                }
+            }
+        }
+        catch
+        {
+            foreach (var rest in results.Skip(j))
+            {
+                rest.Dispose();
+            }
+            foreach (var output in outputs)
+            {
+                if (output.Result is { } produced && !ReferenceEquals(produced, output.Into))
+                {
+                    produced.Dispose();
+                }
+                output.Result = null;
+            }
+            throw;
         }
     }
 

@@ -29,7 +29,7 @@ internal sealed class TorchScriptModel : IBackendModel
 
     public string ExecutionProvider { get; }
 
-    public void Execute(InferenceRequest request, IReadOnlyList<string> outputs, InferenceResponse response, ref ExecutionTimings timings)
+    public void Execute(EngineRun run, ref ExecutionTimings timings)
     {
         var start = Stopwatch.GetTimestamp();
         using var mode = inference_mode();
@@ -38,7 +38,7 @@ internal sealed class TorchScriptModel : IBackendModel
         var arguments = new object[declared.Count];
         for (var i = 0; i < declared.Count; i++)
         {
-            var input = FindInput(request, declared[i].Name)
+            var input = FindInput(run.Inputs, declared[i].Name)
                 ?? throw InferenceException.InvalidArgument($"input '{declared[i].Name}' is required: TorchScript's forward() takes every declared input");
             arguments[i] = ToTorch(input, _device);
         }
@@ -68,10 +68,29 @@ internal sealed class TorchScriptModel : IBackendModel
             throw new InferenceException(InferenceErrorKind.Internal,
                 $"forward() returned {results.Count} tensor(s) but the configuration declares {Signature.Outputs.Count} output(s)");
         }
-        foreach (var name in outputs)
+        var done = 0;
+        try
         {
-            var index = IndexOfOutput(name);
-            response.Outputs.Add(FromTorch(Signature.Outputs[index], results[index]));
+            foreach (var output in run.Outputs)
+            {
+                var index = IndexOfOutput(output.Name);
+                var config = Signature.Outputs[index];
+                var tensor = results[index];
+                output.Result = output.Into is { } into ? CopyInto(config, tensor, into) : FromTorch(config, tensor);
+                done++;
+            }
+        }
+        catch
+        {
+            foreach (var output in run.Outputs.Take(done))
+            {
+                if (output.Result is { } produced && !ReferenceEquals(produced, output.Into))
+                {
+                    produced.Dispose();
+                }
+                output.Result = null;
+            }
+            throw;
         }
         timings.OutputTicks += Stopwatch.GetTimestamp() - copied;
     }
@@ -90,9 +109,9 @@ internal sealed class TorchScriptModel : IBackendModel
         throw InferenceException.InvalidArgument($"unknown output '{name}'");
     }
 
-    private static Tensors.Tensor? FindInput(InferenceRequest request, string name)
+    private static Tensors.Tensor? FindInput(List<Tensors.Tensor> inputs, string name)
     {
-        foreach (var input in request.Inputs)
+        foreach (var input in inputs)
         {
             if (input.Name == name)
             {
@@ -148,6 +167,24 @@ internal sealed class TorchScriptModel : IBackendModel
             host = host.contiguous();
         }
         return new Tensors.Tensor(config.Name, type.Value, host.shape, TensorBuffer.CopyOf(host.bytes));
+    }
+
+    /// <summary>Copies an output into memory the caller bound for it, which must have the output's shape and type.</summary>
+    private static Tensors.Tensor CopyInto(Repository.TensorConfig config, torch.Tensor tensor, Tensors.Tensor into)
+    {
+        var type = FromTorch(tensor.dtype);
+        if (type != into.DataType || !tensor.shape.AsSpan().SequenceEqual(into.Shape))
+        {
+            throw new InferenceException(InferenceErrorKind.Internal,
+                $"output '{config.Name}' is {tensor.dtype} {TensorShape.Format(tensor.shape)}, not the bound {into.DataType.ConfigName()} {TensorShape.Format(into.Shape)}");
+        }
+        var host = tensor.device_type == DeviceType.CPU ? tensor : tensor.cpu();
+        if (!host.is_contiguous())
+        {
+            host = host.contiguous();
+        }
+        host.bytes.CopyTo(into.Data.Span);
+        return into;
     }
 
     internal static ScalarType? ToTorch(DataType type) => type switch
