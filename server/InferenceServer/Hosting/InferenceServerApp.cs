@@ -1,7 +1,5 @@
 using System.Net;
 using InferenceServer.Backends;
-using InferenceServer.Backends.OnnxRuntime;
-using InferenceServer.Backends.TorchSharp;
 using InferenceServer.Generation;
 using InferenceServer.Observability;
 using InferenceServer.Grpc;
@@ -83,8 +81,7 @@ public static class InferenceServerApp
         builder.Services.AddSingleton(openAi);
         builder.Services.AddSingleton(Options.Create(repository));
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<ModelRepositoryOptions>>().Value);
-        builder.Services.AddSingleton<IModelBackend, OnnxRuntimeBackend>();
-        builder.Services.AddSingleton<IModelBackend, TorchSharpBackend>();
+        builder.Services.AddModelBackends();
         builder.Services.AddSingleton<ModelRepository>();
         builder.Services.AddSingleton<ServerMetrics>();
         builder.Services.AddSingleton(admission);

@@ -7,12 +7,21 @@ using InferenceServer.Tests.Infrastructure;
 namespace InferenceServer.Tests.Packaging;
 
 /// <summary>
-/// The build switch <c>-p:Accelerator=cpu|cuda</c> in InferenceServer.Core.csproj, by MSBuild evaluation: each flavor's
-/// engine packages, the default, and the error for a value that is neither. CudaBaseTests restores the cuda flavor.
+/// The build switch <c>-p:Accelerator=cpu|cuda</c> in InferenceServer.Backends.OnnxRuntime.csproj, by MSBuild evaluation
+/// of the engines' projects: each flavor's engine packages, the default, and the error for a value that is neither.
+/// CudaBaseTests restores the cuda flavor.
 /// </summary>
 public sealed class BuildSwitchTests
 {
-    private static readonly string CoreProject = Path.Combine(Paths.RepositoryRoot, "server", "InferenceServer.Core", "InferenceServer.Core.csproj");
+    /// <summary>The project of ONNX Runtime's backend, which holds the switch.</summary>
+    internal static readonly string OnnxRuntimeProject = Path.Combine(Paths.RepositoryRoot, "server", "InferenceServer.Backends.OnnxRuntime", "InferenceServer.Backends.OnnxRuntime.csproj");
+
+    /// <summary>The engines' projects: their package references are the flavor's native packages.</summary>
+    private static readonly string[] EngineProjects =
+    [
+        OnnxRuntimeProject,
+        Path.Combine(Paths.RepositoryRoot, "server", "InferenceServer.Backends.TorchSharp", "InferenceServer.Backends.TorchSharp.csproj"),
+    ];
     private static readonly ConcurrentDictionary<string, Lazy<Task<IReadOnlyList<string>>>> Evaluated = new(StringComparer.Ordinal);
 
     private static readonly string[] CpuEngines = ["Microsoft.ML.OnnxRuntime"];
@@ -54,10 +63,10 @@ public sealed class BuildSwitchTests
     [InlineData("CUDA12")]
     public async Task An_unknown_accelerator_fails_the_build_with_a_clear_error(string value)
     {
-        var (code, output) = await MsBuildAsync(["-t:CheckAccelerator", $"-p:Accelerator={value}"]);
+        var (code, output) = await MsBuildAsync(OnnxRuntimeProject, ["-t:CheckAccelerator", $"-p:Accelerator={value}"]);
         Assert.NotEqual(0, code);
         Assert.Contains($"Accelerator '{value}' is not known: use -p:Accelerator=cpu (the default) or -p:Accelerator=cuda.", output, StringComparison.Ordinal);
-        var (ok, okOutput) = await MsBuildAsync(["-t:CheckAccelerator", "-p:Accelerator=cuda"]);
+        var (ok, okOutput) = await MsBuildAsync(OnnxRuntimeProject, ["-t:CheckAccelerator", "-p:Accelerator=cuda"]);
         Assert.True(ok == 0, okOutput);
     }
 
@@ -78,12 +87,16 @@ public sealed class BuildSwitchTests
 
     private static async Task<IReadOnlyList<string>> EvaluateAsync(string accelerator)
     {
-        var (code, output) = await MsBuildAsync(accelerator.Length == 0 ? ["-getItem:PackageReference"] : ["-getItem:PackageReference", $"-p:Accelerator={accelerator}"]);
-        Assert.True(code == 0, output);
-        using var json = JsonDocument.Parse(output);
-        return json.RootElement.GetProperty("Items").GetProperty("PackageReference").EnumerateArray()
-            .Select(i => i.GetProperty("Identity").GetString()!)
-            .ToList();
+        var packages = new List<string>();
+        foreach (var project in EngineProjects)
+        {
+            var (code, output) = await MsBuildAsync(project, accelerator.Length == 0 ? ["-getItem:PackageReference"] : ["-getItem:PackageReference", $"-p:Accelerator={accelerator}"]);
+            Assert.True(code == 0, output);
+            using var json = JsonDocument.Parse(output);
+            packages.AddRange(json.RootElement.GetProperty("Items").GetProperty("PackageReference").EnumerateArray()
+                .Select(i => i.GetProperty("Identity").GetString()!));
+        }
+        return packages;
     }
 
     /// <summary>A package's version in Directory.Packages.props (null when it has none).</summary>
@@ -93,10 +106,10 @@ public sealed class BuildSwitchTests
             .Select(p => (string?)p.Attribute("Version"))
             .SingleOrDefault();
 
-    /// <summary>Runs <c>dotnet msbuild</c> on the core project (evaluation or one target; no restore).</summary>
-    private static async Task<(int Code, string Output)> MsBuildAsync(IEnumerable<string> arguments)
+    /// <summary>Runs <c>dotnet msbuild</c> on a project (evaluation or one target; no restore).</summary>
+    private static async Task<(int Code, string Output)> MsBuildAsync(string project, IEnumerable<string> arguments)
     {
-        var start = new ProcessStartInfo("dotnet", ["msbuild", CoreProject, "-nologo", .. arguments])
+        var start = new ProcessStartInfo("dotnet", ["msbuild", project, "-nologo", .. arguments])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -8,8 +8,8 @@ using InferenceServer.Tests.Infrastructure;
 namespace InferenceServer.Tests.Packaging;
 
 /// <summary>
-/// The CUDA image's base matched to ONNX Runtime's CUDA provider by test, not by hand. The cuda flavor
-/// (<c>-p:Accelerator=cuda</c>) is restored here into a private folder; the libraries its CUDA provider links (the ELF
+/// The CUDA image's base matched to ONNX Runtime's CUDA provider by test, not by hand. The cuda flavor of ONNX Runtime's
+/// backend (<c>-p:Accelerator=cuda</c>) is restored here into a private folder; the libraries its CUDA provider links (the ELF
 /// NEEDED entries of <c>libonnxruntime_providers_cuda.so</c>) and those ONNX Runtime loads at run time (cuDNN 9 and the
 /// NVRTC of its CUDA major) must all come from the CUDA and cuDNN majors of Dockerfile.cuda's <c>nvidia/cuda</c> base,
 /// from the NVIDIA driver, or from Ubuntu itself.
@@ -34,12 +34,10 @@ public sealed class CudaBaseTests
     private static readonly HashSet<string> FromTheDriver = new(StringComparer.Ordinal) { "libcuda.so.1" };
 
     [Fact]
-    public async Task The_cuda_flavor_restores_here_with_onnx_runtime_on_cuda_and_libtorch_on_the_cpu()
+    public async Task The_cuda_flavor_of_onnx_runtimes_backend_restores_here()
     {
         var restored = await CudaFlavor.Value;
         Assert.Contains($"{OrtGpuPackage}/{BuildSwitchTests.CentralVersion(OrtGpuPackage)}", restored.Libraries);
-        Assert.Contains($"libtorch-cpu-linux-x64/{BuildSwitchTests.CentralVersion("libtorch-cpu-linux-x64")}", restored.Libraries);
-        Assert.DoesNotContain(restored.Libraries, l => l.StartsWith("libtorch-cuda", StringComparison.OrdinalIgnoreCase));
         Assert.DoesNotContain(restored.Libraries, l => l.StartsWith("Microsoft.ML.OnnxRuntime/", StringComparison.Ordinal));
         Assert.True(File.Exists(restored.CudaProvider), restored.CudaProvider);
     }
@@ -132,13 +130,13 @@ public sealed class CudaBaseTests
 
     private sealed record Restored(IReadOnlyList<string> Libraries, string CudaProvider);
 
-    /// <summary>Restores InferenceServer.Core with <c>-p:Accelerator=cuda</c> into a private obj folder (the build's own
-    /// restore of the cpu flavor is left alone) and reads what it resolved from project.assets.json.</summary>
+    /// <summary>Restores ONNX Runtime's backend with <c>-p:Accelerator=cuda</c> into a private obj folder (the build's
+    /// own restore of the cpu flavor is left alone) and reads what it resolved from project.assets.json.</summary>
     private static async Task<Restored> RestoreCudaFlavorAsync()
     {
         var obj = Paths.NewTempDirectory("cuda-restore") + "/";
-        var core = Path.Combine(Paths.RepositoryRoot, "server", "InferenceServer.Core", "InferenceServer.Core.csproj");
-        var start = new ProcessStartInfo("dotnet", ["restore", core, "-p:Accelerator=cuda", $"-p:BaseIntermediateOutputPath={obj}", "--nologo", "-v", "quiet"])
+        // ONNX Runtime's backend alone (--no-dependencies: Core's own restore is left alone too).
+        var start = new ProcessStartInfo("dotnet", ["restore", BuildSwitchTests.OnnxRuntimeProject, "--no-dependencies", "-p:Accelerator=cuda", $"-p:BaseIntermediateOutputPath={obj}", "--nologo", "-v", "quiet"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
