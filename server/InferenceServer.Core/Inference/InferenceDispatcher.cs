@@ -77,7 +77,7 @@ public sealed class InferenceDispatcher : ITextGenerator
             }
             else
             {
-                scheduled = lease.Scheduler.ScheduleAsync(request, batch, cancellationToken);
+                scheduled = lease.Runner.InferAsync(request, batch, cancellationToken);
             }
         }
         catch (Exception e)
@@ -226,7 +226,7 @@ public sealed class InferenceDispatcher : ITextGenerator
 
             activity = StartActivity(model, lease.Version, request, maxTokens);
             IDisposable owned = admitted is null ? lease : new AdmittedLease(lease, admitted);
-            var sequence = lease.Version.Batcher!.Submit(tokens, request, maxTokens, activity, owned, cancellationToken);
+            var sequence = lease.Runner.Generate(tokens, request, maxTokens, activity, owned, cancellationToken);
             return new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks);
         }
         catch (Exception e)

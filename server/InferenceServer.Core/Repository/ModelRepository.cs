@@ -121,9 +121,9 @@ public sealed partial class ModelRepository : IDisposable
         {
             var snapshot = _models.GetValueOrDefault(name);
             var selected = Select(name, version);
-            if (selected.TryAcquire(out var scheduler))
+            if (selected.TryAcquire(out var runner))
             {
-                return new ModelLease(selected, scheduler);
+                return new ModelLease(selected, runner);
             }
             // A reload swapped the versions between the lookup and the lease: look again in the new set.
             if (ReferenceEquals(snapshot, _models.GetValueOrDefault(name)))

@@ -24,8 +24,8 @@ public enum ModelState
 /// </summary>
 public sealed class ModelVersion
 {
-    private readonly ModelScheduler? _scheduler;
-    private readonly ContinuousBatcher? _batcher;
+    // The version's one runner while it serves (null for a version that is loading or failed).
+    private readonly IModelRunner? _runner;
     private int _references;
 
     private ModelVersion(string name, long version, ModelState state, string reason, ModelConfig? config, IReadOnlyList<IBackendModel>? instances, ServerMetrics? metrics)
@@ -39,14 +39,9 @@ public sealed class ModelVersion
         {
             var label = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
             Statistics.Export(metrics!.ForRequests(name, label));
-            if (config!.Generation is { } generation)
-            {
-                _batcher = new ContinuousBatcher(config, label, generation, instances, Statistics, metrics.ForGeneration(name, label));
-            }
-            else
-            {
-                _scheduler = new ModelScheduler(config, version, instances, Statistics);
-            }
+            _runner = config!.Generation is { } generation
+                ? new ContinuousBatcher(config, label, generation, instances, Statistics, metrics.ForGeneration(name, label))
+                : new ModelScheduler(config, version, instances, Statistics);
             _references = 1;
         }
     }
@@ -116,14 +111,18 @@ public sealed class ModelVersion
     public TimeSpan WarmupDuration { get; internal set; }
 
     /// <summary>Requests waiting in this version's queue (for a generative model, waiting for a running slot).</summary>
-    public int QueueLength => _scheduler?.QueueLength ?? _batcher?.WaitingCount ?? 0;
+    public int QueueLength => _runner?.QueueLength ?? 0;
 
-    /// <summary>The continuous batcher of a generative model; null for tensor models.</summary>
-    public ContinuousBatcher? Batcher => _batcher;
+    /// <summary>What runs this version's work while it serves; null while loading or after a failed load.</summary>
+    internal IModelRunner? Runner => _runner;
 
-    internal bool TryAcquire(out ModelScheduler scheduler)
+    internal bool TryAcquire([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IModelRunner? runner)
     {
-        scheduler = _scheduler!;
+        runner = _runner;
+        if (runner is null)
+        {
+            return false;
+        }
         while (true)
         {
             var current = Volatile.Read(ref _references);
@@ -142,8 +141,7 @@ public sealed class ModelVersion
     {
         if (Interlocked.Decrement(ref _references) == 0)
         {
-            _scheduler?.Dispose();
-            _batcher?.Dispose();
+            _runner?.Dispose();
         }
     }
 
@@ -163,17 +161,17 @@ public sealed class ModelVersion
 /// <summary>A request's hold on a ready model version; dispose it when the request is done.</summary>
 public readonly struct ModelLease : IDisposable
 {
-    internal ModelLease(ModelVersion version, ModelScheduler scheduler)
+    internal ModelLease(ModelVersion version, IModelRunner runner)
     {
         Version = version;
-        Scheduler = scheduler;
+        Runner = runner;
     }
 
     /// <summary>The version serving the request.</summary>
     public ModelVersion Version { get; }
 
-    /// <summary>The version's scheduler (queue and engine instances).</summary>
-    public ModelScheduler Scheduler { get; }
+    /// <summary>The version's runner (its queue and engine instances).</summary>
+    internal IModelRunner Runner { get; }
 
     /// <summary>The version's configuration.</summary>
     public ModelConfig Config => Version.Config!;

@@ -15,7 +15,7 @@ namespace InferenceServer.Scheduling;
 /// leave; every running sequence gets one token per step, so progress is fair. The waiting queue is bounded: beyond
 /// <see cref="GenerationConfig.MaxWaitingSequences"/> a request is refused at once (429 / RESOURCE_EXHAUSTED).
 /// </summary>
-public sealed class ContinuousBatcher : IDisposable
+internal sealed class ContinuousBatcher : IModelRunner
 {
     private readonly ModelConfig _config;
     private readonly GenerationConfig _generation;
@@ -72,6 +72,16 @@ public sealed class ContinuousBatcher : IDisposable
     /// <summary>Sequences currently in a batch, over every instance.</summary>
     public int RunningCount => Volatile.Read(ref _running);
 
+    /// <inheritdoc />
+    int IModelRunner.QueueLength => WaitingCount;
+
+    /// <inheritdoc />
+    int IModelRunner.Executing => RunningCount;
+
+    /// <summary>A generative model's tensor form (text_input) is turned into a generation before it gets here.</summary>
+    Task<InferenceResponse> IModelRunner.InferAsync(InferenceRequest request, long batchSize, CancellationToken cancellationToken) =>
+        throw InferenceException.InvalidArgument($"model '{_config.Name}' is a generative model: send text_input, or use the generate or OpenAI endpoints");
+
     /// <summary>Test hook: the largest batch a step has had so far, over every instance.</summary>
     public int LargestStep => _largestSteps.Max();
 
@@ -83,7 +93,7 @@ public sealed class ContinuousBatcher : IDisposable
     /// sequence owns <paramref name="lease"/> and <paramref name="activity"/> once this returns. Throws
     /// ResourceExhausted when the waiting queue is full.
     /// </summary>
-    internal GeneratingSequence Submit(
+    public GeneratingSequence Generate(
         List<int> promptTokens, GenerationRequest request, int maxTokens, Activity? activity, IDisposable lease, CancellationToken cancellationToken)
     {
         var sequence = new GeneratingSequence(promptTokens, request, maxTokens, _generation, _metrics, activity, lease);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using InferenceServer.Backends;
+using InferenceServer.Generation;
 using InferenceServer.Inference;
 using InferenceServer.Observability;
 using InferenceServer.Repository;
@@ -14,7 +15,7 @@ namespace InferenceServer.Scheduling;
 /// instance has a dedicated thread that takes the next batch (dynamic batching) or the next request, runs it and
 /// answers every request in it. Models without a batch dimension run one request at a time per instance.
 /// </summary>
-public sealed class ModelScheduler : IDisposable
+internal sealed class ModelScheduler : IModelRunner
 {
     private readonly ModelConfig _config;
     private readonly string _version;
@@ -24,6 +25,7 @@ public sealed class ModelScheduler : IDisposable
     private readonly BatchPolicy _policy;
     private readonly Action<PendingRequest, Exception> _abandon;
     private int _running;
+    private int _executing;
 
     /// <summary>Starts one worker thread per instance; the scheduler owns the instances and disposes them when stopped.</summary>
     public ModelScheduler(ModelConfig config, long version, IReadOnlyList<IBackendModel> instances, ModelStatistics statistics)
@@ -48,18 +50,25 @@ public sealed class ModelScheduler : IDisposable
     /// <summary>Requests waiting in the queue.</summary>
     public int QueueLength => _queue.Count;
 
+    /// <summary>Requests of the batches the instances are executing now.</summary>
+    public int Executing => Volatile.Read(ref _executing);
+
     /// <summary>
     /// Queues a validated request carrying <paramref name="batchSize"/> rows and completes when it has run. Throws
     /// RESOURCE_EXHAUSTED when the queue is full, DEADLINE_EXCEEDED when its deadline passes in the queue, and
     /// <see cref="OperationCanceledException"/> when the client cancels while it waits.
     /// </summary>
-    public Task<InferenceResponse> ScheduleAsync(InferenceRequest request, long batchSize, CancellationToken cancellationToken)
+    public Task<InferenceResponse> InferAsync(InferenceRequest request, long batchSize, CancellationToken cancellationToken)
     {
         var pending = new PendingRequest(request, batchSize, PriorityLevel(request), Deadline(request));
         _queue.Enqueue(pending);
         pending.Watch(cancellationToken, _abandon);
         return pending.Completion.Task;
     }
+
+    /// <summary>A tensor model does not generate: the dispatcher routes generation to generative models only.</summary>
+    public GeneratingSequence Generate(List<int> promptTokens, GenerationRequest request, int maxTokens, Activity? activity, IDisposable lease, CancellationToken cancellationToken) =>
+        throw InferenceException.InvalidArgument($"model '{_config.Name}' is not a generative model");
 
     /// <summary>Stops the workers; the last one to leave releases the engine instances.</summary>
     public void Dispose() => _queue.Stop();
@@ -114,7 +123,15 @@ public sealed class ModelScheduler : IDisposable
         {
             while (_queue.TakeBatch(_policy) is { } batch)
             {
-                Execute(instance, run, batch);
+                Interlocked.Add(ref _executing, batch.Count);
+                try
+                {
+                    Execute(instance, run, batch);
+                }
+                finally
+                {
+                    Interlocked.Add(ref _executing, -batch.Count);
+                }
             }
         }
         finally

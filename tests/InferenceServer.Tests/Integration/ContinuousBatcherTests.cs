@@ -16,7 +16,7 @@ public sealed class ContinuousBatcherTests
         File.WriteAllText(Path.Combine(repo, "lm", "config.yaml"), SampleModels.BigramConfigYaml.Replace("max_batch_size: 64", "max_batch_size: 64\ninstance_group: [{count: 2, kind: KIND_CPU}]", StringComparison.Ordinal));
         await using var server = await RunningServer.StartAsync(repo);
         var generator = server.Services.GetRequiredService<ITextGenerator>();
-        var batcher = server.Repository.GetReady("lm", "").Batcher!;
+        var batcher = Assert.IsType<InferenceServer.Scheduling.ContinuousBatcher>(server.Repository.GetReady("lm", "").Runner);
 
         string[] prompts = ["The", "A", "When", "No", "Some", "At", "Then", "Each"];
         var single = new List<string>();

@@ -177,7 +177,7 @@ public sealed class GenerationEndToEndTests(GenerationEndToEndFixture fixture) :
     [Fact]
     public async Task A_client_disconnecting_mid_stream_frees_the_slot_and_counts_as_cancelled()
     {
-        var batcher = Server.Repository.GetReady(OneSlot, "").Batcher!;
+        var batcher = Assert.IsType<InferenceServer.Scheduling.ContinuousBatcher>(Server.Repository.GetReady(OneSlot, "").Runner);
         using var metrics = Server.NewMetricsClient();
         var before = await EndToEnd.ScrapeAsync(metrics);
 
@@ -208,7 +208,7 @@ public sealed class GenerationEndToEndTests(GenerationEndToEndFixture fixture) :
     [Fact]
     public async Task A_full_waiting_queue_answers_429_over_HTTP_and_RESOURCE_EXHAUSTED_over_gRPC()
     {
-        var batcher = Server.Repository.GetReady(OneSlot, "").Batcher!;
+        var batcher = Assert.IsType<InferenceServer.Scheduling.ContinuousBatcher>(Server.Repository.GetReady(OneSlot, "").Runner);
         await using var running = new EndToEnd.CompletionStream(Server, OneSlot, Romeo, Endless);
         await using var waiting = new EndToEnd.CompletionStream(Server, OneSlot, Juliet, Endless);
         try
@@ -252,7 +252,7 @@ public sealed class GenerationEndToEndTests(GenerationEndToEndFixture fixture) :
     [Fact]
     public async Task A_waiting_client_that_leaves_gives_up_its_place_and_its_stream_opened_before_its_first_token()
     {
-        var batcher = Server.Repository.GetReady(OneSlot, "").Batcher!;
+        var batcher = Assert.IsType<InferenceServer.Scheduling.ContinuousBatcher>(Server.Repository.GetReady(OneSlot, "").Runner);
         await using var running = new EndToEnd.CompletionStream(Server, OneSlot, Romeo, Endless);
         await using var waiting = new EndToEnd.CompletionStream(Server, OneSlot, Juliet, Endless);
         await using var next = new EndToEnd.CompletionStream(Server, OneSlot, Juliet, Endless);

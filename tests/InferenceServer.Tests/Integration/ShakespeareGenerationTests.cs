@@ -83,7 +83,7 @@ public sealed class ShakespeareGenerationTests(ShakespeareFixture fixture) : ICl
     [Fact]
     public async Task Streams_of_different_lengths_join_and_leave_the_batch_and_all_finish()
     {
-        var batcher = fixture.Server.Repository.GetReady("shakespeare", "").Batcher!;
+        var batcher = Assert.IsType<InferenceServer.Scheduling.ContinuousBatcher>(fixture.Server.Repository.GetReady("shakespeare", "").Runner);
         // Staggered arrivals: later streams join while earlier ones run; short ones leave while long ones go on.
         var tasks = new List<Task<(string Text, GenerationUsage Usage, FinishReason Finish)>>();
         for (var i = 0; i < 24; i++)
@@ -123,7 +123,7 @@ public sealed class ShakespeareGenerationTests(ShakespeareFixture fixture) : ICl
     [Fact]
     public async Task A_cancelled_stream_frees_its_slot_and_the_full_waiting_queue_refuses()
     {
-        var batcher = fixture.Server.Repository.GetReady("shakespeare_one_slot", "").Batcher!;
+        var batcher = Assert.IsType<InferenceServer.Scheduling.ContinuousBatcher>(fixture.Server.Repository.GetReady("shakespeare_one_slot", "").Runner);
         using var first = new CancellationTokenSource();
         using var second = new CancellationTokenSource();
         var running = await fixture.Generator.GenerateAsync("shakespeare_one_slot", null, Request(Romeo, 4000), first.Token);
@@ -215,7 +215,7 @@ public sealed class ShakespeareGenerationTests(ShakespeareFixture fixture) : ICl
         Assert.Equal(InferenceErrorKind.InvalidArgument, (await Refused("shakespeare", new GenerationRequest { Prompt = "x", Stop = ["a", "b", "c", "d", "e"] })).Kind);
         Assert.Equal(InferenceErrorKind.NotFound, (await Refused("no_such_model", new GenerationRequest { Prompt = "x" })).Kind);
         // Nothing was left holding a slot.
-        await WaitUntil(() => fixture.Server.Repository.GetReady("shakespeare", "").Batcher!.RunningCount == 0);
+        await WaitUntil(() => Assert.IsType<InferenceServer.Scheduling.ContinuousBatcher>(fixture.Server.Repository.GetReady("shakespeare", "").Runner).RunningCount == 0);
     }
 
     private async Task<(string Text, GenerationUsage Usage, FinishReason Finish)> GenerateAsync(string model, string prompt, int tokens) =>
