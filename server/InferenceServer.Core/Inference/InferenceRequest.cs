@@ -32,6 +32,33 @@ public sealed class InferenceRequest : IDisposable
     /// <summary>Request parameters (string, bool, long or double values), accepted and passed along.</summary>
     public Dictionary<string, object> Parameters { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>The priority level asked for (Triton's <c>priority</c> parameter): 1 is the highest; 0 the model's default level.</summary>
+    public long Priority { get; set; }
+
+    /// <summary>How long the request may wait in the queue, in microseconds (Triton's <c>timeout</c> parameter); null: the client set none.</summary>
+    public long? TimeoutMicroseconds { get; set; }
+
+    /// <summary>
+    /// Takes Triton's scheduling parameters (<c>priority</c>, <c>timeout</c>) from <see cref="Parameters"/> into
+    /// <see cref="Priority"/> and <see cref="TimeoutMicroseconds"/>; every adapter calls it once it has read the
+    /// request's parameters. A value of the wrong type is the client's mistake.
+    /// </summary>
+    public void ReadSchedulingParameters()
+    {
+        if (Parameters.TryGetValue("priority", out var priority))
+        {
+            Priority = priority is long level && level >= 0
+                ? level
+                : throw InferenceException.InvalidArgument("parameter 'priority' must be a non-negative integer (0: the model's default level, 1: the highest)");
+        }
+        if (Parameters.TryGetValue("timeout", out var timeout))
+        {
+            TimeoutMicroseconds = timeout is long microseconds && microseconds >= 0
+                ? microseconds
+                : throw InferenceException.InvalidArgument("parameter 'timeout' must be a non-negative integer (microseconds)");
+        }
+    }
+
     /// <summary>The input tensors; the request owns them.</summary>
     public List<Tensor> Inputs { get; } = [];
 

@@ -65,7 +65,7 @@ public sealed class RequestLimits
     public void ApplyDefaultTimeout(InferenceRequest request, long modelTimeoutMicroseconds)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (DefaultTimeoutSeconds > 0 && request.Deadline == 0 && modelTimeoutMicroseconds == 0 && !request.Parameters.ContainsKey("timeout"))
+        if (DefaultTimeoutSeconds > 0 && request.Deadline == 0 && modelTimeoutMicroseconds == 0 && request.TimeoutMicroseconds is null)
         {
             request.Deadline = request.ReceivedTimestamp + (long)(DefaultTimeoutSeconds * Stopwatch.Frequency);
         }

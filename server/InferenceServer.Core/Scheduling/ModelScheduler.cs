@@ -76,13 +76,13 @@ internal sealed class ModelScheduler : IModelRunner
     private int PriorityLevel(InferenceRequest request)
     {
         var levels = _config.Queue.PriorityLevels;
-        if (!request.Parameters.TryGetValue("priority", out var value) || value is long and 0)
+        if (request.Priority == 0)
         {
             return _config.Queue.DefaultPriorityLevel - 1;
         }
-        if (value is long level && level >= 1 && level <= levels)
+        if (request.Priority >= 1 && request.Priority <= levels)
         {
-            return (int)level - 1;
+            return (int)request.Priority - 1;
         }
         throw InferenceException.InvalidArgument($"parameter 'priority' must be an integer from 0 (the default level) to {levels} (levels of model '{_config.Name}')");
     }
@@ -94,12 +94,8 @@ internal sealed class ModelScheduler : IModelRunner
     {
         var deadline = request.Deadline;
         var timeout = _config.Queue.DefaultTimeoutMicroseconds;
-        if (request.Parameters.TryGetValue("timeout", out var value))
+        if (request.TimeoutMicroseconds is { } requested)
         {
-            if (value is not long requested || requested < 0)
-            {
-                throw InferenceException.InvalidArgument("parameter 'timeout' must be a non-negative integer (microseconds)");
-            }
             // A request may always shorten the model's default timeout; it extends it only when the model allows.
             if (requested > 0 && (timeout == 0 || requested < timeout || _config.Queue.AllowTimeoutOverride))
             {

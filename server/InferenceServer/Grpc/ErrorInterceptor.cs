@@ -59,9 +59,9 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
                 }
                 if (inference.RateLimit is { } rateLimit)
                 {
-                    trailers.Add(Http.AdmissionEndpoints.LimitHeader, rateLimit.Limit.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                    trailers.Add(Http.AdmissionEndpoints.RemainingHeader, rateLimit.Remaining.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                    trailers.Add(Http.AdmissionEndpoints.ResetHeader, rateLimit.ResetSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    trailers.Add(Protocol.RequestMetadata.LimitHeader, rateLimit.Limit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    trailers.Add(Protocol.RequestMetadata.RemainingHeader, rateLimit.Remaining.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    trailers.Add(Protocol.RequestMetadata.ResetHeader, rateLimit.ResetSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 }
                 return new RpcException(new Status(StatusCodeOf(inference.Kind), inference.Message), trailers);
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:

@@ -25,6 +25,7 @@ internal static class GrpcTensorCodec
         try
         {
             CopyParameters(message.Parameters, request.Parameters);
+            request.ReadSchedulingParameters();
             var raw = message.RawInputContents;
             if (raw.Count > 0 && raw.Count != message.Inputs.Count)
             {
@@ -156,8 +157,8 @@ internal static class GrpcTensorCodec
         if (response.FallbackFor is { } requested)
         {
             // The requested model's circuit breaker was open: say who served the request instead.
-            message.Parameters[Http.RestInferCodec.ServedByModelParameter] = new InferParameter { StringParam = response.ServedBy };
-            message.Parameters[Http.RestInferCodec.FallbackForParameter] = new InferParameter { StringParam = requested };
+            message.Parameters[Protocol.RequestMetadata.ServedByModelParameter] = new InferParameter { StringParam = response.ServedBy };
+            message.Parameters[Protocol.RequestMetadata.FallbackForParameter] = new InferParameter { StringParam = requested };
         }
         raw |= response.Outputs.Exists(o => o.DataType is DataType.Fp16 or DataType.Bf16);
         foreach (var output in response.Outputs)

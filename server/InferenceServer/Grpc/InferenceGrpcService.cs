@@ -41,13 +41,13 @@ internal sealed class InferenceGrpcService(
     {
         using var inference = GrpcTensorCodec.Decode(request, dispatcher.Limits);
         inference.Deadline = DeadlineOf(context);
-        inference.Tenant = Http.AdmissionEndpoints.TenantOf(context.GetHttpContext());
+        inference.Tenant = Protocol.RequestMetadata.TenantOf(context.GetHttpContext());
         var response = IsGenerative(request)
             ? await GenerativeTensors.InferAsync(generator!, inference, context.CancellationToken)
             : await dispatcher.InferAsync(inference, context.CancellationToken);
         if (response.FallbackFor is not null)
         {
-            context.GetHttpContext().Response.Headers[Http.RestInferCodec.ServedByModelHeader] = response.ServedBy;
+            context.GetHttpContext().Response.Headers[Protocol.RequestMetadata.ServedByModelHeader] = response.ServedBy;
         }
         // The reply's raw contents are views of the response's buffers: release them once the call is complete.
         context.GetHttpContext().Response.RegisterForDispose(response);
@@ -68,7 +68,7 @@ internal sealed class InferenceGrpcService(
                 if (IsGenerative(request))
                 {
                     generations.RemoveAll(t => t.IsCompleted);
-                    generations.Add(new GrpcGeneration(generator!, logger).StreamAsync(request, writer, context.CancellationToken, Http.AdmissionEndpoints.TenantOf(context.GetHttpContext())));
+                    generations.Add(new GrpcGeneration(generator!, logger).StreamAsync(request, writer, context.CancellationToken, Protocol.RequestMetadata.TenantOf(context.GetHttpContext())));
                     continue;
                 }
                 InferenceResponse? response = null;
@@ -77,7 +77,7 @@ internal sealed class InferenceGrpcService(
                 {
                     using var inference = GrpcTensorCodec.Decode(request, dispatcher.Limits);
                     inference.Deadline = DeadlineOf(context);
-                    inference.Tenant = Http.AdmissionEndpoints.TenantOf(context.GetHttpContext());
+                    inference.Tenant = Protocol.RequestMetadata.TenantOf(context.GetHttpContext());
                     response = await dispatcher.InferAsync(inference, context.CancellationToken);
                     reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };
                 }

@@ -7,15 +7,12 @@ using Microsoft.Extensions.Primitives;
 namespace InferenceServer.Http;
 
 /// <summary>
-/// The HTTP side of admission control: the run-time limits API on the admin port (<c>/v2/admin/limits</c>), the
-/// tenant header every adapter reads, and the <c>x-ratelimit-*</c> headers of a rejection.
+/// The HTTP side of admission control: the run-time limits API on the admin port (<c>/v2/admin/limits</c>). The tenant
+/// header and the <c>x-ratelimit-*</c> headers both adapters use are in <see cref="Protocol.RequestMetadata"/>.
 /// </summary>
 internal static class AdmissionEndpoints
 {
     public const string Path = "/v2/admin";
-    public const string LimitHeader = "x-ratelimit-limit";
-    public const string RemainingHeader = "x-ratelimit-remaining";
-    public const string ResetHeader = "x-ratelimit-reset";
 
     private static readonly string[] Fields = ["requests_per_second", "burst", "tenant_requests_per_second", "tenant_burst", "max_concurrency", "queue_length"];
 
@@ -60,26 +57,6 @@ internal static class AdmissionEndpoints
             return JsonResponse.WriteAsync(context, 200, admission, WriteLimits);
         });
         return app;
-    }
-
-    /// <summary>The tenant a request names in the configured header (REST header or gRPC metadata); null when absent.</summary>
-    public static string? TenantOf(HttpContext context)
-    {
-        var admission = context.RequestServices.GetService<AdmissionController>();
-        if (admission is null)
-        {
-            return null;
-        }
-        var value = context.Request.Headers[admission.TenantHeader];
-        return StringValues.IsNullOrEmpty(value) ? null : value[0];
-    }
-
-    /// <summary>Sets the <c>x-ratelimit-*</c> headers of a rejection.</summary>
-    public static void WriteHeaders(IHeaderDictionary headers, RateLimitInfo limit)
-    {
-        headers[LimitHeader] = limit.Limit.ToString(CultureInfo.InvariantCulture);
-        headers[RemainingHeader] = limit.Remaining.ToString(CultureInfo.InvariantCulture);
-        headers[ResetHeader] = limit.ResetSeconds.ToString(CultureInfo.InvariantCulture);
     }
 
     private static void WriteLimits(Utf8JsonWriter w, AdmissionController admission)

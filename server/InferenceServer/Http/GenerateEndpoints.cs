@@ -34,7 +34,7 @@ internal static class GenerateEndpoints
         {
             parsed = ReadRequest(body.Memory, context.RequestServices.GetRequiredService<RequestLimits>().MaxJsonDepth);
         }
-        parsed.Request.Tenant = AdmissionEndpoints.TenantOf(context);
+        parsed.Request.Tenant = Protocol.RequestMetadata.TenantOf(context);
         var generator = context.RequestServices.GetRequiredService<ITextGenerator>();
         var stream = await generator.GenerateAsync(name, string.IsNullOrEmpty(version) ? null : version, parsed.Request, cancellationToken);
         Observability.AccessLogEntry.SetModel(context, stream.ModelName, stream.ModelVersion);

@@ -38,7 +38,7 @@ internal static class KServeV1Endpoints
         }
 
         using var request = new InferenceRequest(name);
-        request.Tenant = AdmissionEndpoints.TenantOf(context);
+        request.Tenant = Protocol.RequestMetadata.TenantOf(context);
         var keyed = instances[0].ValueKind == JsonValueKind.Object;
         if (!keyed && config.Inputs.Count != 1)
         {
@@ -58,7 +58,7 @@ internal static class KServeV1Endpoints
         using var response = await dispatcher.InferAsync(request, context.RequestAborted);
         if (response.FallbackFor is not null)
         {
-            context.Response.Headers[RestInferCodec.ServedByModelHeader] = response.ServedBy;
+            context.Response.Headers[Protocol.RequestMetadata.ServedByModelHeader] = response.ServedBy;
         }
         using var buffer = new PooledBufferWriter();
         using (var writer = new Utf8JsonWriter(buffer, JsonWriting.Options))

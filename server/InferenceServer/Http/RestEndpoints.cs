@@ -51,7 +51,7 @@ internal static class RestEndpoints
         using var body = await RequestBody.ReadAsync(context.Request, context.RequestAborted);
         var encoding = new RestOutputEncoding();
         using var request = RestInferCodec.ReadRequest(name, version, body.Memory, context.Request.Headers[RestInferCodec.HeaderLengthHeader].FirstOrDefault(), encoding, dispatcher.Limits);
-        request.Tenant = AdmissionEndpoints.TenantOf(context);
+        request.Tenant = Protocol.RequestMetadata.TenantOf(context);
         // A generative model takes text_input and answers text_output, so KServe v2 clients can call it too.
         using var response = context.RequestServices.GetService<ITextGenerator>() is { } generator && generator.IsGenerative(name)
             ? await GenerativeTensors.InferAsync(generator, request, context.RequestAborted)

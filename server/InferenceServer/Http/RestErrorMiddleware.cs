@@ -75,7 +75,7 @@ internal sealed partial class RestErrorMiddleware(RequestDelegate next, ILogger<
         context.Response.Headers.Connection = connection;
         if (rateLimit is not null)
         {
-            AdmissionEndpoints.WriteHeaders(context.Response.Headers, rateLimit);
+            Protocol.RequestMetadata.WriteRateLimitHeaders(context.Response.Headers, rateLimit);
         }
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json";

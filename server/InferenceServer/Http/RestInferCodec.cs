@@ -68,6 +68,7 @@ internal static class RestInferCodec
             if (root.TryGetProperty("parameters", out var parameters))
             {
                 ReadParameters(parameters, request.Parameters, "request");
+                request.ReadSchedulingParameters();
                 if (request.Parameters.TryGetValue("binary_data_output", out var all))
                 {
                     encoding.BinaryByDefault = all is true;
@@ -248,15 +249,6 @@ internal static class RestInferCodec
         }
     }
 
-    /// <summary>Header naming "model/version" that served a request when a fallback model did (the requested model's breaker was open).</summary>
-    public const string ServedByModelHeader = "x-served-by-model";
-
-    /// <summary>The response parameter with the same value as <see cref="ServedByModelHeader"/>.</summary>
-    public const string ServedByModelParameter = "served_by_model";
-
-    /// <summary>The response parameter naming the model the client asked for, when a fallback served it.</summary>
-    public const string FallbackForParameter = "fallback_for";
-
     public static async Task WriteResponseAsync(HttpResponse http, InferenceResponse response, RestOutputEncoding encoding, CancellationToken cancellationToken)
     {
         using var buffer = new PooledBufferWriter();
@@ -274,10 +266,10 @@ internal static class RestInferCodec
             {
                 // The requested model's circuit breaker was open: say who served the request instead.
                 writer.WriteStartObject("parameters");
-                writer.WriteString(ServedByModelParameter, response.ServedBy);
-                writer.WriteString(FallbackForParameter, requested);
+                writer.WriteString(Protocol.RequestMetadata.ServedByModelParameter, response.ServedBy);
+                writer.WriteString(Protocol.RequestMetadata.FallbackForParameter, requested);
                 writer.WriteEndObject();
-                http.Headers[ServedByModelHeader] = response.ServedBy;
+                http.Headers[Protocol.RequestMetadata.ServedByModelHeader] = response.ServedBy;
             }
             writer.WriteStartArray("outputs");
             foreach (var output in response.Outputs)

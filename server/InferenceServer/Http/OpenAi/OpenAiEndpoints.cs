@@ -52,7 +52,7 @@ internal static partial class OpenAiEndpoints
             request = chat ? OpenAiRequestReader.ReadChat(body.Memory, id, depth) : OpenAiRequestReader.ReadCompletion(body.Memory, id, depth);
         }
         Observability.AccessLogEntry.SetModel(context, request.Model, null);
-        request.Generation.Tenant = AdmissionEndpoints.TenantOf(context);
+        request.Generation.Tenant = Protocol.RequestMetadata.TenantOf(context);
         GenerationStream stream;
         try
         {
@@ -165,7 +165,7 @@ internal static partial class OpenAiEndpoints
             }
             if (e is InferenceException { RateLimit: { } rateLimit })
             {
-                AdmissionEndpoints.WriteHeaders(context.Response.Headers, rateLimit);
+                Protocol.RequestMetadata.WriteRateLimitHeaders(context.Response.Headers, rateLimit);
             }
             await JsonResponse.WriteAsync(context, error.Status, error, OpenAiResponseWriter.Error);
         }
