@@ -33,8 +33,12 @@ public static class RequestValidator
                 }
                 if (dims[0] < 1 || dims[0] > config.MaxBatchSize)
                 {
+                    // Name the expected shape: a request that left out the batch dimension ([16] for [-1,16]) would
+                    // otherwise read as a batch size it never meant.
                     throw InferenceException.InvalidArgument(
-                        $"input '{input.Name}' has batch size {dims[0]}, outside 1..{config.MaxBatchSize} (max_batch_size) for model '{config.Name}'");
+                        $"input '{input.Name}' has shape {TensorShape.Format(input.Shape)}; model '{config.Name}' expects " +
+                        $"[batch{string.Concat(expected.Dims.Select(d => "," + d))}] with batch 1..{config.MaxBatchSize} (max_batch_size)" +
+                        (dims.Length == expected.Dims.Length ? "; is the batch dimension missing?" : ""));
                 }
                 if (batch >= 0 && dims[0] != batch)
                 {

@@ -138,7 +138,7 @@ public sealed partial class ModelRepository : IDisposable
     {
         if (!_models.TryGetValue(name, out var versions) || versions.All(v => v.IsUnloaded))
         {
-            throw InferenceException.NotFound($"unknown model '{name}'");
+            throw UnknownModel(name);
         }
         if (string.IsNullOrEmpty(version))
         {
@@ -163,6 +163,17 @@ public sealed partial class ModelRepository : IDisposable
             }
         }
         throw InferenceException.NotFound($"model '{name}' has no version {number}");
+    }
+
+    /// <summary>NotFound for a model the repository does not hold, naming (up to ten of) the models it does, sorted.</summary>
+    private InferenceException UnknownModel(string name)
+    {
+        const int Shown = 10;
+        var known = _models.Where(kv => !kv.Value.All(v => v.IsUnloaded)).Select(kv => kv.Key).Order(StringComparer.Ordinal).ToArray();
+        var models = known.Length == 0
+            ? "no models are loaded"
+            : "models: " + string.Join(", ", known.Take(Shown)) + (known.Length > Shown ? $" and {known.Length - Shown} more" : "");
+        return InferenceException.NotFound($"unknown model '{name}' ({models})");
     }
 
     /// <summary>The ready version a request names, for metadata and configuration; throws like <see cref="Acquire"/>.</summary>

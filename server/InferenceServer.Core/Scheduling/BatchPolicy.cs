@@ -17,7 +17,8 @@ internal sealed class BatchPolicy
     {
         Batching = batching is not null && maxBatchSize > 0;
         MaxBatchSize = Math.Max(1, maxBatchSize);
-        _delayTicks = batching is null ? 0 : batching.MaxQueueDelayMicroseconds * Stopwatch.Frequency / 1_000_000;
+        // In floating point and capped: microseconds * Frequency overflows a long past about 2.5 hours of delay.
+        _delayTicks = batching is null ? 0 : (long)Math.Min(batching.MaxQueueDelayMicroseconds / 1e6 * Stopwatch.Frequency, long.MaxValue / 4);
         _preferred = batching?.PreferredBatchSizes ?? [];
     }
 

@@ -9,6 +9,7 @@ namespace InferenceServer.Scheduling;
 /// </summary>
 internal sealed class RequestQueue
 {
+    private static readonly TimeSpan MaxWait = TimeSpan.FromDays(1);
     private readonly object _gate = new();
     private readonly LinkedList<PendingRequest>[] _levels;
     private readonly int _capacity;
@@ -104,7 +105,8 @@ internal sealed class RequestQueue
                     var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), waitUntil);
                     if (remaining > TimeSpan.Zero)
                     {
-                        Monitor.Wait(_gate, remaining);
+                        // Monitor.Wait takes at most int.MaxValue ms (about 24.8 days): a longer delay is waited out in steps.
+                        Monitor.Wait(_gate, remaining < MaxWait ? remaining : MaxWait);
                     }
                     continue;
                 }
