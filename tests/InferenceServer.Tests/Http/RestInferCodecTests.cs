@@ -421,7 +421,7 @@ public sealed class RestInferCodecTests
     {
         using var response = new InferenceResponse("small", "2", "") { FallbackFor = "big" };
         var (http, body) = await WriteAsync(response, new RestOutputEncoding());
-        Assert.Equal("small/2", http.Headers[RestInferCodec.ServedByModelHeader].ToString());
+        Assert.Equal("small/2", http.Headers[Protocol.RequestMetadata.ServedByModelHeader].ToString());
         using var json = JsonDocument.Parse(body);
         Assert.False(json.RootElement.TryGetProperty("id", out _));
         var parameters = json.RootElement.GetProperty("parameters");

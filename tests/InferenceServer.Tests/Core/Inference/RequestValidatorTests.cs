@@ -349,6 +349,8 @@ public sealed class RequestValidatorTests
 
         using var timeoutParameter = new InferenceRequest("m") { ReceivedTimestamp = 1000 };
         timeoutParameter.Parameters["timeout"] = 50L;
+        timeoutParameter.ReadSchedulingParameters();
+        Assert.Equal(50L, timeoutParameter.TimeoutMicroseconds);
         limits.ApplyDefaultTimeout(timeoutParameter, 0);
         Assert.Equal(0, timeoutParameter.Deadline);
 
