@@ -20,7 +20,7 @@ internal sealed record Profile(double MachineBusy, double ProcessBusy, int Threa
     public bool Disturbed => MachineBusy - ProcessBusy > 0.1;
 
     public override string ToString() =>
-        (double.IsNaN(MachineBusy) ? $"{ThreadPoolThreads} pool threads" : Invariant($"cpu {MachineBusy:P0} busy (this process {ProcessBusy:P0} of all cores), {ThreadPoolThreads} pool threads")) +
+        (double.IsNaN(MachineBusy) ? $"{ThreadPoolThreads} pool threads" : Invariant($"cpu {MachineBusy:P0} busy (this process and its children {ProcessBusy:P0} of all cores), {ThreadPoolThreads} pool threads")) +
         (Disturbed ? Invariant($" DISTURBED: other processes used {MachineBusy - ProcessBusy:P0}") : "") +
         (Gc is { } gc ? "; " + gc : "") +
         (Server is { } s ? "; " + s : "") +
@@ -39,14 +39,40 @@ internal readonly record struct CpuSample(long MachineBusy, long MachineTotal, l
             var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(long.Parse).ToArray();
             var total = fields.Take(8).Sum();
             var idle = fields[3] + fields[4];
-            var self = File.ReadAllText("/proc/self/stat");
-            var after = self[(self.LastIndexOf(')') + 2)..].Split(' ');
-            // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
-            return new CpuSample(total - idle, total, long.Parse(after[11], CultureInfo.InvariantCulture) + long.Parse(after[12], CultureInfo.InvariantCulture));
+            var after = Fields("/proc/self/stat")!;
+            // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name; 16 and 17 (cutime,
+            // cstime) the children this process has waited for (h2load); the child servers still running add their own.
+            var ticks = Ticks(after, 11) + Ticks(after, 12) + Ticks(after, 13) + Ticks(after, 14);
+            foreach (var pid in Children.Keys)
+            {
+                if (Fields($"/proc/{pid}/stat") is { } child)
+                {
+                    ticks += Ticks(child, 11) + Ticks(child, 12);
+                }
+            }
+            return new CpuSample(total - idle, total, ticks);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or InvalidOperationException)
         {
             return default;
+        }
+    }
+
+    /// <summary>Processes started by this one whose CPU counts as this process's (the out-of-process servers and echo).</summary>
+    public static System.Collections.Concurrent.ConcurrentDictionary<int, bool> Children { get; } = new();
+
+    private static long Ticks(string[] fields, int i) => long.Parse(fields[i], CultureInfo.InvariantCulture);
+
+    private static string[]? Fields(string path)
+    {
+        try
+        {
+            var text = File.ReadAllText(path);
+            return text[(text.LastIndexOf(')') + 2)..].Split(' ');
+        }
+        catch (IOException)
+        {
+            return null;
         }
     }
 
@@ -63,6 +89,12 @@ internal sealed record ServerStatsDelta(long Inferences, long Executions, double
     double ComputeInferMsPerExecution, double ComputeOutputMsPerExecution, IReadOnlyDictionary<long, long> ExecutionsByBatchSize)
 {
     public double AverageBatch => Executions == 0 ? double.NaN : Inferences / (double)Executions;
+
+    /// <summary>Requests the server counted as successful (the statistics extension's <c>success</c>).</summary>
+    public long Successes { get; init; }
+
+    /// <summary>Requests the server counted as failed (<c>fail</c>).</summary>
+    public long Failures { get; init; }
 
     public static async Task<ModelStatistics?> SnapshotAsync(GRPCInferenceService.GRPCInferenceServiceClient grpc, string model)
     {
@@ -93,14 +125,18 @@ internal sealed record ServerStatsDelta(long Inferences, long Executions, double
             Ms(after.InferenceStats.ComputeInput, before.InferenceStats.ComputeInput, executions),
             Ms(after.InferenceStats.ComputeInfer, before.InferenceStats.ComputeInfer, executions),
             Ms(after.InferenceStats.ComputeOutput, before.InferenceStats.ComputeOutput, executions),
-            byBatch);
+            byBatch)
+        {
+            Successes = (long)(after.InferenceStats.Success.Count - before.InferenceStats.Success.Count),
+            Failures = (long)(after.InferenceStats.Fail.Count - before.InferenceStats.Fail.Count),
+        };
     }
 
     public override string ToString()
     {
         var top = ExecutionsByBatchSize.OrderByDescending(kv => kv.Value).Take(5).Select(kv => $"{kv.Key}:{kv.Value}");
         return string.Create(CultureInfo.InvariantCulture,
-            $"{Executions} executions, avg batch {AverageBatch:F1} (most frequent sizes {string.Join(" ", top)}), queue {QueueMsPerRequest:F2} ms/request, compute input/infer/output {ComputeInputMsPerExecution:F3}/{ComputeInferMsPerExecution:F3}/{ComputeOutputMsPerExecution:F3} ms/execution");
+            $"{Successes} successes, {Failures} failures, {Executions} executions, avg batch {AverageBatch:F1} (most frequent sizes {string.Join(" ", top)}), queue {QueueMsPerRequest:F2} ms/request, compute input/infer/output {ComputeInputMsPerExecution:F3}/{ComputeInferMsPerExecution:F3}/{ComputeOutputMsPerExecution:F3} ms/execution");
     }
 }
 
