@@ -165,8 +165,9 @@ internal sealed class BenchSession : IAsyncDisposable
         var cpu = CpuSample.Take();
         var gc = GcDelta.Take();
         var m = await LoadLoop.RunAsync(cell.Concurrency, TimeSpan.FromSeconds(seconds), Options.MaxRequests, client.InferAsync).ConfigureAwait(false);
-        var used = CpuSample.Take().Since(cpu);
-        var gcs = GcDelta.Since(gc);
+        var end = CpuSample.Take();
+        var used = end.Since(cpu);
+        var gcs = GcDelta.Since(gc) with { Requests = m.Requests + m.Errors };
         var after = model is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model).ConfigureAwait(false);
         var delta = ServerStatsDelta.Between(before, after);
         if (delta is not null && m.Requests > delta.Successes)
@@ -174,9 +175,14 @@ internal sealed class BenchSession : IAsyncDisposable
             // The client counted more successes than the server did (its statistics are read after every call has
             // ended): a response the client took for a success was not one.
             var byStatus = new Dictionary<string, long>(m.ErrorsByStatus, StringComparer.Ordinal) { ["client:over-server-count"] = m.Requests - delta.Successes };
-            m = m with { Errors = m.Errors + (m.Requests - delta.Successes), ErrorsByStatus = byStatus };
+            m = m with { Requests = delta.Successes, Errors = m.Errors + (m.Requests - delta.Successes), ErrorsByStatus = byStatus };
         }
-        return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, delta) { Gc = gcs });
+        return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, delta)
+        {
+            Gc = gcs,
+            // Only with the servers in processes of their own is this process's CPU the client's alone.
+            ClientCpuMicrosecondsPerRequest = Options.OutOfProcess && m.Requests + m.Errors > 0 ? (end.SelfTicks - cpu.SelfTicks) / CpuSample.TicksPerSecond * 1e6 / (m.Requests + m.Errors) : null,
+        });
     }
 
     /// <summary>
@@ -202,7 +208,8 @@ internal sealed class BenchSession : IAsyncDisposable
         var echoBefore = stats is null ? await EchoAnsweredAsync().ConfigureAwait(false) : 0;
         var cpu = CpuSample.Take();
         var r = await H2Load.RunAsync(grpc, body, cell.Concurrency, Options.Connections, seconds, WorkDirectory).ConfigureAwait(false);
-        var used = CpuSample.Take().Since(cpu);
+        var end = CpuSample.Take();
+        var used = end.Since(cpu);
         var after = stats is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model!).ConfigureAwait(false);
         var delta = ServerStatsDelta.Between(before, after);
         var counted = delta?.Successes ?? await EchoAnsweredAsync().ConfigureAwait(false) - echoBefore;
@@ -231,6 +238,7 @@ internal sealed class BenchSession : IAsyncDisposable
         };
         return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, delta)
         {
+            ClientCpuMicrosecondsPerRequest = r.Done > 0 ? (end.ReapedTicks - cpu.ReapedTicks) / CpuSample.TicksPerSecond * 1e6 / r.Done : null,
             Detail = $"h2load: {r.Done} done, {r.Succeeded2xx} 2xx, target counted {counted} successes; {r.Command}",
         });
     }
