@@ -29,6 +29,14 @@ internal sealed record BenchOptions
     public bool SkipUnbatched { get; init; }
     public bool Contention { get; init; }
     public int? MaxTokens { get; init; }
+    public string? Baseline { get; init; }
+    public string? ServerBuild { get; init; }
+    public bool ServersOutOfProcess { get; init; }
+    public int Connections { get; init; } = 1;
+    public bool H2Load { get; init; }
+
+    /// <summary>The servers run as processes of their own (published builds): asked for, or implied by a baseline or a published build.</summary>
+    public bool OutOfProcess => ServersOutOfProcess || Baseline is not null || ServerBuild is not null;
 
     public static string Usage() => """
         Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead|generate [options]
@@ -54,6 +62,16 @@ internal sealed record BenchOptions
           --bytes LIST             payload sizes in bytes, multiples of 4 (default: 602112,7120000)
           --skip-unbatched         mlp: leave out the models without dynamic batching
           --max-tokens N           generate: max_tokens of every completion (default: 128)
+          --baseline REV|DIR       overhead, payload: also measure a baseline server, alternating with the current one run by run
+                                   (A/B, B/A, ...): a git revision of this repository (checked out as a detached git worktree in a
+                                   temporary folder and published with dotnet publish -c Release) or a folder holding a published
+                                   InferenceServer.dll; implies --out-of-process
+          --server-build DIR       overhead, payload: the current server from this published folder instead of publishing this tree
+          --out-of-process         overhead, payload: run the server(s) and the echo as processes of their own (published
+                                   builds), so that the load generator shares only the cores with them
+          --connections N          gRPC connections (HTTP/2) per target, the calls spread over them (default: 1); h2load gets the same
+          --h2load                 overhead, payload: also measure the echo and every server with h2load (nghttp2-client) as the
+                                   client, its 2xx count checked against the target's own success count
           --contention             mlp: also profile the engine (1x2, batch 64) and the echo side by side, ONNX Runtime spinning on/off
         """;
 
@@ -67,9 +85,15 @@ internal sealed record BenchOptions
         for (var i = 1; i < args.Count; i++)
         {
             var name = args[i];
-            if (name is "--skip-unbatched" or "--contention")
+            if (name is "--skip-unbatched" or "--contention" or "--out-of-process" or "--h2load")
             {
-                o = name == "--contention" ? o with { Contention = true } : o with { SkipUnbatched = true };
+                o = name switch
+                {
+                    "--contention" => o with { Contention = true },
+                    "--out-of-process" => o with { ServersOutOfProcess = true },
+                    "--h2load" => o with { H2Load = true },
+                    _ => o with { SkipUnbatched = true },
+                };
                 continue;
             }
             (name, var value) = Flags.Next(args, ref i);
@@ -93,9 +117,20 @@ internal sealed record BenchOptions
                 "--max-batch-size" => o with { MaxBatchSize = (int)Number(name, value, 1, 1024) },
                 "--preferred-batch-sizes" => o with { PreferredBatchSizes = Ints(name, value, 1, 1024) },
                 "--max-tokens" => o with { MaxTokens = (int)Number(name, value, 2, 100_000) },
+                "--baseline" => o with { Baseline = value },
+                "--server-build" => o with { ServerBuild = Directory.Exists(value) ? Path.GetFullPath(value) : throw new ArgumentException($"--server-build: no folder {value}") },
+                "--connections" => o with { Connections = (int)Number(name, value, 1, 64) },
                 "--bytes" => o with { Bytes = Ints(name, value, 4, 200_000_000).Select(b => b % 4 == 0 ? b : throw new ArgumentException("--bytes: sizes must be multiples of 4 (FP32)")).ToArray() },
                 _ => throw new ArgumentException($"unknown option {name}"),
             };
+        }
+        if ((o.OutOfProcess || o.H2Load) && o.Name is not ("overhead" or "payload"))
+        {
+            throw new ArgumentException("--baseline, --server-build, --out-of-process and --h2load apply to bench overhead and bench payload");
+        }
+        if (o.H2Load && !global::InferenceServer.Perf.H2Load.Available())
+        {
+            throw new ArgumentException("--h2load: h2load not found (apt-get install nghttp2-client)");
         }
         return o;
     }

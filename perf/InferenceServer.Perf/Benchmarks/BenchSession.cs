@@ -11,22 +11,35 @@ internal sealed class BenchSession : IAsyncDisposable
 {
     private readonly TempRepository _repository;
     private readonly HashSet<string> _warmed = [];
+    private readonly List<ChildServer> _children = [];
+    private string? _workDirectory;
 
-    private BenchSession(BenchOptions options, TempRepository repository, ServerTarget server, EchoServer echo, BenchResults results)
+    private BenchSession(BenchOptions options, TempRepository repository, ServerTarget server, EchoServer? echo, Uri echoHttp, Uri echoGrpc, BenchResults results)
     {
         Options = options;
         _repository = repository;
         Server = server;
         Echo = echo;
-        EchoConnection = new Connection(echo.Http, echo.Grpc);
+        EchoConnection = new Connection(echoHttp, echoGrpc, options.Connections);
         Results = results;
+        Sides = [new ServerSide("server", server)];
     }
+
+    /// <summary>
+    /// The servers under test: the in-process server (<c>server</c>); out of process, the current tree's published
+    /// server (<c>server</c>), or with <c>--baseline</c> the baseline and the current build (<c>baseline</c>, <c>current</c>).
+    /// </summary>
+    public IReadOnlyList<ServerSide> Sides { get; private set; }
+
+    /// <summary>A temporary folder of this session (h2load's body files and logs, the child servers' logs).</summary>
+    public string WorkDirectory => _workDirectory ??= Directory.CreateDirectory(Path.Combine(_repository.Root, "work")).FullName;
 
     public BenchOptions Options { get; }
 
     public ServerTarget Server { get; }
 
-    public EchoServer Echo { get; }
+    /// <summary>The in-process echo; null when the echo runs in a process of its own (<see cref="EchoConnection"/> reaches either).</summary>
+    public EchoServer? Echo { get; }
 
     public Connection EchoConnection { get; }
 
@@ -43,19 +56,23 @@ internal sealed class BenchSession : IAsyncDisposable
     public static async Task<BenchSession> StartAsync(
         BenchOptions options, BenchResults results, Action<TempRepository> write, IReadOnlyList<string> models, IReadOnlyList<string>? serverArguments = null)
     {
+        if (options.OutOfProcess)
+        {
+            return await StartOutOfProcessAsync(options, results, write, models).ConfigureAwait(false);
+        }
         var repository = new TempRepository();
         ServerTarget? server = null;
         try
         {
             write(repository);
-            server = await ServerTarget.StartInProcessAsync(repository.Models, options.ServerLogLevel, arguments: serverArguments).ConfigureAwait(false);
+            server = await ServerTarget.StartInProcessAsync(repository.Models, options.ServerLogLevel, arguments: serverArguments, grpcConnections: options.Connections).ConfigureAwait(false);
             foreach (var model in models)
             {
                 await server.WaitForModelAsync(model).ConfigureAwait(false);
             }
             var echo = await EchoServer.StartAsync().ConfigureAwait(false);
             Log($"{server.Description}; echo REST {echo.Http}, gRPC {echo.Grpc}; models in {repository.Root}");
-            return new BenchSession(options, repository, server, echo, results);
+            return new BenchSession(options, repository, server, echo, echo.Http, echo.Grpc, results);
         }
         catch
         {
@@ -68,9 +85,74 @@ internal sealed class BenchSession : IAsyncDisposable
         }
     }
 
-    /// <summary>Closed loop on <paramref name="client"/>; <paramref name="model"/> (a server cell) adds its statistics to the profile.</summary>
-    public async Task<Measurement> ClosedAsync(CellInfo cell, IInferClient client, string? model, double seconds)
+    /// <summary>
+    /// Every server in a process of its own: publishes the current tree's server (or takes <c>--server-build</c>), and
+    /// with <c>--baseline</c> the baseline's; starts the echo (this program's <c>echo</c>) and each server over the same
+    /// generated repository on free loopback ports, and waits for <paramref name="models"/> on each.
+    /// </summary>
+    private static async Task<BenchSession> StartOutOfProcessAsync(BenchOptions options, BenchResults results, Action<TempRepository> write, IReadOnlyList<string> models)
     {
+        var repository = new TempRepository();
+        var children = new List<ChildServer>();
+        var targets = new List<ServerSide>();
+        try
+        {
+            write(repository);
+            var work = Directory.CreateDirectory(Path.Combine(repository.Root, "work")).FullName;
+            var root = ServerBuild.RepositoryRoot();
+            var compat = ChildServer.CompatDir();
+            var builds = new List<(string Name, string Dll, string Label)>();
+            if (options.Baseline is { } baseline)
+            {
+                var (dll, label) = await ServerBuild.BaselineAsync(baseline, root, work, compat).ConfigureAwait(false);
+                builds.Add(("baseline", dll, label));
+            }
+            var currentDll = options.ServerBuild is { } published
+                ? Path.Combine(published, "InferenceServer.dll")
+                : await ServerBuild.PublishAsync(root, Path.Combine(work, "current"), compat).ConfigureAwait(false);
+            builds.Add((options.Baseline is null ? "server" : "current", currentDll, options.ServerBuild is null ? $"this tree ({root})" : $"published folder {options.ServerBuild}"));
+            foreach (var (name, dll, label) in builds)
+            {
+                var child = await ChildServer.StartServerAsync(name, dll, repository.Models, work, options.ServerLogLevel).ConfigureAwait(false);
+                children.Add(child);
+                var target = ServerTarget.External($"{name}: {label}, pid {child.ProcessId}", repository.Models, child.Http, child.Grpc, child.Metrics, options.Connections);
+                targets.Add(new ServerSide(name, target));
+                foreach (var model in models)
+                {
+                    await target.WaitForModelAsync(model).ConfigureAwait(false);
+                }
+            }
+            var echo = await ChildServer.StartEchoAsync(work).ConfigureAwait(false);
+            children.Add(echo);
+            foreach (var t in targets)
+            {
+                Log(t.Target.Description);
+            }
+            Log($"echo REST {echo.Http}, gRPC {echo.Grpc} (pid {echo.ProcessId}); models in {repository.Root}");
+            var session = new BenchSession(options, repository, targets[^1].Target, null, echo.Http, echo.Grpc, results) { Sides = targets };
+            session._children.AddRange(children);
+            session._workDirectory = work;
+            return session;
+        }
+        catch
+        {
+            foreach (var t in targets)
+            {
+                await t.Target.DisposeAsync().ConfigureAwait(false);
+            }
+            foreach (var child in children)
+            {
+                await child.DisposeAsync().ConfigureAwait(false);
+            }
+            repository.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Closed loop on <paramref name="client"/>; <paramref name="model"/> (a server cell) adds its statistics (from <paramref name="target"/>, default the server) to the profile.</summary>
+    public async Task<Measurement> ClosedAsync(CellInfo cell, IInferClient client, string? model, double seconds, ServerTarget? target = null)
+    {
+        var stats = (target ?? Server).Grpc;
         // The first time a cell runs it warms up longer: the transport's code (Kestrel, HTTP/2, protobuf) reaches its
         // optimised tier only after seconds of traffic on two busy cores; a short first warm-up had the echo's first
         // run at half the rate of its third.
@@ -79,14 +161,93 @@ internal sealed class BenchSession : IAsyncDisposable
         {
             await LoadLoop.RunAsync(cell.Concurrency, TimeSpan.FromSeconds(warmup), Options.MaxRequests, client.InferAsync).ConfigureAwait(false);
         }
-        var before = model is null ? null : await ServerStatsDelta.SnapshotAsync(Server.Grpc, model).ConfigureAwait(false);
+        var before = model is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model).ConfigureAwait(false);
         var cpu = CpuSample.Take();
         var gc = GcDelta.Take();
         var m = await LoadLoop.RunAsync(cell.Concurrency, TimeSpan.FromSeconds(seconds), Options.MaxRequests, client.InferAsync).ConfigureAwait(false);
-        var used = CpuSample.Take().Since(cpu);
-        var gcs = GcDelta.Since(gc);
-        var after = model is null ? null : await ServerStatsDelta.SnapshotAsync(Server.Grpc, model).ConfigureAwait(false);
-        return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, ServerStatsDelta.Between(before, after)) { Gc = gcs });
+        var end = CpuSample.Take();
+        var used = end.Since(cpu);
+        var gcs = GcDelta.Since(gc) with { Requests = m.Requests + m.Errors };
+        var after = model is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model).ConfigureAwait(false);
+        var delta = ServerStatsDelta.Between(before, after);
+        if (delta is not null && m.Requests > delta.Successes)
+        {
+            // The client counted more successes than the server did (its statistics are read after every call has
+            // ended): a response the client took for a success was not one.
+            var byStatus = new Dictionary<string, long>(m.ErrorsByStatus, StringComparer.Ordinal) { ["client:over-server-count"] = m.Requests - delta.Successes };
+            m = m with { Requests = delta.Successes, Errors = m.Errors + (m.Requests - delta.Successes), ErrorsByStatus = byStatus };
+        }
+        return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, delta)
+        {
+            Gc = gcs,
+            // Only with the servers in processes of their own is this process's CPU the client's alone.
+            ClientCpuMicrosecondsPerRequest = Options.OutOfProcess && m.Requests + m.Errors > 0 ? (end.SelfTicks - cpu.SelfTicks) / CpuSample.TicksPerSecond * 1e6 / (m.Requests + m.Errors) : null,
+        });
+    }
+
+    /// <summary>
+    /// h2load (an outside client, a process of its own) on the gRPC <paramref name="client"/>'s request: a warm-up run, then a
+    /// measured run of <paramref name="seconds"/>. Its HTTP 2xx count is not a gRPC success count, so the successes
+    /// counted are the smaller of its 2xx and the target's own count over the measured run (the model's statistics on
+    /// a server, the echo's answered calls on the echo); any 2xx beyond that counts as the error <c>grpc:unverified</c>.
+    /// </summary>
+    public async Task<Measurement> H2LoadAsync(CellInfo cell, PreparedGrpcClient client, Uri grpc, string? model, ServerTarget? target, double seconds)
+    {
+        var body = Path.Combine(WorkDirectory, $"body-{cell.Name.GetHashCode():x8}.bin");
+        if (!File.Exists(body))
+        {
+            await File.WriteAllBytesAsync(body, client.FramedRequest()).ConfigureAwait(false);
+        }
+        var warmup = _warmed.Add(cell.Name) ? Math.Max(Options.WarmupSeconds, Options.FirstWarmupSeconds) : Options.WarmupSeconds;
+        if (warmup > 0)
+        {
+            await H2Load.RunAsync(grpc, body, cell.Concurrency, Options.Connections, warmup, WorkDirectory).ConfigureAwait(false);
+        }
+        var stats = model is null ? null : (target ?? Server).Grpc;
+        var before = stats is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model!).ConfigureAwait(false);
+        var echoBefore = stats is null ? await EchoAnsweredAsync().ConfigureAwait(false) : 0;
+        var cpu = CpuSample.Take();
+        var r = await H2Load.RunAsync(grpc, body, cell.Concurrency, Options.Connections, seconds, WorkDirectory).ConfigureAwait(false);
+        var end = CpuSample.Take();
+        var used = end.Since(cpu);
+        var after = stats is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model!).ConfigureAwait(false);
+        var delta = ServerStatsDelta.Between(before, after);
+        var counted = delta?.Successes ?? await EchoAnsweredAsync().ConfigureAwait(false) - echoBefore;
+        var successes = Math.Min(r.Succeeded2xx, counted);
+        var errors = new Dictionary<string, long>(StringComparer.Ordinal);
+        void Add(string status, long n)
+        {
+            if (n > 0)
+            {
+                errors[status] = n;
+            }
+        }
+        Add("grpc:unverified", r.Succeeded2xx - successes);
+        Add("http:non-2xx", r.NonSuccessStatus);
+        Add("h2load:failed", r.Failed - r.NonSuccessStatus);
+        Add("h2load:errored", r.Errored);
+        if (delta is not null)
+        {
+            Add("server:failed", delta.Failures);
+        }
+        // Latencies: h2load's HTTP-200 responses, the unverified ones removed from the top (they are the fast errors, if any).
+        var latencies = r.LatenciesMs.Length > successes ? r.LatenciesMs[..(int)successes] : r.LatenciesMs;
+        var m = new Measurement(successes, errors.Values.Sum(), r.Seconds, latencies, errors.Count == 0 ? null : $"h2load 2xx {r.Succeeded2xx}, target's own success count {counted}")
+        {
+            ErrorsByStatus = errors,
+        };
+        return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, delta)
+        {
+            ClientCpuMicrosecondsPerRequest = r.Done > 0 ? (end.ReapedTicks - cpu.ReapedTicks) / CpuSample.TicksPerSecond * 1e6 / r.Done : null,
+            Detail = $"h2load: {r.Done} done, {r.Succeeded2xx} 2xx, target counted {counted} successes; {r.Command}",
+        });
+    }
+
+    /// <summary>The echo's count of answered gRPC calls (GET /echo/stats on its REST port).</summary>
+    private async Task<long> EchoAnsweredAsync()
+    {
+        using var json = System.Text.Json.JsonDocument.Parse(await EchoConnection.Http.GetStringAsync("echo/stats").ConfigureAwait(false));
+        return json.RootElement.GetProperty("grpc_model_infer_ok").GetInt64();
     }
 
     /// <summary>The engine at one batch size.</summary>
@@ -137,8 +298,18 @@ internal sealed class BenchSession : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         EchoConnection.Dispose();
-        await Echo.DisposeAsync().ConfigureAwait(false);
-        await Server.DisposeAsync().ConfigureAwait(false);
+        if (Echo is not null)
+        {
+            await Echo.DisposeAsync().ConfigureAwait(false);
+        }
+        foreach (var side in Sides)
+        {
+            await side.Target.DisposeAsync().ConfigureAwait(false);
+        }
+        foreach (var child in _children)
+        {
+            await child.DisposeAsync().ConfigureAwait(false);
+        }
         _repository.Dispose();
     }
 
@@ -184,3 +355,6 @@ internal sealed class BenchSession : IAsyncDisposable
         return engineCells;
     }
 }
+
+/// <summary>A server under test and the name its cells carry (<c>server</c>, or <c>baseline</c> / <c>current</c>).</summary>
+internal sealed record ServerSide(string Name, ServerTarget Target);

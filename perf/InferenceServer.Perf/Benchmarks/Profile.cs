@@ -13,6 +13,9 @@ internal sealed record Profile(double MachineBusy, double ProcessBusy, int Threa
     /// <summary>This process's garbage collections (gen0/gen1/gen2) and GC pause time during the cell.</summary>
     public GcDelta? Gc { get; init; }
 
+    /// <summary>The load generator's CPU time per request (this process's own, or h2load's), in microseconds; null when not measured.</summary>
+    public double? ClientCpuMicrosecondsPerRequest { get; init; }
+
     /// <summary>A benchmark's own figures for the cell (generate: the server's token metrics over the cell).</summary>
     public string? Detail { get; init; }
 
@@ -20,8 +23,9 @@ internal sealed record Profile(double MachineBusy, double ProcessBusy, int Threa
     public bool Disturbed => MachineBusy - ProcessBusy > 0.1;
 
     public override string ToString() =>
-        (double.IsNaN(MachineBusy) ? $"{ThreadPoolThreads} pool threads" : Invariant($"cpu {MachineBusy:P0} busy (this process {ProcessBusy:P0} of all cores), {ThreadPoolThreads} pool threads")) +
+        (double.IsNaN(MachineBusy) ? $"{ThreadPoolThreads} pool threads" : Invariant($"cpu {MachineBusy:P0} busy (this process and its children {ProcessBusy:P0} of all cores), {ThreadPoolThreads} pool threads")) +
         (Disturbed ? Invariant($" DISTURBED: other processes used {MachineBusy - ProcessBusy:P0}") : "") +
+        (ClientCpuMicrosecondsPerRequest is { } client ? Invariant($"; client CPU {client:F1} µs/request") : "") +
         (Gc is { } gc ? "; " + gc : "") +
         (Server is { } s ? "; " + s : "") +
         (Detail is { } d ? "; " + d : "");
@@ -32,6 +36,15 @@ internal sealed record Profile(double MachineBusy, double ProcessBusy, int Threa
 /// <summary>CPU time of the machine and of this process, sampled from <c>/proc/stat</c> and <c>/proc/self/stat</c> (zeros elsewhere).</summary>
 internal readonly record struct CpuSample(long MachineBusy, long MachineTotal, long ProcessTicks)
 {
+    /// <summary>This process's own CPU ticks (utime + stime): with the servers out of process, the load generator's.</summary>
+    public long SelfTicks { get; init; }
+
+    /// <summary>CPU ticks of the children this process has waited for (cutime + cstime): an h2load run that ended.</summary>
+    public long ReapedTicks { get; init; }
+
+    /// <summary>Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).</summary>
+    public const double TicksPerSecond = 100;
+
     public static CpuSample Take()
     {
         try
@@ -39,14 +52,40 @@ internal readonly record struct CpuSample(long MachineBusy, long MachineTotal, l
             var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(long.Parse).ToArray();
             var total = fields.Take(8).Sum();
             var idle = fields[3] + fields[4];
-            var self = File.ReadAllText("/proc/self/stat");
-            var after = self[(self.LastIndexOf(')') + 2)..].Split(' ');
-            // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
-            return new CpuSample(total - idle, total, long.Parse(after[11], CultureInfo.InvariantCulture) + long.Parse(after[12], CultureInfo.InvariantCulture));
+            var after = Fields("/proc/self/stat")!;
+            // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name; 16 and 17 (cutime,
+            // cstime) the children this process has waited for (h2load); the child servers still running add their own.
+            var ticks = Ticks(after, 11) + Ticks(after, 12) + Ticks(after, 13) + Ticks(after, 14);
+            foreach (var pid in Children.Keys)
+            {
+                if (Fields($"/proc/{pid}/stat") is { } child)
+                {
+                    ticks += Ticks(child, 11) + Ticks(child, 12);
+                }
+            }
+            return new CpuSample(total - idle, total, ticks) { SelfTicks = Ticks(after, 11) + Ticks(after, 12), ReapedTicks = Ticks(after, 13) + Ticks(after, 14) };
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or InvalidOperationException)
         {
             return default;
+        }
+    }
+
+    /// <summary>Processes started by this one whose CPU counts as this process's (the out-of-process servers and echo).</summary>
+    public static System.Collections.Concurrent.ConcurrentDictionary<int, bool> Children { get; } = new();
+
+    private static long Ticks(string[] fields, int i) => long.Parse(fields[i], CultureInfo.InvariantCulture);
+
+    private static string[]? Fields(string path)
+    {
+        try
+        {
+            var text = File.ReadAllText(path);
+            return text[(text.LastIndexOf(')') + 2)..].Split(' ');
+        }
+        catch (IOException)
+        {
+            return null;
         }
     }
 
@@ -63,6 +102,12 @@ internal sealed record ServerStatsDelta(long Inferences, long Executions, double
     double ComputeInferMsPerExecution, double ComputeOutputMsPerExecution, IReadOnlyDictionary<long, long> ExecutionsByBatchSize)
 {
     public double AverageBatch => Executions == 0 ? double.NaN : Inferences / (double)Executions;
+
+    /// <summary>Requests the server counted as successful (the statistics extension's <c>success</c>).</summary>
+    public long Successes { get; init; }
+
+    /// <summary>Requests the server counted as failed (<c>fail</c>).</summary>
+    public long Failures { get; init; }
 
     public static async Task<ModelStatistics?> SnapshotAsync(GRPCInferenceService.GRPCInferenceServiceClient grpc, string model)
     {
@@ -93,27 +138,38 @@ internal sealed record ServerStatsDelta(long Inferences, long Executions, double
             Ms(after.InferenceStats.ComputeInput, before.InferenceStats.ComputeInput, executions),
             Ms(after.InferenceStats.ComputeInfer, before.InferenceStats.ComputeInfer, executions),
             Ms(after.InferenceStats.ComputeOutput, before.InferenceStats.ComputeOutput, executions),
-            byBatch);
+            byBatch)
+        {
+            Successes = (long)(after.InferenceStats.Success.Count - before.InferenceStats.Success.Count),
+            Failures = (long)(after.InferenceStats.Fail.Count - before.InferenceStats.Fail.Count),
+        };
     }
 
     public override string ToString()
     {
         var top = ExecutionsByBatchSize.OrderByDescending(kv => kv.Value).Take(5).Select(kv => $"{kv.Key}:{kv.Value}");
         return string.Create(CultureInfo.InvariantCulture,
-            $"{Executions} executions, avg batch {AverageBatch:F1} (most frequent sizes {string.Join(" ", top)}), queue {QueueMsPerRequest:F2} ms/request, compute input/infer/output {ComputeInputMsPerExecution:F3}/{ComputeInferMsPerExecution:F3}/{ComputeOutputMsPerExecution:F3} ms/execution");
+            $"{Successes} successes, {Failures} failures, {Executions} executions, avg batch {AverageBatch:F1} (most frequent sizes {string.Join(" ", top)}), queue {QueueMsPerRequest:F2} ms/request, compute input/infer/output {ComputeInputMsPerExecution:F3}/{ComputeInferMsPerExecution:F3}/{ComputeOutputMsPerExecution:F3} ms/execution");
     }
 }
 
-/// <summary>Garbage collections and GC pause time of this process between two samples.</summary>
+/// <summary>Garbage collections, GC pause time and bytes allocated (all threads) of this process between two samples.</summary>
 internal sealed record GcDelta(int Gen0, int Gen1, int Gen2, double PauseMs)
 {
-    public static (int, int, int, TimeSpan) Take() => (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration());
+    /// <summary>Bytes this process allocated; with the servers out of process, what the load generator itself allocated.</summary>
+    public long AllocatedBytes { get; init; }
 
-    public static GcDelta Since((int Gen0, int Gen1, int Gen2, TimeSpan Pause) start)
+    public static (int, int, int, TimeSpan, long) Take() => (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration(), GC.GetTotalAllocatedBytes(false));
+
+    /// <summary>Requests of the cell, to print the allocation per request (0: not printed).</summary>
+    public long Requests { get; init; }
+
+    public static GcDelta Since((int Gen0, int Gen1, int Gen2, TimeSpan Pause, long Allocated) start)
     {
         var now = Take();
-        return new GcDelta(now.Item1 - start.Gen0, now.Item2 - start.Gen1, now.Item3 - start.Gen2, (now.Item4 - start.Pause).TotalMilliseconds);
+        return new GcDelta(now.Item1 - start.Gen0, now.Item2 - start.Gen1, now.Item3 - start.Gen2, (now.Item4 - start.Pause).TotalMilliseconds) { AllocatedBytes = now.Item5 - start.Allocated };
     }
 
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"GCs gen0/1/2 {Gen0}/{Gen1}/{Gen2}, GC pauses {PauseMs:F0} ms");
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+        $"GCs gen0/1/2 {Gen0}/{Gen1}/{Gen2}, GC pauses {PauseMs:F0} ms, allocated {AllocatedBytes / 1048576.0:F0} MiB{(Requests > 0 ? $" ({AllocatedBytes / (double)Requests:F0} B/request)" : "")}");
 }

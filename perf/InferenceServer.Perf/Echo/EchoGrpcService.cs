@@ -10,6 +10,11 @@ namespace InferenceServer.Perf;
 /// </summary>
 internal sealed class EchoGrpcService : GRPCInferenceService.GRPCInferenceServiceBase
 {
+    private static long _answered;
+
+    /// <summary>ModelInfer calls answered (status OK) since the process started: an outside client's success count (h2load counts HTTP statuses only).</summary>
+    public static long Answered => Interlocked.Read(ref _answered);
+
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
 
@@ -26,6 +31,7 @@ internal sealed class EchoGrpcService : GRPCInferenceService.GRPCInferenceServic
             response.Outputs.Add(output);
         }
         response.RawOutputContents.Add(request.RawInputContents);
+        Interlocked.Increment(ref _answered);
         return Task.FromResult(response);
     }
 }

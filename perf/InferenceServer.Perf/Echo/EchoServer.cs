@@ -53,6 +53,8 @@ internal sealed class EchoServer : IAsyncDisposable
         var app = builder.Build();
         app.MapGrpcService<EchoGrpcService>();
         app.MapPost("/v2/models/{name}/infer", EchoRestAsync);
+        // The echo's own count of answered gRPC calls, for checking an outside client's successes.
+        app.MapGet("/echo/stats", () => Results.Text($"{{\"grpc_model_infer_ok\":{EchoGrpcService.Answered}}}", "application/json"));
         await app.StartAsync().ConfigureAwait(false);
         return new EchoServer(app,
             new Uri($"http://127.0.0.1:{httpListen!.IPEndPoint!.Port}/"), new Uri($"http://127.0.0.1:{grpcListen!.IPEndPoint!.Port}/"));

@@ -103,36 +103,6 @@ internal interface IInferClient
     Task InferAsync(CancellationToken cancellationToken);
 }
 
-/// <summary>gRPC ModelInfer with the tensors in <c>raw_input_contents</c> (as perf_analyzer and tritonclient send them).</summary>
-internal sealed class GrpcInferClient(GRPCInferenceService.GRPCInferenceServiceClient client, string model, IReadOnlyList<InputTensor> inputs) : IInferClient
-{
-    private readonly ModelInferRequest _request = Build(model, inputs);
-
-    public string Protocol => "grpc";
-
-    public async Task InferAsync(CancellationToken cancellationToken)
-    {
-        var response = await client.ModelInferAsync(_request, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (response.Outputs.Count == 0)
-        {
-            throw new InvalidOperationException("the response has no outputs");
-        }
-    }
-
-    private static ModelInferRequest Build(string model, IReadOnlyList<InputTensor> inputs)
-    {
-        var request = new ModelInferRequest { ModelName = model };
-        foreach (var input in inputs)
-        {
-            var tensor = new ModelInferRequest.Types.InferInputTensor { Name = input.Name, Datatype = input.Datatype };
-            tensor.Shape.Add(input.Shape);
-            request.Inputs.Add(tensor);
-            request.RawInputContents.Add(ByteString.CopyFrom(input.Data));
-        }
-        return request;
-    }
-}
-
 /// <summary>REST infer, with the tensors as JSON arrays or with Triton's binary tensor data extension (binary outputs too).</summary>
 internal sealed class RestInferClient : IInferClient
 {

@@ -15,14 +15,14 @@ internal sealed class ServerTarget : IAsyncDisposable
     private readonly WebApplication? _app;
     private readonly string? _temporaryRepository;
 
-    private ServerTarget(WebApplication? app, string? temporaryRepository, string? repository, Uri http, Uri grpc, Uri? metrics = null)
+    private ServerTarget(WebApplication? app, string? temporaryRepository, string? repository, Uri http, Uri grpc, Uri? metrics = null, int grpcConnections = 1, string? description = null)
     {
         _app = app;
         Metrics = metrics;
         _temporaryRepository = temporaryRepository;
         Repository = repository;
-        Description = $"{(app is null ? "external" : "in-process")} server, REST {http}, gRPC {grpc}";
-        Connection = new Connection(http, grpc);
+        Description = description ?? $"{(app is null ? "external" : "in-process")} server, REST {http}, gRPC {grpc}";
+        Connection = new Connection(http, grpc, grpcConnections);
     }
 
     public string Description { get; }
@@ -36,6 +36,10 @@ internal sealed class ServerTarget : IAsyncDisposable
     public Uri? Metrics { get; }
 
     public GRPCInferenceService.GRPCInferenceServiceClient Grpc => Connection.Grpc;
+
+    /// <summary>A server in another process on this machine (a benchmark's child server): its addresses, and <paramref name="grpcConnections"/> gRPC connections to it.</summary>
+    public static ServerTarget External(string description, string repository, Uri http, Uri grpc, Uri? metrics, int grpcConnections) =>
+        new(null, null, repository, http, grpc, metrics, grpcConnections, description);
 
     /// <summary>The generic mode's target: in-process over --model-repository (or a --light model), or the external server.</summary>
     public static async Task<ServerTarget> StartAsync(PerfOptions options)
@@ -77,7 +81,7 @@ internal sealed class ServerTarget : IAsyncDisposable
     /// <paramref name="temporaryRepository"/> is deleted when the target is disposed; <paramref name="arguments"/> are
     /// more command-line flags (e.g. <c>--model-control-mode explicit</c>).
     /// </summary>
-    public static async Task<ServerTarget> StartInProcessAsync(string repository, string logLevel, string? temporaryRepository = null, IReadOnlyList<string>? arguments = null)
+    public static async Task<ServerTarget> StartInProcessAsync(string repository, string logLevel, string? temporaryRepository = null, IReadOnlyList<string>? arguments = null, int grpcConnections = 1)
     {
         // The server logs through configuration only: keep its console log off stdout (the report goes there) and at the chosen level.
         Environment.SetEnvironmentVariable("Logging__Console__LogToStandardErrorThreshold", "Trace");
@@ -93,7 +97,7 @@ internal sealed class ServerTarget : IAsyncDisposable
         await app.StartAsync().ConfigureAwait(false);
         var endpoints = app.Services.GetRequiredService<ServerEndpoints>();
         return new ServerTarget(app, temporaryRepository, repository,
-            new Uri($"http://127.0.0.1:{endpoints.HttpPort}/"), new Uri($"http://127.0.0.1:{endpoints.GrpcPort}/"), new Uri($"http://127.0.0.1:{endpoints.MetricsPort}/"));
+            new Uri($"http://127.0.0.1:{endpoints.HttpPort}/"), new Uri($"http://127.0.0.1:{endpoints.GrpcPort}/"), new Uri($"http://127.0.0.1:{endpoints.MetricsPort}/"), grpcConnections);
     }
 
     /// <summary>Waits (bounded) until the model is ready, then returns its metadata.</summary>
