@@ -6,7 +6,7 @@ using InferenceServer.Repository;
 using InferenceServer.Tensors;
 using InferenceServer.Tests.Infrastructure;
 
-namespace InferenceServer.Tests.Core;
+namespace InferenceServer.Tests.Core.Lifecycle;
 
 /// <summary><c>model_warmup</c>: parsing, and the checks and data of each sample against a resolved configuration.</summary>
 public sealed class ModelWarmupTests

@@ -2,7 +2,7 @@ using InferenceServer.Admission;
 using InferenceServer.Inference;
 using InferenceServer.Observability;
 
-namespace InferenceServer.Tests.Core;
+namespace InferenceServer.Tests.Core.Admission;
 
 /// <summary>The admission controller without a server: bucket arithmetic, the tenant bound, concurrency and run-time changes.</summary>
 public sealed class AdmissionControllerTests

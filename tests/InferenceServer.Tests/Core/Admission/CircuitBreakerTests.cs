@@ -4,7 +4,7 @@ using InferenceServer.Repository;
 using InferenceServer.Tests.Infrastructure;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace InferenceServer.Tests.Core;
+namespace InferenceServer.Tests.Core.Admission;
 
 /// <summary>The breaker's state machine (Resilience4j's count-based semantics) on a clock the test moves.</summary>
 public sealed class CircuitBreakerTests

@@ -1,7 +1,7 @@
 using InferenceServer.Repository;
 using InferenceServer.Tensors;
 
-namespace InferenceServer.Tests.Core;
+namespace InferenceServer.Tests.Core.Repository;
 
 public sealed class ModelConfigFileTests
 {
