@@ -28,9 +28,13 @@ public sealed class ContinuousBatcherTests
             (await ShakespeareGenerationTests.CollectAsync(await generator.GenerateAsync("lm", null, Request(p), CancellationToken.None))).Text));
 
         Assert.Equal(single, together);
-        // Both decode loops ran multi-sequence steps: the streams were spread over the instances.
+        // The streams were spread over the instances: both decode loops ran steps, and sequences shared a step. (That
+        // each loop ran a multi-sequence step depends on when the second loop's thread wakes: on a loaded machine one
+        // loop may take its share of four while the other only ever sees late arrivals one at a time.)
         Assert.Equal(2, batcher.LargestSteps.Count);
-        Assert.All(batcher.LargestSteps, largest => Assert.True(largest > 1, $"largest steps per instance: {string.Join(", ", batcher.LargestSteps)}"));
+        var largest = string.Join(", ", batcher.LargestSteps);
+        Assert.All(batcher.LargestSteps, steps => Assert.True(steps >= 1, $"an instance ran no step; largest steps per instance: {largest}"));
+        Assert.True(batcher.LargestStep > 1, $"no step ran more than one sequence; largest steps per instance: {largest}");
     }
 
     private static GenerationRequest Request(string prompt) =>
