@@ -89,7 +89,7 @@ internal sealed class OnnxRuntimeModel : IBackendModel
             }
             var copied = Stopwatch.GetTimestamp();
             timings.InferTicks += copied - ran;
-            TakeResults(outputs, results);
+            TakeResults(run, results);
             timings.OutputTicks += Stopwatch.GetTimestamp() - copied;
         }
         finally
@@ -106,8 +106,9 @@ internal sealed class OnnxRuntimeModel : IBackendModel
     /// Hands each result to its output: a bound output's value is only a view of the caller's memory (disposed here);
     /// any other becomes a tensor. On a failure no output keeps a result and every value is disposed.
     /// </summary>
-    private static void TakeResults(List<EngineOutput> outputs, IDisposableReadOnlyCollection<OrtValue> results)
+    private static void TakeResults(EngineRun run, IDisposableReadOnlyCollection<OrtValue> results)
     {
+        var outputs = run.Outputs;
         var j = 0;
         try
         {
@@ -131,14 +132,7 @@ internal sealed class OnnxRuntimeModel : IBackendModel
             {
                 rest.Dispose();
             }
-            foreach (var output in outputs)
-            {
-                if (output.Result is { } produced && !ReferenceEquals(produced, output.Into))
-                {
-                    produced.Dispose();
-                }
-                output.Result = null;
-            }
+            run.DiscardResults();
             throw;
         }
     }

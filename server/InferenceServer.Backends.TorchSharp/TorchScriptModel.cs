@@ -68,7 +68,6 @@ internal sealed class TorchScriptModel : IBackendModel
             throw new InferenceException(InferenceErrorKind.Internal,
                 $"forward() returned {results.Count} tensor(s) but the configuration declares {Signature.Outputs.Count} output(s)");
         }
-        var done = 0;
         try
         {
             foreach (var output in run.Outputs)
@@ -77,19 +76,11 @@ internal sealed class TorchScriptModel : IBackendModel
                 var config = Signature.Outputs[index];
                 var tensor = results[index];
                 output.Result = output.Into is { } into ? CopyInto(config, tensor, into) : FromTorch(config, tensor);
-                done++;
             }
         }
         catch
         {
-            foreach (var output in run.Outputs.Take(done))
-            {
-                if (output.Result is { } produced && !ReferenceEquals(produced, output.Into))
-                {
-                    produced.Dispose();
-                }
-                output.Result = null;
-            }
+            run.DiscardResults();
             throw;
         }
         timings.OutputTicks += Stopwatch.GetTimestamp() - copied;
@@ -161,12 +152,15 @@ internal sealed class TorchScriptModel : IBackendModel
             throw new InferenceException(InferenceErrorKind.Internal,
                 $"output '{config.Name}' came out as {tensor.dtype} but the configuration declares {config.DataType.ConfigName()}");
         }
-        var host = tensor.device_type == DeviceType.CPU ? tensor : tensor.cpu();
-        if (!host.is_contiguous())
-        {
-            host = host.contiguous();
-        }
+        var host = OnHost(tensor);
         return new Tensors.Tensor(config.Name, type.Value, host.shape, TensorBuffer.CopyOf(host.bytes));
+    }
+
+    /// <summary>The tensor in contiguous host memory (itself when it already is).</summary>
+    private static torch.Tensor OnHost(torch.Tensor tensor)
+    {
+        var host = tensor.device_type == DeviceType.CPU ? tensor : tensor.cpu();
+        return host.is_contiguous() ? host : host.contiguous();
     }
 
     /// <summary>Copies an output into memory the caller bound for it, which must have the output's shape and type.</summary>
@@ -178,12 +172,7 @@ internal sealed class TorchScriptModel : IBackendModel
             throw new InferenceException(InferenceErrorKind.Internal,
                 $"output '{config.Name}' is {tensor.dtype} {TensorShape.Format(tensor.shape)}, not the bound {into.DataType.ConfigName()} {TensorShape.Format(into.Shape)}");
         }
-        var host = tensor.device_type == DeviceType.CPU ? tensor : tensor.cpu();
-        if (!host.is_contiguous())
-        {
-            host = host.contiguous();
-        }
-        host.bytes.CopyTo(into.Data.Span);
+        OnHost(tensor).bytes.CopyTo(into.Data.Span);
         return into;
     }
 

@@ -136,8 +136,11 @@ public sealed class EngineRun : IDisposable
         Outputs.Clear();
     }
 
-    /// <summary>Disposes the engine's state and every output result still held.</summary>
-    public void Dispose()
+    /// <summary>
+    /// Drops every output result still held, disposing those the engine allocated (not memory the caller bound): what
+    /// an engine does when a run fails part-way, so that no output keeps a result.
+    /// </summary>
+    public void DiscardResults()
     {
         foreach (var output in Outputs)
         {
@@ -147,6 +150,12 @@ public sealed class EngineRun : IDisposable
             }
             output.Result = null;
         }
+    }
+
+    /// <summary>Disposes the engine's state and every output result still held.</summary>
+    public void Dispose()
+    {
+        DiscardResults();
         State?.Dispose();
         State = null;
     }

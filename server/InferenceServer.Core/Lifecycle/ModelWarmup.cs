@@ -167,11 +167,7 @@ internal sealed class ModelWarmup
                 }
                 finally
                 {
-                    foreach (var output in run.Outputs)
-                    {
-                        output.Result?.Dispose();
-                        output.Result = null;
-                    }
+                    run.DiscardResults();
                     foreach (var input in run.Inputs)
                     {
                         input.Dispose();
