@@ -248,11 +248,11 @@ public sealed class TrafficManifestTests
         {
             Assert.False(retryOn.Contains(never), $"k8s/base/contract.env MESH_RETRY_ON contains '{never}', which the server's status contract marks not retriable");
         }
-        // The README's "The contract with the mesh" table: the retry column lists the retryOn tokens of each retriable
+        // docs/status-codes.md's "The contract with the mesh" table: the retry column lists the retryOn tokens of each retriable
         // class ("yes ... `429`, `resource-exhausted`"); "no"/"never" rows name statuses that must not be retried.
-        var readme = File.ReadAllLines(Path.Combine(Paths.RepositoryRoot, "README.md"));
-        var start = Array.FindIndex(readme, l => l.StartsWith("### The contract with the mesh", StringComparison.Ordinal));
-        Assert.True(start >= 0, "README.md has no section 'The contract with the mesh'");
+        var readme = File.ReadAllLines(Path.Combine(Paths.RepositoryRoot, "docs", "status-codes.md"));
+        var start = Array.FindIndex(readme, l => l.StartsWith("## The contract with the mesh", StringComparison.Ordinal));
+        Assert.True(start >= 0, "docs/status-codes.md has no section 'The contract with the mesh'");
         var rows = readme.Skip(start).SkipWhile(l => !l.StartsWith('|')).TakeWhile(l => l.StartsWith('|')).Skip(2)
             .Select(l => l.Split('|').Select(c => c.Trim()).ToArray()).ToList();
         Assert.NotEmpty(rows);
@@ -268,7 +268,7 @@ public sealed class TrafficManifestTests
             {
                 foreach (Match code in Regex.Matches(rest, "[1-5][0-9][0-9]"))
                 {
-                    Assert.False(retryOn.Contains(code.Value), $"MESH_RETRY_ON retries {code.Value}, which README.md's status contract says not to retry ({row[1]})");
+                    Assert.False(retryOn.Contains(code.Value), $"MESH_RETRY_ON retries {code.Value}, which docs/status-codes.md's status contract says not to retry ({row[1]})");
                 }
             }
         }
