@@ -1,7 +1,8 @@
+using InferenceServer.Configuration;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;
-using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Microsoft.ML.OnnxRuntime;
 
 namespace InferenceServer.Backends.OnnxRuntime;
 

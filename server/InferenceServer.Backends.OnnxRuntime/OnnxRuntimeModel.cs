@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Tensors;
 using Microsoft.ML.OnnxRuntime;

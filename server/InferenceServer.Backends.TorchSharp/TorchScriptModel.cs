@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Tensors;
 using TorchSharp;
@@ -144,7 +145,7 @@ internal sealed class TorchScriptModel : IBackendModel
         }
     }
 
-    private static Tensors.Tensor FromTorch(Repository.TensorConfig config, torch.Tensor tensor)
+    private static Tensors.Tensor FromTorch(Configuration.TensorConfig config, torch.Tensor tensor)
     {
         var type = FromTorch(tensor.dtype);
         if (type != config.DataType)
@@ -164,7 +165,7 @@ internal sealed class TorchScriptModel : IBackendModel
     }
 
     /// <summary>Copies an output into memory the caller bound for it, which must have the output's shape and type.</summary>
-    private static Tensors.Tensor CopyInto(Repository.TensorConfig config, torch.Tensor tensor, Tensors.Tensor into)
+    private static Tensors.Tensor CopyInto(Configuration.TensorConfig config, torch.Tensor tensor, Tensors.Tensor into)
     {
         var type = FromTorch(tensor.dtype);
         if (type != into.DataType || !tensor.shape.AsSpan().SequenceEqual(into.Shape))

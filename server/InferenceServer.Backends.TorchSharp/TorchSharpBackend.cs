@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using InferenceServer.Configuration;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;
 using TorchSharp;

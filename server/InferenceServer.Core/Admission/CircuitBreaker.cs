@@ -1,4 +1,5 @@
 using System.Globalization;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using Microsoft.Extensions.Logging;
 

@@ -1,10 +1,7 @@
-using InferenceServer.Repository;
+using InferenceServer.Configuration;
 using InferenceServer.Tensors;
 
 namespace InferenceServer.Backends;
-
-/// <summary>A model's inputs and outputs as the model itself declares them (full dimensions, -1 where variable).</summary>
-public sealed record ModelSignature(IReadOnlyList<TensorConfig> Inputs, IReadOnlyList<TensorConfig> Outputs);
 
 /// <summary>What a backend needs to load one version of a model.</summary>
 public sealed record BackendLoadRequest(

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Tensors;
 
@@ -29,27 +30,27 @@ public interface IDecoder
 {
     /// <summary>
     /// Writes the next-token logits of <paramref name="batch"/>[i] to row i of <paramref name="logits"/> (rows of
-    /// <see cref="GenerationConfig.LogitsWidth"/> floats). Throws <see cref="InferenceException"/> when the engine fails.
+    /// <see cref="GenerationSettings.LogitsWidth"/> floats). Throws <see cref="InferenceException"/> when the engine fails.
     /// </summary>
     void Step(IReadOnlyList<DecoderSequence> batch, Span<float> logits, ref ExecutionTimings timings);
 }
 
 /// <summary>
 /// The decoder of models exported without a KV cache (like the samples): each step feeds every sequence's last
-/// <see cref="GenerationConfig.ContextWindow"/> tokens, left-padded with the pad id, as one [batch, window] tensor
+/// <see cref="GenerationSettings.ContextWindow"/> tokens, left-padded with the pad id, as one [batch, window] tensor
 /// through the backend, and takes the logits of the last position. Works with any backend.
 /// </summary>
 public sealed class WindowDecoder : IDecoder, IDisposable
 {
     private readonly IBackendModel _model;
-    private readonly GenerationConfig _config;
+    private readonly GenerationSettings _config;
 
     // The decode loop's engine run, refilled every step (one loop per decoder).
     private readonly EngineRun _run = new();
     private readonly EngineOutput _logits;
 
     /// <summary>Creates a decoder over one engine instance.</summary>
-    public WindowDecoder(IBackendModel model, GenerationConfig config)
+    public WindowDecoder(IBackendModel model, GenerationSettings config)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);

@@ -27,7 +27,7 @@ internal sealed class GeneratingSequence : DecoderSequence
     private bool _ended;
 
     public GeneratingSequence(
-        List<int> promptTokens, GenerationRequest request, int maxTokens, GenerationConfig config, GenerationMetrics metrics, Activity? activity, IDisposable lease)
+        List<int> promptTokens, GenerationRequest request, int maxTokens, GenerationModel config, GenerationMetrics metrics, Activity? activity, IDisposable lease)
     {
         Tokens.AddRange(promptTokens);
         PromptTokens = promptTokens.Count;

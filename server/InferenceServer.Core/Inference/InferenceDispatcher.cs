@@ -204,12 +204,12 @@ public sealed class InferenceDispatcher : ITextGenerator
         Activity? activity = null;
         try
         {
-            var generation = lease.Config.Generation
+            var generation = lease.Version.Generation
                 ?? throw InferenceException.InvalidArgument($"model '{model}' is not a generative model: use infer with its tensors");
-            var maxTokens = request.MaxTokens ?? generation.DefaultMaxTokens;
-            if (maxTokens < 1 || maxTokens > generation.MaxTokensLimit)
+            var maxTokens = request.MaxTokens ?? generation.Settings.DefaultMaxTokens;
+            if (maxTokens < 1 || maxTokens > generation.Settings.MaxTokensLimit)
             {
-                throw InferenceException.InvalidArgument($"max_tokens must be between 1 and {generation.MaxTokensLimit}, not {maxTokens}");
+                throw InferenceException.InvalidArgument($"max_tokens must be between 1 and {generation.Settings.MaxTokensLimit}, not {maxTokens}");
             }
             request.Sampling.Validate();
             if ((request.Prompt is null) == (request.Messages is null))

@@ -1,3 +1,4 @@
+using InferenceServer.Configuration;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;
 

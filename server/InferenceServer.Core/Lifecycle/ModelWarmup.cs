@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;
@@ -48,7 +49,7 @@ internal sealed class ModelWarmup
     /// generation section when it has one) and builds each sample's data; files are read from the model directory's
     /// <c>warmup/</c>. Throws <see cref="ModelConfigException"/> naming the sample and what is wrong.
     /// </summary>
-    public static ModelWarmup Resolve(IReadOnlyList<ModelConfigFile.WarmupEntry>? entries, ModelConfig config, string modelDirectory)
+    public static ModelWarmup Resolve(IReadOnlyList<ModelConfigFile.WarmupEntry>? entries, ModelConfig config, string modelDirectory, int? tokenVocabulary = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         var samples = new List<WarmupSample>();
@@ -97,7 +98,7 @@ internal sealed class ModelWarmup
             {
                 if (inputs.TryGetValue(input.Name, out var data))
                 {
-                    tensors.Add(ResolveInput(what, input, data, config, batch, modelDirectory, random));
+                    tensors.Add(ResolveInput(what, input, data, config, batch, modelDirectory, random, tokenVocabulary));
                 }
                 else if (!input.Optional)
                 {
@@ -178,7 +179,7 @@ internal sealed class ModelWarmup
     }
 
     private static WarmupTensor ResolveInput(
-        string what, TensorConfig input, ModelConfigFile.WarmupInputEntry entry, ModelConfig config, int batch, string modelDirectory, Random random)
+        string what, TensorConfig input, ModelConfigFile.WarmupInputEntry entry, ModelConfig config, int batch, string modelDirectory, Random random, int? tokenVocabulary)
     {
         var about = $"{what}: input '{input.Name}'";
         if (entry is null)
@@ -220,7 +221,7 @@ internal sealed class ModelWarmup
         else if (entry.RandomData == true)
         {
             // A generative model's token ids stay inside the tokenizer's vocabulary, so the embedding lookup can take them.
-            var limit = config.Generation is { } generation && generation.InputName == input.Name ? generation.Tokenizer.VocabularySize : RandomIntegerLimit;
+            var limit = config.Generation is { } generation && generation.InputName == input.Name ? tokenVocabulary ?? generation.LogitsWidth : RandomIntegerLimit;
             row = RandomRow(type, (int)elements, random, limit);
         }
         else

@@ -1,10 +1,11 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Generation;
+using InferenceServer.Inference;
 using InferenceServer.Lifecycle;
 using InferenceServer.Observability;
-using InferenceServer.Inference;
 using Microsoft.Extensions.Logging;
 
 namespace InferenceServer.Repository;
@@ -298,17 +299,17 @@ public sealed partial class ModelRepository : IDisposable
 
     private ModelVersion[] LoadVersions(string name, string directory, Action<ModelVersion[]> announce, CancellationToken cancellationToken)
     {
-        ModelConfigFile? file;
+        ConfiguredModel configured;
         VersionPolicy policy;
         try
         {
-            file = ModelConfigFile.Load(directory);
-            if (file?.Name is { } configured && configured != name)
+            configured = ConfiguredModel.Read(directory);
+            if (configured.Values.Name is { } configuredName && configuredName != name)
             {
-                throw new ModelConfigException($"config name '{configured}' does not match the directory name '{name}'");
+                throw new ModelConfigException($"config name '{configuredName}' does not match the directory name '{name}'");
             }
-            policy = file?.ResolveVersionPolicy() ?? VersionPolicy.Latest(1);
-            Admission.CircuitBreakerOptions.Resolve(file?.CircuitBreaker, name);
+            policy = configured.Values.ResolveVersionPolicy();
+            CircuitBreakerOptions.Resolve(configured.Values.CircuitBreaker, name);
         }
         catch (ModelConfigException e)
         {
@@ -329,14 +330,14 @@ public sealed partial class ModelRepository : IDisposable
         }
         var loading = selected.Select(v => ModelVersion.Loading(name, v)).ToArray();
         announce(loading);
-        return selected.Select((v, i) => LoadVersion(name, directory, v, file, loading[i], cancellationToken)).ToArray();
+        return selected.Select((v, i) => LoadVersion(name, directory, v, configured, loading[i], cancellationToken)).ToArray();
     }
 
-    private ModelVersion LoadVersion(string name, string directory, long version, ModelConfigFile? file, ModelVersion loading, CancellationToken cancellationToken)
+    private ModelVersion LoadVersion(string name, string directory, long version, ConfiguredModel configured, ModelVersion loading, CancellationToken cancellationToken)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var warmup = TimeSpan.Zero;
-        var loaded = LoadVersionCore(name, directory, version, file, loading, ref warmup, cancellationToken);
+        var loaded = LoadVersionCore(name, directory, version, configured, loading, ref warmup, cancellationToken);
         // Two gauges: the engine's load, and the warmup after it.
         loaded.LoadDuration = System.Diagnostics.Stopwatch.GetElapsedTime(started) - warmup;
         loaded.WarmupDuration = warmup;
@@ -344,38 +345,38 @@ public sealed partial class ModelRepository : IDisposable
     }
 
     private ModelVersion LoadVersionCore(
-        string name, string directory, long version, ModelConfigFile? file, ModelVersion loading, ref TimeSpan warmupDuration, CancellationToken cancellationToken)
+        string name, string directory, long version, ConfiguredModel configured, ModelVersion loading, ref TimeSpan warmupDuration, CancellationToken cancellationToken)
     {
         var instances = new List<IBackendModel>();
+        var file = configured.Values;
         try
         {
             var backend = SelectBackend(file, Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture)));
-            var fileName = file?.DefaultModelFilename ?? backend.DefaultModelFilename;
+            var fileName = file.DefaultModelFilename ?? backend.DefaultModelFilename;
             if (!ModelNames.IsValid(fileName))
             {
                 throw new ModelConfigException($"default_model_filename '{fileName}' must be a plain file name");
             }
-            var devices = file?.ResolveInstanceDevices(_options.DefaultDevice) ?? [_options.DefaultDevice];
-            var parameters = InstanceParameters(file?.Parameters, devices);
+            var devices = file.ResolveInstanceDevices(_options.DefaultDevice);
+            var parameters = InstanceParameters(file.Parameters, devices);
             var path = Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture), fileName);
             foreach (var device in devices)
             {
-                instances.Add(backend.Load(new BackendLoadRequest(name, version, path, device, file?.AllowCpuFallback ?? false, parameters)
+                instances.Add(backend.Load(new BackendLoadRequest(name, version, path, device, file.AllowCpuFallback ?? false, parameters)
                 {
-                    DeclaredInputs = WithBatchDimension(ModelConfigFile.ResolveTensors(file?.Input, "input"), file?.MaxBatchSize),
-                    DeclaredOutputs = WithBatchDimension(ModelConfigFile.ResolveTensors(file?.Output, "output"), file?.MaxBatchSize),
+                    DeclaredInputs = WithBatchDimension(ModelConfigFile.ResolveTensors(file.Input, "input"), file.MaxBatchSize),
+                    DeclaredOutputs = WithBatchDimension(ModelConfigFile.ResolveTensors(file.Output, "output"), file.MaxBatchSize),
                 }));
             }
-            var config = ModelConfigResolver.Resolve(name, file, backend, instances[0], devices, _options);
-            if (file?.Generation is { } generation)
-            {
-                config.Generation = GenerationConfig.Resolve(generation, config, directory);
-            }
+            var config = ModelConfigResolver.Resolve(
+                name, configured, new BackendIdentity(backend.Name, backend.Platform, backend.DefaultModelFilename), instances[0].Signature,
+                instances[0].ExecutionProvider, devices, new ConfigDefaults(_options.DefaultMaxBatchSize, _options.DefaultMaxQueueSize));
+            var generation = config.Generation is { } settings ? GenerationModel.Create(settings, directory) : null;
             Log.ModelLoaded(_logger, name, version, instances.Count, instances[0].ExecutionProvider);
             ModelWarmup warmup;
             try
             {
-                warmup = ModelWarmup.Resolve(file?.ModelWarmup, config, directory);
+                warmup = ModelWarmup.Resolve(file.ModelWarmup, config, directory, generation?.Tokenizer.VocabularySize);
             }
             catch (ModelConfigException e)
             {
@@ -395,7 +396,7 @@ public sealed partial class ModelRepository : IDisposable
                 }
                 Log.ModelWarmedUp(_logger, name, version, warmup.Samples.Count, warmup.ExecutionsPerInstance * instances.Count, warmupDuration.TotalSeconds);
             }
-            return ModelVersion.Ready(name, version, config, instances, _metrics, CreateBreaker(name, version, config));
+            return ModelVersion.Ready(name, version, config, instances, _metrics, generation, CreateBreaker(name, version, config));
         }
         catch (Exception e) when (e is ModelLoadException or ModelConfigException or WarmupException)
         {
@@ -445,12 +446,12 @@ public sealed partial class ModelRepository : IDisposable
     /// The configuration's backend or platform; when it names neither, the backend whose default model file the version
     /// directory holds (model.onnx, model.pt), as Triton does; else the first backend.
     /// </summary>
-    private IModelBackend SelectBackend(ModelConfigFile? file, string versionDirectory)
+    private IModelBackend SelectBackend(ModelConfigFile file, string versionDirectory)
     {
-        var wanted = file?.Backend;
-        if (wanted is null && file?.Platform is null)
+        var wanted = file.Backend;
+        if (wanted is null && file.Platform is null)
         {
-            var byFile = file?.DefaultModelFilename is { } named
+            var byFile = file.DefaultModelFilename is { } named
                 ? _backends.FirstOrDefault(b => string.Equals(Path.GetExtension(named), Path.GetExtension(b.DefaultModelFilename), StringComparison.OrdinalIgnoreCase))
                 : _backends.FirstOrDefault(b => File.Exists(Path.Combine(versionDirectory, b.DefaultModelFilename)));
             if (byFile is not null)
@@ -458,7 +459,7 @@ public sealed partial class ModelRepository : IDisposable
                 return byFile;
             }
         }
-        if (wanted is null && file?.Platform is { } platform)
+        if (wanted is null && file.Platform is { } platform)
         {
             return _backends.FirstOrDefault(b => b.Platform == platform)
                 ?? throw new ModelConfigException($"platform '{platform}' is not supported (supported: {string.Join(", ", _backends.Select(b => b.Platform))})");

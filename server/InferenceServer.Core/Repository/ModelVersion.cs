@@ -1,4 +1,6 @@
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
+using InferenceServer.Generation;
 using InferenceServer.Observability;
 using InferenceServer.Scheduling;
 using InferenceServer.Statistics;
@@ -28,22 +30,26 @@ public sealed class ModelVersion
     private readonly IModelRunner? _runner;
     private int _references;
 
-    private ModelVersion(string name, long version, ModelState state, string reason, ModelConfig? config, IReadOnlyList<IBackendModel>? instances, ServerMetrics? metrics)
+    private ModelVersion(string name, long version, ModelState state, string reason, ModelConfig? config)
     {
         Name = name;
         Version = version;
         State = state;
         Reason = reason;
         Config = config;
-        if (instances is not null)
-        {
-            var label = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            Statistics.Export(metrics!.ForRequests(name, label));
-            _runner = config!.Generation is { } generation
-                ? new ContinuousBatcher(config, label, generation, instances, Statistics, metrics.ForGeneration(name, label))
-                : new ModelScheduler(config, version, instances, Statistics);
-            _references = 1;
-        }
+    }
+
+    /// <summary>A serving version: its one runner, the continuous batcher of a generative model or the scheduler of a tensor model.</summary>
+    private ModelVersion(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances, ServerMetrics metrics, GenerationModel? generation)
+        : this(name, version, ModelState.Ready, "", config)
+    {
+        var label = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Statistics.Export(metrics.ForRequests(name, label));
+        Generation = generation;
+        _runner = generation is not null
+            ? new ContinuousBatcher(config, label, generation, instances, Statistics, metrics.ForGeneration(name, label))
+            : new ModelScheduler(config, version, instances, Statistics);
+        _references = 1;
     }
 
     /// <summary>The reason given to versions taken down by an unload.</summary>
@@ -73,18 +79,22 @@ public sealed class ModelVersion
     /// <summary>Statistics of the requests this version served.</summary>
     public ModelStatistics Statistics { get; } = new();
 
-    internal static ModelVersion Ready(string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances, ServerMetrics metrics, Admission.CircuitBreaker? breaker = null) =>
-        new(name, version, ModelState.Ready, "", config, instances, metrics) { Breaker = breaker };
+    internal static ModelVersion Ready(
+        string name, long version, ModelConfig config, IReadOnlyList<IBackendModel> instances, ServerMetrics metrics, GenerationModel? generation = null, Admission.CircuitBreaker? breaker = null) =>
+        new(name, version, config, instances, metrics, generation) { Breaker = breaker };
+
+    /// <summary>A generative version's tokenizer, chat template and settings; null for a tensor model.</summary>
+    public GenerationModel? Generation { get; }
 
     /// <summary>The circuit breaker around this version's engine (its configuration's <c>circuit_breaker</c>); null: none.</summary>
     public Admission.CircuitBreaker? Breaker { get; private init; }
 
     internal static ModelVersion Failed(string name, long version, string reason, ModelConfig? config = null) =>
-        new(name, version, ModelState.Unavailable, reason, config, null, null);
+        new(name, version, ModelState.Unavailable, reason, config);
 
     /// <summary>A version being loaded (and warmed up): what the index and the probes see until the load finishes.</summary>
     internal static ModelVersion Loading(string name, long version) =>
-        new(name, version, ModelState.Loading, LoadingReason, null, null, null);
+        new(name, version, ModelState.Loading, LoadingReason, null);
 
     /// <summary>The reason of a version whose engine instances are being loaded.</summary>
     public const string LoadingReason = "loading";

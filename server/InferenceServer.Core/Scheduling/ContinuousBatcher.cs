@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Generation;
 using InferenceServer.Inference;
 using InferenceServer.Observability;
@@ -11,14 +12,14 @@ namespace InferenceServer.Scheduling;
 /// <summary>
 /// The iteration-level scheduler of a generative model (vLLM's scheduler): each engine instance has a thread that, at
 /// every decode step, steps all of its running sequences together as one batch. Waiting requests join between steps
-/// (first come, first served) up to <see cref="GenerationConfig.MaxRunningSequences"/>; finished and cancelled ones
+/// (first come, first served) up to <see cref="GenerationSettings.MaxRunningSequences"/>; finished and cancelled ones
 /// leave; every running sequence gets one token per step, so progress is fair. The waiting queue is bounded: beyond
-/// <see cref="GenerationConfig.MaxWaitingSequences"/> a request is refused at once (429 / RESOURCE_EXHAUSTED).
+/// <see cref="GenerationSettings.MaxWaitingSequences"/> a request is refused at once (429 / RESOURCE_EXHAUSTED).
 /// </summary>
 internal sealed class ContinuousBatcher : IModelRunner
 {
     private readonly ModelConfig _config;
-    private readonly GenerationConfig _generation;
+    private readonly GenerationModel _generation;
     private readonly ModelStatistics _statistics;
     private readonly GenerationMetrics _metrics;
     private readonly IReadOnlyList<IBackendModel> _instances;
@@ -29,7 +30,7 @@ internal sealed class ContinuousBatcher : IModelRunner
     private bool _stopping;
 
     /// <summary>Starts one decode loop per engine instance.</summary>
-    public ContinuousBatcher(ModelConfig config, string version, GenerationConfig generation, IReadOnlyList<IBackendModel> instances, ModelStatistics statistics, GenerationMetrics metrics)
+    public ContinuousBatcher(ModelConfig config, string version, GenerationModel generation, IReadOnlyList<IBackendModel> instances, ModelStatistics statistics, GenerationMetrics metrics)
     {
         _config = config;
         _generation = generation;
@@ -40,7 +41,7 @@ internal sealed class ContinuousBatcher : IModelRunner
         _largestSteps = new int[instances.Count];
         for (var i = 0; i < instances.Count; i++)
         {
-            var decoder = new WindowDecoder(instances[i], generation);
+            var decoder = new WindowDecoder(instances[i], generation.Settings);
             var instance = i;
             _threads[i] = new Thread(() =>
             {
@@ -132,10 +133,10 @@ internal sealed class ContinuousBatcher : IModelRunner
             {
                 throw InferenceException.Unavailable($"model '{_config.Name}' is being unloaded");
             }
-            if (_waiting.Count >= _generation.MaxWaitingSequences)
+            if (_waiting.Count >= _generation.Settings.MaxWaitingSequences)
             {
                 throw new InferenceException(InferenceErrorKind.ResourceExhausted,
-                    $"model '{_config.Name}' has {_generation.MaxWaitingSequences} generation requests waiting for a slot (max_waiting_sequences); retry later")
+                    $"model '{_config.Name}' has {_generation.Settings.MaxWaitingSequences} generation requests waiting for a slot (max_waiting_sequences); retry later")
                 {
                     RetryAfter = TimeSpan.FromSeconds(1),
                 };
@@ -155,9 +156,9 @@ internal sealed class ContinuousBatcher : IModelRunner
 
     private void Loop(IDecoder decoder, int instance)
     {
-        var width = _generation.LogitsWidth;
+        var width = _generation.Settings.LogitsWidth;
         var vocabulary = _generation.Tokenizer.VocabularySize;
-        var capacity = _generation.MaxRunningSequences;
+        var capacity = _generation.Settings.MaxRunningSequences;
         var running = new List<GeneratingSequence>(capacity);
         var batch = new List<DecoderSequence>(capacity);
         var logits = new float[capacity * width];

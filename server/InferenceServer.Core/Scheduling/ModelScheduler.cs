@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Generation;
 using InferenceServer.Inference;
 using InferenceServer.Observability;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;

@@ -82,7 +82,17 @@ internal static class RestEndpoints
     private static Task ModelConfigAsync(HttpContext context)
     {
         var (name, version) = Route(context);
-        return WriteMessageAsync(context, ProtocolMessages.ModelConfig(Repository(context).GetReady(name, version).Config!));
+        var config = Repository(context).GetReady(name, version).Config!;
+        // Triton's configuration, plus where each value came from (a configuration file, the model itself, a default).
+        return WriteJsonAsync(context, 200, w => ProtoJson.Write(w, ProtocolMessages.ModelConfig(config), extra: w =>
+        {
+            w.WriteStartObject("provenance");
+            foreach (var (key, source) in config.Provenance)
+            {
+                w.WriteString(key, source);
+            }
+            w.WriteEndObject();
+        }));
     }
 
     private static Task ModelStatisticsAsync(HttpContext context)

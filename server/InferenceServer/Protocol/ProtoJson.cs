@@ -12,7 +12,10 @@ namespace InferenceServer.Protocol;
 /// </summary>
 internal static class ProtoJson
 {
-    public static void Write(Utf8JsonWriter writer, IMessage message)
+    public static void Write(Utf8JsonWriter writer, IMessage message) => Write(writer, message, extra: null);
+
+    /// <summary>Writes <paramref name="message"/> as a JSON object, with <paramref name="extra"/>'s properties after its fields.</summary>
+    public static void Write(Utf8JsonWriter writer, IMessage message, Action<Utf8JsonWriter>? extra)
     {
         writer.WriteStartObject();
         foreach (var field in message.Descriptor.Fields.InFieldNumberOrder())
@@ -29,6 +32,7 @@ internal static class ProtoJson
             writer.WritePropertyName(field.Name);
             WriteValue(writer, field, value);
         }
+        extra?.Invoke(writer);
         writer.WriteEndObject();
     }
 

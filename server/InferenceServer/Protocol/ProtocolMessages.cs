@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Reflection;
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Repository;
 using InferenceServer.Statistics;
 using InferenceServer.Tensors;
@@ -56,7 +57,7 @@ internal static class ProtocolMessages
         return metadata;
     }
 
-    public static Wire.ModelConfig ModelConfig(Repository.ModelConfig config)
+    public static Wire.ModelConfig ModelConfig(Configuration.ModelConfig config)
     {
         var message = new Wire.ModelConfig
         {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;

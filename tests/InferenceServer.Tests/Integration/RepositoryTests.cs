@@ -324,6 +324,24 @@ public sealed class RepositoryTests
             var input = rest.RootElement.GetProperty("input")[0];
             Assert.Equal("TYPE_INT32", input.GetProperty("data_type").GetString());
             Assert.Equal(16, input.GetProperty("dims")[0].GetInt64());
+            // Where each value came from: simple's config.yaml declares its tensors and batching; the rest is derived or default.
+            var provenance = rest.RootElement.GetProperty("provenance");
+            Assert.Equal("config.yaml", provenance.GetProperty("max_batch_size").GetString());
+            Assert.Equal("config.yaml", provenance.GetProperty("input.INPUT0").GetString());
+            Assert.Equal("config.yaml", provenance.GetProperty("dynamic_batching").GetString());
+            Assert.Equal("config.yaml", provenance.GetProperty("model_warmup").GetString());
+            Assert.Equal("model", provenance.GetProperty("backend").GetString());
+            Assert.Equal("default", provenance.GetProperty("version_policy").GetString());
+        }
+        using (var rest = JsonDocument.Parse(await server.Http.GetStringAsync("/v2/models/linear/config")))
+        {
+            // linear's config.yaml sets only its version policy: tensors and the batch dimension come from the model.
+            var provenance = rest.RootElement.GetProperty("provenance");
+            Assert.Equal("config.yaml", provenance.GetProperty("version_policy").GetString());
+            Assert.Equal("model", provenance.GetProperty("max_batch_size").GetString());
+            Assert.Equal("model", provenance.GetProperty("input.features").GetString());
+            Assert.Equal("model", provenance.GetProperty("output.logits").GetString());
+            Assert.Equal("model", provenance.GetProperty("dynamic_batching").GetString());
         }
 
         // Derived configuration: linear has no inputs in its config; the batch dimension is found in the model.

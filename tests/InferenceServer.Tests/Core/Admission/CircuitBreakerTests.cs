@@ -1,4 +1,5 @@
 using InferenceServer.Admission;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using InferenceServer.Tests.Infrastructure;

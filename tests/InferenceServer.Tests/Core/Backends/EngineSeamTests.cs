@@ -1,7 +1,8 @@
 using System.Runtime.InteropServices;
-using InferenceServer.Backends;
 using InferenceServer.Backends.OnnxRuntime;
 using InferenceServer.Backends.TorchSharp;
+using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;

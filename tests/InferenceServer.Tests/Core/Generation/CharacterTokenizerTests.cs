@@ -1,3 +1,4 @@
+using InferenceServer.Configuration;
 using InferenceServer.Generation;
 using InferenceServer.Inference;
 

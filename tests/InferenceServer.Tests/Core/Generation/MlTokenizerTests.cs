@@ -1,4 +1,5 @@
 using System.Text;
+using InferenceServer.Configuration;
 using InferenceServer.Generation;
 using InferenceServer.Inference;
 using Microsoft.ML.Tokenizers;

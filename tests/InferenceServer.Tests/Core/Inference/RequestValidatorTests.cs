@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using InferenceServer.Configuration;
 using InferenceServer.Generation;
 using InferenceServer.Lifecycle;
 using InferenceServer.Repository;
@@ -156,25 +157,26 @@ public sealed class ModelWarmupTests
     [Fact]
     public void Random_token_ids_of_a_generative_model_stay_inside_the_vocabulary()
     {
+        // The logits are wider than the tokenizer's vocabulary (5 of 8): the ids stay inside the vocabulary.
         var config = new ModelConfig
         {
             Name = "lm",
             MaxBatchSize = 2,
             Inputs = [new TensorConfig("tokens", DataType.Int64, [64])],
-            Outputs = [new TensorConfig("logits", DataType.Fp32, [64, 5])],
+            Outputs = [new TensorConfig("logits", DataType.Fp32, [64, 8])],
+            Generation = new GenerationSettings
+            {
+                Tokenizer = new TokenizerSpec { Kind = TokenizerSpec.Characters, Vocabulary = "abcde" },
+                ContextWindow = 64,
+                InputName = "tokens",
+                LogitsName = "logits",
+                LogitsWidth = 8,
+                MaxRunningSequences = 2,
+                MaxWaitingSequences = 1,
+            },
         };
-        config.Generation = new GenerationConfig
-        {
-            Tokenizer = new CharacterTokenizer("abcde"),
-            ChatTemplate = ChatTemplate.Default,
-            ContextWindow = 64,
-            InputName = "tokens",
-            LogitsName = "logits",
-            LogitsWidth = 5,
-            MaxRunningSequences = 2,
-            MaxWaitingSequences = 1,
-        };
-        var sample = Assert.Single(Resolve("model_warmup: [{name: s, inputs: {tokens: {data_type: TYPE_INT64, dims: [64], random_data: true}}}]", config).Samples);
+        var entries = ModelConfigFile.Parse("model_warmup: [{name: s, inputs: {tokens: {data_type: TYPE_INT64, dims: [64], random_data: true}}}]").ModelWarmup;
+        var sample = Assert.Single(ModelWarmup.Resolve(entries, config, Paths.NewTempDirectory("warmup-unit"), tokenVocabulary: 5).Samples);
         var ids = MemoryMarshal.Cast<byte, long>(sample.Inputs[0].Data).ToArray();
         Assert.All(ids, id => Assert.InRange(id, 0, 4));
         Assert.True(ids.Distinct().Count() > 1, "random ids came out constant");

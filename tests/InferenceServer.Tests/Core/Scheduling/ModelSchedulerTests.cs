@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using InferenceServer.Backends;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using InferenceServer.Scheduling;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 using InferenceServer.Repository;
 using InferenceServer.Scheduling;

@@ -1,6 +1,4 @@
-using InferenceServer.Repository;
-
-namespace InferenceServer.Admission;
+namespace InferenceServer.Configuration;
 
 /// <summary>
 /// A model's <c>circuit_breaker</c> section, resolved (Resilience4j's count-based settings). See the README's

@@ -1,19 +1,19 @@
-using InferenceServer.Repository;
 using InferenceServer.Tensors;
 
-namespace InferenceServer.Generation;
+namespace InferenceServer.Configuration;
 
 /// <summary>
-/// A generative model's resolved <c>generation</c> section: what turns its tensor interface (token ids in, next-token
-/// logits out) into a text generator, and the continuous batcher's bounds.
+/// A generative model's resolved <c>generation</c> section: which tensors carry token ids and logits, how the tokenizer
+/// and chat template are specified, and the continuous batcher's bounds. Plain values: the tokenizer itself is built
+/// from <see cref="Tokenizer"/> when the model loads (Generation's <c>GenerationModel</c>).
 /// </summary>
-public sealed class GenerationConfig
+public sealed record GenerationSettings
 {
-    /// <summary>Text to token ids and back.</summary>
-    public required ITokenizer Tokenizer { get; init; }
+    /// <summary>Which tokenizer, and its files relative to the model directory.</summary>
+    public required TokenizerSpec Tokenizer { get; init; }
 
-    /// <summary>Chat messages to a prompt.</summary>
-    public required ChatTemplate ChatTemplate { get; init; }
+    /// <summary>How chat messages become the prompt; null: each message's content on its own line.</summary>
+    public ChatTemplateSpec? ChatTemplate { get; init; }
 
     /// <summary>Tokens fed per step: the last ones of the sequence, left-padded when there are fewer.</summary>
     public required int ContextWindow { get; init; }
@@ -49,16 +49,17 @@ public sealed class GenerationConfig
     public int MaxTokensLimit { get; init; } = 4096;
 
     /// <summary>
-    /// Validates the section against the model's resolved tensors and builds the tokenizer (files are read from
-    /// <paramref name="modelDirectory"/>). Throws <see cref="ModelConfigException"/> naming what is wrong.
+    /// Validates the section against the model's resolved tensors (dims without the batch dimension). Throws
+    /// <see cref="ModelConfigException"/> naming what is wrong.
     /// </summary>
-    public static GenerationConfig Resolve(ModelConfigFile.GenerationEntry entry, ModelConfig model, string modelDirectory)
+    public static GenerationSettings Resolve(ModelConfigFile.GenerationEntry entry, int maxBatchSize, IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs)
     {
-        if (model.MaxBatchSize < 1)
+        ArgumentNullException.ThrowIfNull(entry);
+        if (maxBatchSize < 1)
         {
             throw new ModelConfigException("a generative model needs a batch dimension (max_batch_size >= 1): its sequences are stepped together as one batch");
         }
-        var input = Pick(model.Inputs, entry.InputIds, "input", "generation.input_ids");
+        var input = Pick(inputs, entry.InputIds, "input", "generation.input_ids");
         if (input.DataType is not (DataType.Int64 or DataType.Int32))
         {
             throw new ModelConfigException($"generation input '{input.Name}' must be TYPE_INT64 or TYPE_INT32 token ids, not {input.DataType.ConfigName()}");
@@ -74,7 +75,7 @@ public sealed class GenerationConfig
         {
             throw new ModelConfigException($"generation.context_window {window} must be positive and equal the input's length {fixedLength} when it is fixed");
         }
-        var logits = Pick(model.Outputs, entry.Logits, "output", "generation.logits");
+        var logits = Pick(outputs, entry.Logits, "output", "generation.logits");
         if (logits.DataType != DataType.Fp32)
         {
             throw new ModelConfigException($"generation logits '{logits.Name}' must be TYPE_FP32, not {logits.DataType.ConfigName()}");
@@ -89,30 +90,15 @@ public sealed class GenerationConfig
         {
             throw new ModelConfigException("generation.tokenizer is required (kind: characters | bpe | sentencepiece | tiktoken | tokenizer_json)");
         }
-        ITokenizer tokenizer;
-        ChatTemplate template;
-        try
-        {
-            tokenizer = TokenizerFactory.Create(entry.Tokenizer, modelDirectory);
-            template = ChatTemplate.FromSpec(entry.ChatTemplate);
-        }
-        catch (ArgumentException e)
-        {
-            throw new ModelConfigException("generation: " + e.Message);
-        }
-        if (tokenizer.VocabularySize > width)
-        {
-            throw new ModelConfigException($"the tokenizer has {tokenizer.VocabularySize} tokens but logits '{logits.Name}' only {width}");
-        }
         var pad = entry.PadTokenId ?? 0;
         if (pad < 0 || pad >= width)
         {
             throw new ModelConfigException($"generation.pad_token_id {pad} is outside the vocabulary (0..{width - 1})");
         }
-        var running = entry.MaxRunningSequences ?? model.MaxBatchSize;
-        if (running < 1 || running > model.MaxBatchSize)
+        var running = entry.MaxRunningSequences ?? maxBatchSize;
+        if (running < 1 || running > maxBatchSize)
         {
-            throw new ModelConfigException($"generation.max_running_sequences {running} must be between 1 and max_batch_size {model.MaxBatchSize}");
+            throw new ModelConfigException($"generation.max_running_sequences {running} must be between 1 and max_batch_size {maxBatchSize}");
         }
         var waiting = entry.MaxWaitingSequences ?? 256;
         var defaultMax = entry.DefaultMaxTokens ?? 256;
@@ -121,10 +107,10 @@ public sealed class GenerationConfig
         {
             throw new ModelConfigException("generation: max_waiting_sequences must be >= 0, default_max_tokens and max_tokens_limit >= 1, and default_max_tokens <= max_tokens_limit");
         }
-        return new GenerationConfig
+        return new GenerationSettings
         {
-            Tokenizer = tokenizer,
-            ChatTemplate = template,
+            Tokenizer = entry.Tokenizer,
+            ChatTemplate = entry.ChatTemplate,
             ContextWindow = window,
             PadTokenId = pad,
             InputName = input.Name,

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace InferenceServer.Repository;
+namespace InferenceServer.Configuration;
 
 /// <summary>Which model names are acceptable: a single path segment of letters, digits, '_', '-' and '.', never "." or "..".</summary>
 public static class ModelNames

@@ -1,6 +1,6 @@
-namespace InferenceServer.Generation;
+namespace InferenceServer.Configuration;
 
-/// <summary>Which tokenizer a text-generation model uses and where its files are; <see cref="TokenizerFactory.Create"/> turns it into an <see cref="ITokenizer"/>.</summary>
+/// <summary>Which tokenizer a text-generation model uses and where its files are; the generation engine's tokenizer factory turns it into a tokenizer.</summary>
 public sealed class TokenizerSpec
 {
     /// <summary><see cref="Kind"/> of a character vocabulary given inline in <see cref="Vocabulary"/>.</summary>

@@ -1,23 +1,45 @@
-using InferenceServer.Backends;
 using InferenceServer.Tensors;
 
-namespace InferenceServer.Repository;
+namespace InferenceServer.Configuration;
+
+/// <summary>The backend that loaded a model, as its configuration names it.</summary>
+/// <param name="Name">The backend's name ("onnxruntime").</param>
+/// <param name="Platform">Triton's platform string ("onnxruntime_onnx").</param>
+/// <param name="DefaultModelFilename">The model file it looks for in a version directory ("model.onnx").</param>
+public sealed record BackendIdentity(string Name, string Platform, string DefaultModelFilename);
+
+/// <summary>The server-wide defaults a configuration falls back to.</summary>
+/// <param name="MaxBatchSize">max_batch_size of a model whose batch dimension is derived.</param>
+/// <param name="MaxQueueSize">The queue bound of a model that sets none.</param>
+public sealed record ConfigDefaults(int MaxBatchSize, int MaxQueueSize);
 
 /// <summary>
 /// Completes a model's configuration from the model itself (Triton's auto-complete): undeclared inputs and outputs
 /// come from the engine's metadata, declared ones must agree with it, and a variable leading dimension on every
 /// input and output makes it the batch dimension.
 /// </summary>
+/// <remarks>
+/// One precedence for every value, highest first: the configuration sources merged by <see cref="ConfiguredModel"/>
+/// (the model's <c>config.yaml</c>/<c>.yml</c>/<c>.json</c>, then a model format's own files), then what is derived
+/// from the graph (<see cref="ConfigSources.Model"/>), then defaults (<see cref="ConfigSources.Default"/>). The
+/// result's <see cref="ModelConfig.Provenance"/> records which one gave each value.
+/// </remarks>
 public static class ModelConfigResolver
 {
-    /// <summary>Builds the complete configuration, or throws <see cref="ModelConfigException"/> when the file contradicts the model.</summary>
+    /// <summary>Builds the complete configuration, or throws <see cref="ModelConfigException"/> when a source contradicts the model.</summary>
     public static ModelConfig Resolve(
-        string name, ModelConfigFile? file, IModelBackend backend, IBackendModel model, IReadOnlyList<string> instanceDevices, ModelRepositoryOptions defaults)
+        string name, ConfiguredModel configured, BackendIdentity backend, ModelSignature signature, string executionProvider,
+        IReadOnlyList<string> instanceDevices, ConfigDefaults defaults)
     {
-        var defaultMaxBatchSize = defaults.DefaultMaxBatchSize;
-        var signature = model.Signature;
+        ArgumentNullException.ThrowIfNull(configured);
+        ArgumentNullException.ThrowIfNull(signature);
+        var file = configured.Values;
+        var provenance = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        string From(string key, string fallback) => provenance[key] = configured.OriginOf(key) ?? fallback;
+
         var allBatchable = signature.Inputs.Concat(signature.Outputs).All(t => t.Dims.Length > 0 && t.Dims[0] == -1);
-        var maxBatchSize = file?.MaxBatchSize ?? (allBatchable && signature.Inputs.Count > 0 ? defaultMaxBatchSize : 0);
+        var maxBatchSize = file.MaxBatchSize ?? (allBatchable && signature.Inputs.Count > 0 ? defaults.MaxBatchSize : 0);
+        From("max_batch_size", ConfigSources.Model);
         if (maxBatchSize < 0)
         {
             throw new ModelConfigException("max_batch_size must not be negative");
@@ -28,23 +50,50 @@ public static class ModelConfigResolver
             throw new ModelConfigException(
                 $"max_batch_size {maxBatchSize} needs a variable leading (batch) dimension on every input and output, but '{fixedOne.Name}' has shape [{string.Join(",", fixedOne.Dims)}]");
         }
+        var inputs = Merge(ModelConfigFile.ResolveTensors(file.Input, "input"), signature.Inputs, maxBatchSize, "input");
+        var outputs = Merge(ModelConfigFile.ResolveTensors(file.Output, "output"), signature.Outputs, maxBatchSize, "output");
+        foreach (var t in inputs)
+        {
+            From("input." + t.Name, ConfigSources.Model);
+        }
+        foreach (var t in outputs)
+        {
+            From("output." + t.Name, ConfigSources.Model);
+        }
+        // Either of backend and platform names the other; with neither, the version directory's model file did.
+        provenance["backend"] = configured.OriginOf("backend") ?? configured.OriginOf("platform") ?? ConfigSources.Model;
+        provenance["platform"] = configured.OriginOf("platform") ?? configured.OriginOf("backend") ?? ConfigSources.Model;
+        From("version_policy", ConfigSources.Default);
+        From("default_model_filename", ConfigSources.Default);
+        From(configured.OriginOf("instance_group") is null ? "device" : "instance_group", ConfigSources.Default);
+        var batching = ResolveBatching(file, maxBatchSize);
+        From("dynamic_batching", batching is not null && file.DynamicBatching is null ? ConfigSources.Model : ConfigSources.Default);
+        foreach (var key in (string[])["allow_cpu_fallback", "parameters", "generation", "circuit_breaker", "model_warmup"])
+        {
+            if (configured.OriginOf(key) is { } origin)
+            {
+                provenance[key] = origin;
+            }
+        }
         return new ModelConfig
         {
             Name = name,
             Backend = backend.Name,
             Platform = backend.Platform,
             MaxBatchSize = maxBatchSize,
-            Inputs = Merge(ModelConfigFile.ResolveTensors(file?.Input, "input"), signature.Inputs, maxBatchSize, "input"),
-            Outputs = Merge(ModelConfigFile.ResolveTensors(file?.Output, "output"), signature.Outputs, maxBatchSize, "output"),
-            VersionPolicy = file?.ResolveVersionPolicy() ?? VersionPolicy.Latest(1),
-            DefaultModelFilename = file?.DefaultModelFilename ?? backend.DefaultModelFilename,
+            Inputs = inputs,
+            Outputs = outputs,
+            VersionPolicy = file.ResolveVersionPolicy(),
+            DefaultModelFilename = file.DefaultModelFilename ?? backend.DefaultModelFilename,
             InstanceDevices = instanceDevices,
-            DynamicBatching = ResolveBatching(file, maxBatchSize),
-            Queue = ResolveQueue(file?.DynamicBatching, defaults.DefaultMaxQueueSize),
-            ExecutionProvider = model.ExecutionProvider,
-            AllowCpuFallback = file?.AllowCpuFallback ?? false,
-            Parameters = file?.Parameters ?? new Dictionary<string, string>(),
-            CircuitBreaker = Admission.CircuitBreakerOptions.Resolve(file?.CircuitBreaker, name),
+            DynamicBatching = batching,
+            Queue = ResolveQueue(file.DynamicBatching, defaults.MaxQueueSize),
+            ExecutionProvider = executionProvider,
+            AllowCpuFallback = file.AllowCpuFallback ?? false,
+            Parameters = file.Parameters ?? new Dictionary<string, string>(),
+            CircuitBreaker = CircuitBreakerOptions.Resolve(file.CircuitBreaker, name),
+            Generation = file.Generation is { } generation ? GenerationSettings.Resolve(generation, maxBatchSize, inputs, outputs) : null,
+            Provenance = provenance,
         };
     }
 
@@ -52,16 +101,16 @@ public static class ModelConfigResolver
     /// As Triton's auto-complete: a model whose batch dimension was derived gets dynamic batching with default settings;
     /// a configuration that sets max_batch_size batches only when it has a dynamic_batching section.
     /// </summary>
-    private static DynamicBatchingConfig? ResolveBatching(ModelConfigFile? file, int maxBatchSize)
+    private static DynamicBatchingConfig? ResolveBatching(ModelConfigFile file, int maxBatchSize)
     {
         if (maxBatchSize == 0)
         {
             return null;
         }
-        var section = file?.DynamicBatching;
+        var section = file.DynamicBatching;
         if (section is null)
         {
-            return file?.MaxBatchSize is null ? new DynamicBatchingConfig(0, []) : null;
+            return file.MaxBatchSize is null ? new DynamicBatchingConfig(0, []) : null;
         }
         var delay = section.MaxQueueDelayMicroseconds ?? 0;
         if (delay < 0)

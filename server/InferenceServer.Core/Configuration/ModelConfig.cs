@@ -1,6 +1,6 @@
 using InferenceServer.Tensors;
 
-namespace InferenceServer.Repository;
+namespace InferenceServer.Configuration;
 
 /// <summary>One input or output of a model: name, element type and dimensions (-1 is variable; without the batch dimension when the model batches).</summary>
 public sealed record TensorConfig(string Name, DataType DataType, long[] Dims, bool Optional = false);
@@ -57,10 +57,17 @@ public sealed class ModelConfig
     public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
 
     /// <summary>For a generative model, how it generates text (its <c>generation</c> section, resolved); null for tensor models.</summary>
-    public Generation.GenerationConfig? Generation { get; internal set; }
+    public GenerationSettings? Generation { get; init; }
 
     /// <summary>The circuit breaker around the engine (its <c>circuit_breaker</c> section); null: none.</summary>
-    public Admission.CircuitBreakerOptions? CircuitBreaker { get; init; }
+    public CircuitBreakerOptions? CircuitBreaker { get; init; }
+
+    /// <summary>
+    /// Where each value came from, by configuration key (<c>max_batch_size</c>, <c>input.NAME</c>, <c>dynamic_batching</c>,
+    /// …): a configuration file's name (<c>config.yaml</c>), <see cref="ConfigSources.Model"/> (derived from the model
+    /// itself) or <see cref="ConfigSources.Default"/>. See <see cref="ModelConfigResolver"/> for the precedence.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Provenance { get; init; } = new Dictionary<string, string>();
 
     /// <summary>The names of <see cref="Outputs"/>, in order (what a request that names no outputs gets).</summary>
     public IReadOnlyList<string> OutputNames => _outputNames ??= Outputs.Select(o => o.Name).ToArray();

@@ -3,7 +3,7 @@ using YamlDotNet.Core;
 using YamlDotNet.Serialization;
 using YamlDotNet.Serialization.NamingConventions;
 
-namespace InferenceServer.Repository;
+namespace InferenceServer.Configuration;
 
 /// <summary>
 /// <c>config.yaml</c> (or <c>config.json</c>, or <c>config.yml</c>) beside a model's version directories, as written:
@@ -64,7 +64,7 @@ public sealed class ModelConfigFile
 
     /// <summary>
     /// circuit_breaker: Resilience4j's count-based settings (see the README's "Circuit breaker" section); resolved and
-    /// checked by <see cref="Admission.CircuitBreakerOptions.Resolve"/>.
+    /// checked by <see cref="CircuitBreakerOptions.Resolve"/>.
     /// </summary>
     public sealed class CircuitBreakerEntry
     {
@@ -95,7 +95,7 @@ public sealed class ModelConfigFile
 
     /// <summary>
     /// One warmup sample: its inputs, the batch it runs as and how many times. See the README's "Warmup" section;
-    /// checked against the resolved configuration by <see cref="Lifecycle.ModelWarmup"/>.
+    /// checked against the resolved configuration when the model loads.
     /// </summary>
     public sealed class WarmupEntry
     {
@@ -138,10 +138,10 @@ public sealed class ModelConfigFile
     public sealed class GenerationEntry
     {
         /// <summary>The tokenizer (a character vocabulary, or BPE / SentencePiece / tiktoken / tokenizer.json files).</summary>
-        public Generation.TokenizerSpec? Tokenizer { get; set; }
+        public TokenizerSpec? Tokenizer { get; set; }
 
         /// <summary>How chat messages become the prompt; default: each message's content on its own line.</summary>
-        public Generation.ChatTemplateSpec? ChatTemplate { get; set; }
+        public ChatTemplateSpec? ChatTemplate { get; set; }
 
         /// <summary>Tokens the model sees per step (default: the token input's fixed length); older tokens slide out.</summary>
         public int? ContextWindow { get; set; }
@@ -263,15 +263,15 @@ public sealed class ModelConfigFile
         .WithNamingConvention(UnderscoredNamingConvention.Instance)
         .Build();
 
-    /// <summary>Reads the model's configuration file, or returns null when it has none; throws <see cref="ModelConfigException"/> when it is invalid.</summary>
-    public static ModelConfigFile? Load(string modelDirectory)
+    /// <summary>The path of the model's configuration file (the first of <see cref="FileNames"/> present), or null.</summary>
+    public static string? Find(string modelDirectory)
     {
         foreach (var fileName in FileNames)
         {
             var path = Path.Combine(modelDirectory, fileName);
             if (File.Exists(path))
             {
-                return Parse(File.ReadAllText(path), fileName);
+                return path;
             }
         }
         return null;
@@ -295,7 +295,7 @@ public sealed class ModelConfigFile
     {
         if (VersionPolicy is null)
         {
-            return Repository.VersionPolicy.Latest(1);
+            return Configuration.VersionPolicy.Latest(1);
         }
         var chosen = (VersionPolicy.Latest is null ? 0 : 1) + (VersionPolicy.All is null ? 0 : 1) + (VersionPolicy.Specific is null ? 0 : 1);
         if (chosen != 1)
@@ -305,7 +305,7 @@ public sealed class ModelConfigFile
         if (VersionPolicy.Latest is { } latest)
         {
             var n = latest.NumVersions ?? 1;
-            return n >= 1 ? Repository.VersionPolicy.Latest(n) : throw new ModelConfigException("version_policy.latest.num_versions must be at least 1");
+            return n >= 1 ? Configuration.VersionPolicy.Latest(n) : throw new ModelConfigException("version_policy.latest.num_versions must be at least 1");
         }
         if (VersionPolicy.Specific is { } specific)
         {
@@ -313,9 +313,9 @@ public sealed class ModelConfigFile
             {
                 throw new ModelConfigException("version_policy.specific.versions must list positive version numbers");
             }
-            return Repository.VersionPolicy.Specific(versions);
+            return Configuration.VersionPolicy.Specific(versions);
         }
-        return Repository.VersionPolicy.All;
+        return Configuration.VersionPolicy.All;
     }
 
     /// <summary>The device of each engine instance the instance groups ask for (at least one).</summary>
