@@ -60,7 +60,4 @@ public interface ITextGenerator
 
     /// <summary>The ready generative models.</summary>
     IReadOnlyList<GenerativeModelInfo> ListModels();
-
-    /// <summary>Whether <paramref name="model"/> is a ready generative model (tensor models are served by infer instead).</summary>
-    bool IsGenerative(string model);
 }

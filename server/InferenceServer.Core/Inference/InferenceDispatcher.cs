@@ -7,11 +7,11 @@ using InferenceServer.Repository;
 namespace InferenceServer.Inference;
 
 /// <summary>
-/// The protocol-free entry point of every inference: finds the model version, validates the request against its
-/// configuration and hands it to the version's scheduler — the dynamic batcher of a tensor model, the continuous
-/// batcher of a generative one — and records the statistics.
+/// The protocol-free entry point of every inference: finds the model version once, then hands the work to the
+/// version's runner — a tensor request validated against the configuration to the dynamic batcher of a tensor model; a
+/// <c>text_input</c> request or a generation to the continuous batcher of a generative one — and records the statistics.
 /// </summary>
-public sealed class InferenceDispatcher : ITextGenerator
+public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
 {
     private readonly ModelRepository _repository;
     private readonly RequestLimits _limits;
@@ -29,24 +29,55 @@ public sealed class InferenceDispatcher : ITextGenerator
         _admission = admission;
     }
 
-    /// <summary>The request limits this dispatcher enforces, for the protocol adapters to check shapes before decoding data.</summary>
+    /// <inheritdoc />
     public RequestLimits Limits => _limits;
 
-    /// <summary>
-    /// Runs one request through the model's scheduler. Errors are <see cref="InferenceException"/>s whose messages are
-    /// safe for clients (or <see cref="OperationCanceledException"/> when the client cancelled).
-    /// </summary>
-    public Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken)
+    /// <inheritdoc />
+    public Dispatched Dispatch(InferenceRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return InferAsync(request, request.ModelName, request.ModelVersion, fallbackFor: null, cancellationToken);
+        cancellationToken.ThrowIfCancellationRequested();
+        var lease = _repository.Acquire(request.ModelName, request.ModelVersion);
+        if (lease.Version.Generation is null)
+        {
+            return new Dispatched(InferOnLeaseAsync(request, lease, fallbackFor: null, cancellationToken));
+        }
+        GenerationRequest generation;
+        bool? streamed;
+        try
+        {
+            generation = TextTensors.ToGenerationRequest(request, out streamed);
+        }
+        catch (Exception e)
+        {
+            lease.Dispose();
+            return new Dispatched(Task.FromException<GenerationStream>(e), streamed: null);
+        }
+        Task<GenerationStream> started;
+        try
+        {
+            started = GenerateOnLeaseAsync(request.ModelName, generation, lease, cancellationToken).AsTask();
+        }
+        catch (Exception e)
+        {
+            // Refused at once (a full queue, bad parameters): still the generation's error, reported as such.
+            started = Task.FromException<GenerationStream>(e);
+        }
+        return new Dispatched(started, streamed);
     }
 
-    /// <summary>Runs a request on <paramref name="model"/>: the request's own, or the fallback of <paramref name="fallbackFor"/>'s open breaker.</summary>
-    private async Task<InferenceResponse> InferAsync(InferenceRequest request, string model, string version, string? fallbackFor, CancellationToken cancellationToken)
+    /// <inheritdoc />
+    public async Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken) =>
+        await Dispatch(request, cancellationToken).ResponseAsync(request.Id, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Runs a request on the leased version (owning the lease): the request's own model, or the fallback of
+    /// <paramref name="fallbackFor"/>'s open breaker.
+    /// </summary>
+    private async Task<InferenceResponse> InferOnLeaseAsync(InferenceRequest request, ModelLease lease, string? fallbackFor, CancellationToken cancellationToken)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        using var lease = _repository.Acquire(model, version);
+        using var _ = lease;
+        var model = lease.Version.Name;
         // Admission control before the scheduler, for the model the client named (a fallback hop was admitted with it);
         // its lease (a concurrency permit) is held until the response.
         using var admitted = fallbackFor is null ? await AdmitAsync(lease, request.Tenant, cancellationToken).ConfigureAwait(false) : null;
@@ -59,8 +90,9 @@ public sealed class InferenceDispatcher : ITextGenerator
         var retryAfter = TimeSpan.Zero;
         try
         {
-            if (lease.Config.Generation is not null)
+            if (lease.Version.Generation is not null)
             {
+                // Only a fallback hop gets here: the fallback model is generative and cannot take tensors.
                 throw InferenceException.InvalidArgument(
                     $"model '{model}' is a generative model: send a BYTES input 'text_input', or use generate or the OpenAI API");
             }
@@ -143,7 +175,7 @@ public sealed class InferenceDispatcher : ITextGenerator
         InferenceResponse response;
         try
         {
-            response = await InferAsync(request, fallback, "", breaker.Model, cancellationToken).ConfigureAwait(false);
+            response = await InferOnLeaseAsync(request, _repository.Acquire(fallback, ""), breaker.Model, cancellationToken).ConfigureAwait(false);
         }
         catch (InferenceException e) when (e.Kind is InferenceErrorKind.NotFound or InferenceErrorKind.Unavailable or InferenceErrorKind.InvalidArgument)
         {
@@ -159,8 +191,13 @@ public sealed class InferenceDispatcher : ITextGenerator
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
+        return GenerateOnLeaseAsync(model, request, _repository.Acquire(model, version ?? ""), cancellationToken);
+    }
+
+    /// <summary>Admits a generation on the leased version and starts it; the lease passes to the sequence (or is released on failure).</summary>
+    private ValueTask<GenerationStream> GenerateOnLeaseAsync(string model, GenerationRequest request, ModelLease lease, CancellationToken cancellationToken)
+    {
         var arrived = Stopwatch.GetTimestamp();
-        var lease = _repository.Acquire(model, version ?? "");
         ValueTask<IDisposable?> admission;
         try
         {
@@ -249,19 +286,6 @@ public sealed class InferenceDispatcher : ITextGenerator
             .OrderBy(v => v.Name, StringComparer.Ordinal)
             .Select(v => new GenerativeModelInfo(v.Name, v.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), v.Config!.Generation!.ContextWindow, v.LoadedUnixSeconds))
             .ToArray();
-
-    /// <inheritdoc />
-    public bool IsGenerative(string model)
-    {
-        try
-        {
-            return _repository.Select(model, "").Config?.Generation is not null;
-        }
-        catch (InferenceException)
-        {
-            return false;
-        }
-    }
 
     /// <summary>A generation's model lease and its admission lease, released together when the stream ends.</summary>
     private sealed class AdmittedLease(ModelLease lease, IDisposable admitted) : IDisposable

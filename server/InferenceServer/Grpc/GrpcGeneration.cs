@@ -14,27 +14,24 @@ namespace InferenceServer.Grpc;
 /// (<c>triton_final_response</c> true) carrying <c>finish_reason</c>, <c>prompt_tokens</c> and <c>completion_tokens</c>.
 /// Each response echoes the request's id, so a client can tell concurrent generations on one stream apart.
 /// </summary>
-internal sealed partial class GrpcGeneration(ITextGenerator generator, ILogger logger)
+internal sealed partial class GrpcGeneration(ILogger logger)
 {
     public const string FinalResponse = "triton_final_response";
 
-    /// <summary>Runs one generation, writing its responses through <paramref name="writer"/>. Never throws: errors are sent in-band.</summary>
-    public async Task StreamAsync(ModelInferRequest request, StreamResponseWriter writer, CancellationToken cancellationToken, string? tenant = null)
+    /// <summary>
+    /// Writes one generation's responses through <paramref name="writer"/> once <paramref name="generation"/> is
+    /// admitted; <paramref name="streamed"/> false asks for the whole text in the one, final, response. Never throws:
+    /// errors are sent in-band.
+    /// </summary>
+    public async Task StreamAsync(
+        ModelInferRequest request, Task<GenerationStream> generation, bool? streamed, StreamResponseWriter writer, CancellationToken cancellationToken)
     {
         var raw = request.RawInputContents.Count > 0;
         try
         {
-            GenerationRequest generation;
-            bool? streamed;
-            using (var inference = GrpcTensorCodec.Decode(request))
-            {
-                generation = GenerativeTensors.ToGenerationRequest(inference, out streamed);
-            }
-            generation.Tenant = tenant;
-            var stream = await generator.GenerateAsync(request.ModelName, GenerativeTensors.NullIfEmpty(request.ModelVersion), generation, cancellationToken);
+            var stream = await generation;
             if (streamed == false)
             {
-                // "stream": false asks for the whole text in the one, final, response.
                 var result = await GenerationResult.ReadAsync(stream, cancellationToken);
                 await writer.WriteAsync(Final(request, stream, result.Text, result.FinishReason, result.Usage.CompletionTokens, raw), cancellationToken);
                 return;
@@ -110,7 +107,7 @@ internal sealed partial class GrpcGeneration(ITextGenerator generator, ILogger l
     private static ModelStreamInferResponse Response(ModelInferRequest request, GenerationStream stream, string text, bool raw)
     {
         var message = new ModelInferResponse { ModelName = stream.ModelName, ModelVersion = stream.ModelVersion, Id = request.Id };
-        var tensor = new ModelInferResponse.Types.InferOutputTensor { Name = GenerativeTensors.TextOutput, Datatype = "BYTES", Shape = { 1 } };
+        var tensor = new ModelInferResponse.Types.InferOutputTensor { Name = TextTensors.TextOutput, Datatype = "BYTES", Shape = { 1 } };
         if (raw)
         {
             var bytes = new byte[4 + Encoding.UTF8.GetByteCount(text)];

@@ -8,11 +8,11 @@ namespace InferenceServer.Grpc;
 
 /// <summary>
 /// inference.GRPCInferenceService: the Open Inference Protocol v2 over gRPC with Triton's extensions. A thin adapter over
-/// the core; errors are translated by <see cref="ErrorInterceptor"/>. Generative models (those <see cref="ITextGenerator"/>
-/// serves) take a BYTES input <c>text_input</c> and answer <c>text_output</c>, streamed on ModelStreamInfer.
+/// the core; errors are translated by <see cref="ErrorInterceptor"/>. Generative models take a BYTES input
+/// <c>text_input</c> and answer <c>text_output</c>, streamed on ModelStreamInfer; the dispatcher tells them apart.
 /// </summary>
 internal sealed class InferenceGrpcService(
-    ModelRepository repository, Lifecycle.ServerLifecycle lifecycle, InferenceDispatcher dispatcher, ILogger<InferenceGrpcService> logger, ITextGenerator? generator = null)
+    ModelRepository repository, Lifecycle.ServerLifecycle lifecycle, IInferenceDispatcher dispatcher, ILogger<InferenceGrpcService> logger)
     : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
@@ -28,8 +28,7 @@ internal sealed class InferenceGrpcService(
         Task.FromResult(ProtocolMessages.ServerMetadata());
 
     public override Task<ModelMetadataResponse> ModelMetadata(ModelMetadataRequest request, ServerCallContext context) =>
-        Task.FromResult(GenerativeTensors.Metadata(generator, repository, request.Name, request.Version)
-            ?? ProtocolMessages.ModelMetadata(repository, repository.GetReady(request.Name, request.Version)));
+        Task.FromResult(ProtocolMessages.ModelMetadata(repository, repository.GetReady(request.Name, request.Version)));
 
     public override Task<ModelConfigResponse> ModelConfig(ModelConfigRequest request, ServerCallContext context) =>
         Task.FromResult(new ModelConfigResponse { Config = ProtocolMessages.ModelConfig(repository.GetReady(request.Name, request.Version).Config!) });
@@ -42,9 +41,7 @@ internal sealed class InferenceGrpcService(
         using var inference = GrpcTensorCodec.Decode(request, dispatcher.Limits);
         inference.Deadline = DeadlineOf(context);
         inference.Tenant = Protocol.RequestMetadata.TenantOf(context.GetHttpContext());
-        var response = IsGenerative(request)
-            ? await GenerativeTensors.InferAsync(generator!, inference, context.CancellationToken)
-            : await dispatcher.InferAsync(inference, context.CancellationToken);
+        var response = await dispatcher.InferAsync(inference, context.CancellationToken);
         if (response.FallbackFor is not null)
         {
             context.GetHttpContext().Response.Headers[Protocol.RequestMetadata.ServedByModelHeader] = response.ServedBy;
@@ -65,12 +62,6 @@ internal sealed class InferenceGrpcService(
         {
             await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
             {
-                if (IsGenerative(request))
-                {
-                    generations.RemoveAll(t => t.IsCompleted);
-                    generations.Add(new GrpcGeneration(generator!, logger).StreamAsync(request, writer, context.CancellationToken, Protocol.RequestMetadata.TenantOf(context.GetHttpContext())));
-                    continue;
-                }
                 InferenceResponse? response = null;
                 ModelStreamInferResponse reply;
                 try
@@ -78,7 +69,14 @@ internal sealed class InferenceGrpcService(
                     using var inference = GrpcTensorCodec.Decode(request, dispatcher.Limits);
                     inference.Deadline = DeadlineOf(context);
                     inference.Tenant = Protocol.RequestMetadata.TenantOf(context.GetHttpContext());
-                    response = await dispatcher.InferAsync(inference, context.CancellationToken);
+                    var dispatched = dispatcher.Dispatch(inference, context.CancellationToken);
+                    if (dispatched.Generation is { } generation)
+                    {
+                        generations.RemoveAll(t => t.IsCompleted);
+                        generations.Add(new GrpcGeneration(logger).StreamAsync(request, generation, dispatched.Streamed, writer, context.CancellationToken));
+                        continue;
+                    }
+                    response = await dispatched.Tensors!;
                     reply = new ModelStreamInferResponse { InferResponse = GrpcTensorCodec.Encode(response, raw: request.RawInputContents.Count > 0) };
                 }
                 catch (InferenceException e)
@@ -98,8 +96,6 @@ internal sealed class InferenceGrpcService(
             await Task.WhenAll(generations);
         }
     }
-
-    private bool IsGenerative(ModelInferRequest request) => generator is not null && generator.IsGenerative(request.ModelName);
 
     /// <summary>The call's gRPC deadline as a Stopwatch timestamp (0 when the client set none).</summary>
     private static long DeadlineOf(ServerCallContext context)

@@ -87,6 +87,7 @@ public static class InferenceServerApp
         builder.Services.AddSingleton(admission);
         builder.Services.AddSingleton<Admission.AdmissionController>();
         builder.Services.AddSingleton<InferenceDispatcher>();
+        builder.Services.AddSingleton<IInferenceDispatcher>(sp => sp.GetRequiredService<InferenceDispatcher>());
         builder.Services.AddSingleton<ITextGenerator>(sp => sp.GetRequiredService<InferenceDispatcher>());
         builder.Services.AddHostedService<RepositoryLoader>();
         builder.Services.AddSingleton<ServerLifecycle>();

@@ -23,7 +23,7 @@ internal static class KServeV1Endpoints
     {
         var name = (string)context.GetRouteValue("name")!;
         var repository = context.RequestServices.GetRequiredService<ModelRepository>();
-        var dispatcher = context.RequestServices.GetRequiredService<InferenceDispatcher>();
+        var dispatcher = context.RequestServices.GetRequiredService<IInferenceDispatcher>();
         var config = repository.GetReady(name, "").Config!;
 
         using var body = await RequestBody.ReadAsync(context.Request, context.RequestAborted);

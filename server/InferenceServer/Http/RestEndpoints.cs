@@ -47,15 +47,13 @@ internal static class RestEndpoints
     private static async Task InferAsync(HttpContext context)
     {
         var (name, version) = Route(context);
-        var dispatcher = context.RequestServices.GetRequiredService<InferenceDispatcher>();
+        var dispatcher = context.RequestServices.GetRequiredService<IInferenceDispatcher>();
         using var body = await RequestBody.ReadAsync(context.Request, context.RequestAborted);
         var encoding = new RestOutputEncoding();
         using var request = RestInferCodec.ReadRequest(name, version, body.Memory, context.Request.Headers[RestInferCodec.HeaderLengthHeader].FirstOrDefault(), encoding, dispatcher.Limits);
         request.Tenant = Protocol.RequestMetadata.TenantOf(context);
         // A generative model takes text_input and answers text_output, so KServe v2 clients can call it too.
-        using var response = context.RequestServices.GetService<ITextGenerator>() is { } generator && generator.IsGenerative(name)
-            ? await GenerativeTensors.InferAsync(generator, request, context.RequestAborted)
-            : await dispatcher.InferAsync(request, context.RequestAborted);
+        using var response = await dispatcher.InferAsync(request, context.RequestAborted);
         Observability.AccessLogEntry.SetModel(context, response.ModelName, response.ModelVersion);
         await RestInferCodec.WriteResponseAsync(context.Response, response, encoding, context.RequestAborted);
     }
@@ -64,8 +62,7 @@ internal static class RestEndpoints
     {
         var (name, version) = Route(context);
         var repository = Repository(context);
-        return WriteMessageAsync(context, GenerativeTensors.Metadata(context.RequestServices.GetService<ITextGenerator>(), repository, name, version)
-            ?? ProtocolMessages.ModelMetadata(repository, repository.GetReady(name, version)));
+        return WriteMessageAsync(context, ProtocolMessages.ModelMetadata(repository, repository.GetReady(name, version)));
     }
 
     private static Task ModelReadyAsync(HttpContext context)

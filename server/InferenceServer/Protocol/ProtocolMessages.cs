@@ -1,3 +1,4 @@
+using InferenceServer.Generation;
 using System.Globalization;
 using System.Reflection;
 using InferenceServer.Backends;
@@ -35,6 +36,13 @@ internal static class ProtocolMessages
         var config = version.Config!;
         var response = new ModelMetadataResponse { Name = config.Name, Platform = config.Platform };
         response.Versions.Add(repository.ReadyVersions(config.Name).Select(v => v.ToString(CultureInfo.InvariantCulture)));
+        if (config.Generation is not null)
+        {
+            // A generative model seen through the tensor APIs, as Triton's vLLM backend presents one (see TextTensors).
+            response.Inputs.Add(new ModelMetadataResponse.Types.TensorMetadata { Name = TextTensors.TextInput, Datatype = "BYTES", Shape = { 1 } });
+            response.Outputs.Add(new ModelMetadataResponse.Types.TensorMetadata { Name = TextTensors.TextOutput, Datatype = "BYTES", Shape = { -1 } });
+            return response;
+        }
         foreach (var input in config.Inputs)
         {
             response.Inputs.Add(TensorMetadata(input, config.MaxBatchSize));

@@ -47,8 +47,50 @@ public sealed class ReceivedGeneration(string model, string? version, Generation
 /// <see cref="TensorModels"/> exist but are not generative (InvalidArgument); any other name is NotFound. Every request is
 /// recorded with whether its cancellation token fired.
 /// </summary>
-public sealed class FakeTextGenerator : ITextGenerator
+/// <remarks>
+/// It is also the adapters' <see cref="IInferenceDispatcher"/>: a tensor request naming a scripted model becomes a
+/// generation (as the real dispatcher does for a generative model); every other request goes to the real dispatcher
+/// (<see cref="Inner"/>), so the adapters are tested against scripted generations.
+/// </remarks>
+public sealed class FakeTextGenerator : ITextGenerator, IInferenceDispatcher
 {
+    /// <summary>The server's own dispatcher, set when the fake is registered.</summary>
+    public IInferenceDispatcher? Inner { get; set; }
+
+    public RequestLimits Limits => Inner?.Limits ?? new RequestLimits();
+
+    public Dispatched Dispatch(InferenceRequest request, CancellationToken cancellationToken)
+    {
+        if (!Models.ContainsKey(request.ModelName))
+        {
+            return (Inner ?? throw new InvalidOperationException("the fake has no inner dispatcher")).Dispatch(request, cancellationToken);
+        }
+        GenerationRequest generation;
+        bool? streamed;
+        try
+        {
+            generation = TextTensors.ToGenerationRequest(request, out streamed);
+        }
+        catch (InferenceException e)
+        {
+            return new Dispatched(Task.FromException<GenerationStream>(e), streamed: null);
+        }
+        var version = request.ModelVersion.Length == 0 ? null : request.ModelVersion;
+        Task<GenerationStream> started;
+        try
+        {
+            started = GenerateAsync(request.ModelName, version, generation, cancellationToken).AsTask();
+        }
+        catch (InferenceException e)
+        {
+            started = Task.FromException<GenerationStream>(e);
+        }
+        return new Dispatched(started, streamed);
+    }
+
+    public async Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken) =>
+        await Dispatch(request, cancellationToken).ResponseAsync(request.Id, cancellationToken);
+
     public const string Version = "1";
     public const long Created = 1_700_000_000;
 
@@ -129,5 +171,4 @@ public sealed class FakeTextGenerator : ITextGenerator
     public IReadOnlyList<GenerativeModelInfo> ListModels() =>
         Models.Keys.Order(StringComparer.Ordinal).Select(name => new GenerativeModelInfo(name, Version, 2048, Created)).ToList();
 
-    public bool IsGenerative(string model) => Models.ContainsKey(model);
 }

@@ -51,7 +51,15 @@ public class GenerationServerFixture : IAsyncLifetime
         Fake.Models["gated"] = new FakeScript { Chunks = TinyChunks, Gate = Gate };
         Fake.TensorModels.Add("tensor-model");
         Server = await RunningServer.StartAsync(Paths.NewTempDirectory("generation-repo"),
-            services => services.AddSingleton<ITextGenerator>(Fake), ExtraArgs);
+            services =>
+            {
+                services.AddSingleton<ITextGenerator>(Fake);
+                services.AddSingleton<IInferenceDispatcher>(sp =>
+                {
+                    Fake.Inner = sp.GetRequiredService<InferenceDispatcher>();
+                    return Fake;
+                });
+            }, ExtraArgs);
     }
 
     public async Task DisposeAsync()

@@ -347,6 +347,76 @@ public sealed class GenerationEndToEndSampleTests(SampleServerFixture fixture) :
         const int tokens = 30;
         await EndToEnd.ChatWholeAndStreamedAsync(fixture.Server, prefix, SampleModels.BigramName, messages, rendered.Length, tokens, SampleModels.BigramGreedy(rendered[^1], tokens));
     }
+
+    [Fact]
+    public async Task Its_metadata_over_REST_and_gRPC_lists_text_input_and_text_output()
+    {
+        using (var rest = JsonDocument.Parse(await fixture.Server.Http.GetStringAsync($"/v2/models/{SampleModels.BigramName}")))
+        {
+            var input = Assert.Single(rest.RootElement.GetProperty("inputs").EnumerateArray());
+            Assert.Equal(("text_input", "BYTES"), (input.GetProperty("name").GetString(), input.GetProperty("datatype").GetString()));
+            Assert.Equal([1L], input.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()));
+            var output = Assert.Single(rest.RootElement.GetProperty("outputs").EnumerateArray());
+            Assert.Equal(("text_output", "BYTES"), (output.GetProperty("name").GetString(), output.GetProperty("datatype").GetString()));
+            Assert.Equal([-1L], output.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()));
+        }
+        var metadata = await fixture.Server.Grpc.ModelMetadataAsync(new ModelMetadataRequest { Name = SampleModels.BigramName });
+        Assert.Equal(["1"], metadata.Versions);
+        Assert.Equal(("text_input", "BYTES"), (Assert.Single(metadata.Inputs).Name, metadata.Inputs[0].Datatype));
+        Assert.Equal(("text_output", "BYTES"), (Assert.Single(metadata.Outputs).Name, metadata.Outputs[0].Datatype));
+    }
+
+    [Fact]
+    public async Task The_tensor_APIs_generate_its_greedy_text_whole_and_streamed()
+    {
+        // The dispatcher sends a text_input request for a generative model to its continuous batcher, over every tensor API.
+        const string prompt = "Tell me";
+        const int tokens = 12;
+        var expected = SampleModels.BigramGreedy(prompt[^1], tokens);
+
+        var body = $$$"""{"inputs": [{"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["{{{prompt}}}"]}], "parameters": {"max_tokens": {{{tokens}}}, "temperature": 0}}""";
+        var response = await fixture.Server.Http.PostAsync($"/v2/models/{SampleModels.BigramName}/infer", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using (var rest = JsonDocument.Parse(await response.Content.ReadAsStringAsync()))
+        {
+            var output = Assert.Single(rest.RootElement.GetProperty("outputs").EnumerateArray());
+            Assert.Equal("text_output", output.GetProperty("name").GetString());
+            Assert.Equal(expected, Assert.Single(output.GetProperty("data").EnumerateArray()).GetString());
+        }
+
+        ModelInferRequest Request(bool? stream)
+        {
+            var request = new ModelInferRequest { ModelName = SampleModels.BigramName, Id = "bigram" };
+            request.Inputs.Add(new ModelInferRequest.Types.InferInputTensor
+            {
+                Name = "text_input", Datatype = "BYTES", Shape = { 1 }, Contents = new InferTensorContents { BytesContents = { Google.Protobuf.ByteString.CopyFromUtf8(prompt) } },
+            });
+            request.Parameters["max_tokens"] = new InferParameter { Int64Param = tokens };
+            request.Parameters["temperature"] = new InferParameter { DoubleParam = 0 };
+            if (stream is { } streamed)
+            {
+                request.Parameters["stream"] = new InferParameter { BoolParam = streamed };
+            }
+            return request;
+        }
+        var whole = await fixture.Server.Grpc.ModelInferAsync(Request(stream: null));
+        Assert.Equal(expected, Assert.Single(whole.Outputs).Contents.BytesContents[0].ToStringUtf8());
+
+        using var call = fixture.Server.Grpc.ModelStreamInfer();
+        await call.RequestStream.WriteAsync(Request(stream: true));
+        await call.RequestStream.CompleteAsync();
+        var pieces = new List<string>();
+        var finals = 0;
+        await foreach (var piece in call.ResponseStream.ReadAllAsync())
+        {
+            Assert.Equal("", piece.ErrorMessage);
+            pieces.Add(piece.InferResponse.Outputs.Count > 0 ? piece.InferResponse.Outputs[0].Contents.BytesContents[0].ToStringUtf8() : "");
+            finals += piece.InferResponse.Parameters["triton_final_response"].BoolParam ? 1 : 0;
+        }
+        Assert.Equal(expected, string.Concat(pieces));
+        Assert.True(pieces.Count > 2, $"{pieces.Count} responses: the text should arrive in pieces");
+        Assert.Equal(1, finals);
+    }
 }
 
 /// <summary>Clients and checks shared by the end-to-end generation tests.</summary>

@@ -230,13 +230,4 @@ public sealed class GenerationGrpcTests(GenerationServerFixture fixture) : IClas
         Assert.All(ok, r => Assert.Equal("", r.ErrorMessage));
         Assert.Equal(GenerationServerFixture.Text, string.Concat(ok.Select(r => TextOutput(r.InferResponse))));
     }
-
-    [Fact]
-    public async Task Model_metadata_of_a_generative_model_lists_text_input_and_text_output()
-    {
-        var metadata = await Grpc.ModelMetadataAsync(new ModelMetadataRequest { Name = "tiny" });
-        Assert.Equal(["1"], metadata.Versions);
-        Assert.Equal(("text_input", "BYTES"), (Assert.Single(metadata.Inputs).Name, metadata.Inputs[0].Datatype));
-        Assert.Equal(("text_output", "BYTES"), (Assert.Single(metadata.Outputs).Name, metadata.Outputs[0].Datatype));
-    }
 }

@@ -171,19 +171,4 @@ public sealed class GenerationRestTests(GenerationServerFixture fixture) : IClas
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains(named, Parse(await response.Content.ReadAsStringAsync()).GetProperty("error").GetString());
     }
-
-    [Fact]
-    public async Task Metadata_of_a_generative_model_lists_text_input_and_text_output()
-    {
-        var metadata = Parse(await Http.GetStringAsync("/v2/models/tiny"));
-        Assert.Equal("tiny", metadata.GetProperty("name").GetString());
-        Assert.Equal(["1"], metadata.GetProperty("versions").EnumerateArray().Select(v => v.GetString()));
-        var input = Assert.Single(metadata.GetProperty("inputs").EnumerateArray());
-        Assert.Equal("text_input", input.GetProperty("name").GetString());
-        Assert.Equal("BYTES", input.GetProperty("datatype").GetString());
-        Assert.Equal([1L], input.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()));
-        var output = Assert.Single(metadata.GetProperty("outputs").EnumerateArray());
-        Assert.Equal("text_output", output.GetProperty("name").GetString());
-        Assert.Equal([-1L], output.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()));
-    }
 }

@@ -1,10 +1,9 @@
-using InferenceServer.Generation;
 using InferenceServer.Inference;
 
-namespace InferenceServer.Protocol;
+namespace InferenceServer.Generation;
 
 /// <summary>A generation read to its end, for the adapters' non-streaming forms.</summary>
-internal sealed record GenerationResult(string Text, FinishReason FinishReason, GenerationUsage Usage)
+public sealed record GenerationResult(string Text, FinishReason FinishReason, GenerationUsage Usage)
 {
     /// <summary>
     /// Reads every chunk of <paramref name="stream"/>. The engine's errors surface as <see cref="InferenceException"/>;

@@ -1,38 +1,26 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
-using InferenceServer.Generation;
 using InferenceServer.Inference;
-using InferenceServer.Repository;
 using InferenceServer.Tensors;
 
-namespace InferenceServer.Protocol;
+namespace InferenceServer.Generation;
 
 /// <summary>
 /// A generative model seen through the tensor APIs (REST and gRPC infer), as Triton's vLLM backend presents one: a
 /// BYTES input <c>text_input</c> holding the prompt, optional inputs <c>max_tokens</c> (INT32) and <c>stream</c> (BOOL),
-/// request parameters for sampling, and a BYTES output <c>text_output</c>.
+/// request parameters for sampling, and a BYTES output <c>text_output</c>. The dispatcher turns such a request into a
+/// generation when the model it names is generative.
 /// </summary>
-internal static class GenerativeTensors
+public static class TextTensors
 {
+    /// <summary>The BYTES input holding the prompt.</summary>
     public const string TextInput = "text_input";
+
+    /// <summary>The BYTES output holding the generated text.</summary>
     public const string TextOutput = "text_output";
 
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
-    /// <summary>Generates the whole text for a tensor request; the response holds <c>text_output</c> (BYTES, shape [1]).</summary>
-    public static async Task<InferenceResponse> InferAsync(ITextGenerator generator, InferenceRequest request, CancellationToken cancellationToken)
-    {
-        var generation = ToGenerationRequest(request, out _);
-        var stream = await generator.GenerateAsync(request.ModelName, NullIfEmpty(request.ModelVersion), generation, cancellationToken);
-        var result = await GenerationResult.ReadAsync(stream, cancellationToken);
-        var response = new InferenceResponse(stream.ModelName, stream.ModelVersion, request.Id);
-        response.Outputs.Add(TextTensor(result.Text));
-        return response;
-    }
-
-    /// <summary>The requested version, or null for the latest.</summary>
-    public static string? NullIfEmpty(string version) => version.Length == 0 ? null : version;
 
     /// <summary>
     /// Reads the prompt, the optional inputs and the request parameters (max_tokens, temperature, top_p, top_k, seed,
@@ -134,31 +122,6 @@ internal static class GenerativeTensors
         var bytes = Encoding.UTF8.GetBytes(text);
         writer.WriteBytes(bytes);
         return new Tensor(TextOutput, Tensors.DataType.Bytes, [1], writer.Detach());
-    }
-
-    /// <summary>The metadata of a generative model: its versions and platform from the repository when it is there, the tensors above.</summary>
-    public static ModelMetadataResponse? Metadata(ITextGenerator? generator, ModelRepository repository, string name, string version)
-    {
-        if (generator is null || !generator.IsGenerative(name))
-        {
-            return null;
-        }
-        var info = generator.ListModels().FirstOrDefault(m => m.Name == name);
-        ModelMetadataResponse response;
-        try
-        {
-            response = ProtocolMessages.ModelMetadata(repository, repository.GetReady(name, version));
-            response.Inputs.Clear();
-            response.Outputs.Clear();
-        }
-        catch (InferenceException e) when (e.Kind == InferenceErrorKind.NotFound && info is not null && (version.Length == 0 || version == info.Version))
-        {
-            // The generation engine serves models the tensor repository does not hold.
-            response = new ModelMetadataResponse { Name = name, Versions = { info.Version } };
-        }
-        response.Inputs.Add(new ModelMetadataResponse.Types.TensorMetadata { Name = TextInput, Datatype = "BYTES", Shape = { 1 } });
-        response.Outputs.Add(new ModelMetadataResponse.Types.TensorMetadata { Name = TextOutput, Datatype = "BYTES", Shape = { -1 } });
-        return response;
     }
 
     private static string ReadText(Tensor input)
