@@ -89,7 +89,7 @@ internal static class GrpcTensorCodec
                 InferParameter.ParameterChoiceOneofCase.Int64Param => value.Int64Param,
                 InferParameter.ParameterChoiceOneofCase.StringParam => value.StringParam,
                 InferParameter.ParameterChoiceOneofCase.DoubleParam => value.DoubleParam,
-                InferParameter.ParameterChoiceOneofCase.Uint64Param => (long)value.Uint64Param,
+                InferParameter.ParameterChoiceOneofCase.Uint64Param => (long)Math.Min(value.Uint64Param, long.MaxValue), // beyond long: as good as unbounded, never negative
                 _ => "",
             };
         }

@@ -151,6 +151,16 @@ public sealed class GrpcTensorCodecTests
     }
 
     [Fact]
+    public void A_uint64_timeout_beyond_long_is_unbounded_not_negative()
+    {
+        var message = Message(Input("x", "FP32", [0, 4]));
+        message.Parameters["timeout"] = new InferParameter { Uint64Param = ulong.MaxValue };
+        using var request = GrpcTensorCodec.Decode(message);
+        Assert.Equal(long.MaxValue, request.Parameters["timeout"]);
+        Assert.Equal(long.MaxValue, request.TimeoutMicroseconds);
+    }
+
+    [Fact]
     public void An_empty_tensor_needs_no_contents()
     {
         using var request = GrpcTensorCodec.Decode(Message(Input("x", "FP32", [0, 4])));
