@@ -243,8 +243,11 @@ internal sealed partial class Http2LoadConnection
                     }
                     _peerMaxFrameSize = (int)value;
                     break;
+                case Http2Frame.HeaderTableSize:
+                    // The server's decoder table: WriteRequestHeaders follows a change with a size update.
+                    _peerHeaderTableSize = (int)Math.Min(value, int.MaxValue);
+                    break;
                 default:
-                    // SETTINGS_HEADER_TABLE_SIZE bounds the server's decoder table; our encoder never adds to it.
                     break;
             }
         }

@@ -21,8 +21,8 @@ internal sealed partial class Http2LoadConnection : IHeaderSink, IDisposable
     /// <summary>The connection window we raise ours to at the start; refilled whenever half of it has been consumed.</summary>
     private const int ConnectionWindow = 64 << 20;
 
-    /// <summary>SETTINGS_HEADER_TABLE_SIZE, left at its default (not sent): the most the server's encoder may use.</summary>
-    private const int HeaderTableSize = 4096;
+    /// <summary>SETTINGS_HEADER_TABLE_SIZE's default: the most the server's encoder may use (we do not change it), and the most ours uses.</summary>
+    private const int DefaultHeaderTableSize = 4096;
 
     /// <summary>Client stream ids are odd and increasing up to 2^31 - 1; a connection that runs out stops starting calls.</summary>
     private const int LastStreamId = int.MaxValue;
@@ -30,7 +30,7 @@ internal sealed partial class Http2LoadConnection : IHeaderSink, IDisposable
     private readonly Socket _socket;
     private readonly GrpcRequestTemplate _request;
     private readonly StreamSlot[] _slots;
-    private readonly HpackDecoder _hpack = new(HeaderTableSize);
+    private readonly HpackDecoder _hpack = new(DefaultHeaderTableSize);
     private readonly byte[] _receive = new byte[256 * 1024];
     private readonly byte[] _send = new byte[256 * 1024];
     private byte[] _headerBlock = new byte[16 * 1024];
@@ -51,6 +51,9 @@ internal sealed partial class Http2LoadConnection : IHeaderSink, IDisposable
     private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
     private long _connectionSendWindow = Http2Frame.DefaultWindow;
     private int _connectionConsumed;
+    private int _peerHeaderTableSize = DefaultHeaderTableSize;
+    private int _encoderTableSize = DefaultHeaderTableSize;
+    private bool _entriesInserted;
     private bool _settingsReceived;
     private bool _draining;
     private bool _goAway;
@@ -174,14 +177,40 @@ internal sealed partial class Http2LoadConnection : IHeaderSink, IDisposable
             s.Started = Stopwatch.GetTimestamp();
             _nextStreamId += 2;
             _active++;
-            var headers = _request.HeadersFrame;
-            Reserve(headers.Length);
-            headers.CopyTo(_send.AsSpan(_sendLength));
-            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(_send.AsSpan(_sendLength + 5), s.StreamId);
-            _sendLength += headers.Length;
+            WriteRequestHeaders(s.StreamId);
             _pendingBodies++;
             SendBody(ref s);
         }
+    }
+
+    /// <summary>
+    /// The request's HEADERS frame (END_HEADERS; DATA follows). The first request inserts its four headers into the
+    /// server's dynamic table and the later ones index them; a change of the server's SETTINGS_HEADER_TABLE_SIZE is
+    /// answered with a dynamic table size update at the start of the next block (RFC 7541, 4.2), and a table too small
+    /// for the entries gets literals without indexing.
+    /// </summary>
+    private void WriteRequestHeaders(int streamId)
+    {
+        Span<byte> update = stackalloc byte[8];
+        var updateLength = 0;
+        var desired = Math.Min(_peerHeaderTableSize, DefaultHeaderTableSize);
+        if (desired != _encoderTableSize)
+        {
+            updateLength = GrpcRequestTemplate.WriteInteger(update, 0x20, 5, desired);
+            _encoderTableSize = desired;
+            // Our entries are the only ones in the table: a size that still holds them keeps them.
+            _entriesInserted &= desired >= _request.IndexedEntriesSize;
+        }
+        var block = _encoderTableSize < _request.IndexedEntriesSize ? _request.LiteralBlock
+            : _entriesInserted ? _request.IndexedBlock
+            : _request.InsertingBlock;
+        _entriesInserted |= _encoderTableSize >= _request.IndexedEntriesSize;
+        var length = updateLength + block.Length;
+        Reserve(Http2Frame.HeaderLength + length);
+        Http2Frame.WriteHeader(_send.AsSpan(_sendLength), length, Http2Frame.Headers, Http2Frame.EndHeaders, streamId);
+        update[..updateLength].CopyTo(_send.AsSpan(_sendLength + Http2Frame.HeaderLength));
+        block.CopyTo(_send.AsSpan(_sendLength + Http2Frame.HeaderLength + updateLength));
+        _sendLength += Http2Frame.HeaderLength + length;
     }
 
     /// <summary>Sends as much of a stream's body as the peer's frame size and both flow-control windows allow.</summary>
