@@ -34,6 +34,7 @@ internal sealed record BenchOptions
     public bool ServersOutOfProcess { get; init; }
     public int Connections { get; init; } = 1;
     public bool H2Load { get; init; }
+    public string GrpcClient { get; init; } = GrpcClientKind.Raw;
 
     /// <summary>The servers run as processes of their own (published builds): asked for, or implied by a baseline or a published build.</summary>
     public bool OutOfProcess => ServersOutOfProcess || Baseline is not null || ServerBuild is not null;
@@ -70,6 +71,8 @@ internal sealed record BenchOptions
           --out-of-process         overhead, payload: run the server(s) and the echo as processes of their own (published
                                    builds), so that the load generator shares only the cores with them
           --connections N          gRPC connections (HTTP/2) per target, the calls spread over them (default: 1); h2load gets the same
+          --grpc-client raw|dotnet the harness's gRPC load: raw = its own HTTP/2 client (preallocated frames, no allocation per
+                                   call), dotnet = Grpc.Net.Client with a prepared request (default: raw)
           --h2load                 overhead, payload: also measure the echo and every server with h2load (nghttp2-client) as the
                                    client, its 2xx count checked against the target's own success count
           --contention             mlp: also profile the engine (1x2, batch 64) and the echo side by side, ONNX Runtime spinning on/off
@@ -120,6 +123,7 @@ internal sealed record BenchOptions
                 "--baseline" => o with { Baseline = value },
                 "--server-build" => o with { ServerBuild = Directory.Exists(value) ? Path.GetFullPath(value) : throw new ArgumentException($"--server-build: no folder {value}") },
                 "--connections" => o with { Connections = (int)Number(name, value, 1, 64) },
+                "--grpc-client" => o with { GrpcClient = GrpcClientKind.Parse(value) },
                 "--bytes" => o with { Bytes = Ints(name, value, 4, 200_000_000).Select(b => b % 4 == 0 ? b : throw new ArgumentException("--bytes: sizes must be multiples of 4 (FP32)")).ToArray() },
                 _ => throw new ArgumentException($"unknown option {name}"),
             };

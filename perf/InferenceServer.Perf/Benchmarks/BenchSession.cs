@@ -149,8 +149,16 @@ internal sealed class BenchSession : IAsyncDisposable
         }
     }
 
-    /// <summary>Closed loop on <paramref name="client"/>; <paramref name="model"/> (a server cell) adds its statistics (from <paramref name="target"/>, default the server) to the profile.</summary>
-    public async Task<Measurement> ClosedAsync(CellInfo cell, IInferClient client, string? model, double seconds, ServerTarget? target = null)
+    /// <summary>The closed-loop client for <paramref name="protocol"/> on <paramref name="connection"/>: for gRPC the one <c>--grpc-client</c> chose.</summary>
+    public ILoadClient Client(Connection connection, string protocol, string model, IReadOnlyList<InputTensor> inputs) =>
+        connection.CreateLoadClient(protocol, model, inputs, Options.GrpcClient);
+
+    /// <summary>
+    /// Closed loop on <paramref name="client"/>; <paramref name="model"/> (a server cell) adds its statistics (from
+    /// <paramref name="target"/>, default the server) to the profile. The client's success count is checked against
+    /// the target's own: the model's statistics for a server cell, the echo's answered gRPC calls for a gRPC echo cell.
+    /// </summary>
+    public async Task<Measurement> ClosedAsync(CellInfo cell, ILoadClient client, string? model, double seconds, ServerTarget? target = null)
     {
         var stats = (target ?? Server).Grpc;
         // The first time a cell runs it warms up longer: the transport's code (Kestrel, HTTP/2, protobuf) reaches its
@@ -159,29 +167,33 @@ internal sealed class BenchSession : IAsyncDisposable
         var warmup = _warmed.Add(cell.Name) ? Math.Max(Options.WarmupSeconds, Options.FirstWarmupSeconds) : Options.WarmupSeconds;
         if (warmup > 0)
         {
-            await LoadLoop.RunAsync(cell.Concurrency, TimeSpan.FromSeconds(warmup), Options.MaxRequests, client.InferAsync).ConfigureAwait(false);
+            await client.RunClosedAsync(cell.Concurrency, TimeSpan.FromSeconds(warmup), Options.MaxRequests).ConfigureAwait(false);
         }
         var before = model is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model).ConfigureAwait(false);
+        var echoCounted = model is null && cell.Kind == "echo" && client.Protocol == "grpc";
+        var echoBefore = echoCounted ? await EchoAnsweredAsync().ConfigureAwait(false) : 0;
         var cpu = CpuSample.Take();
         var gc = GcDelta.Take();
-        var m = await LoadLoop.RunAsync(cell.Concurrency, TimeSpan.FromSeconds(seconds), Options.MaxRequests, client.InferAsync).ConfigureAwait(false);
+        var m = await client.RunClosedAsync(cell.Concurrency, TimeSpan.FromSeconds(seconds), Options.MaxRequests).ConfigureAwait(false);
         var end = CpuSample.Take();
         var used = end.Since(cpu);
         var gcs = GcDelta.Since(gc) with { Requests = m.Requests + m.Errors };
         var after = model is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model).ConfigureAwait(false);
         var delta = ServerStatsDelta.Between(before, after);
-        if (delta is not null && m.Requests > delta.Successes)
+        long? counted = delta?.Successes ?? (echoCounted ? await EchoAnsweredAsync().ConfigureAwait(false) - echoBefore : null);
+        if (counted is { } own && m.Requests > own)
         {
-            // The client counted more successes than the server did (its statistics are read after every call has
-            // ended): a response the client took for a success was not one.
-            var byStatus = new Dictionary<string, long>(m.ErrorsByStatus, StringComparer.Ordinal) { ["client:over-server-count"] = m.Requests - delta.Successes };
-            m = m with { Requests = delta.Successes, Errors = m.Errors + (m.Requests - delta.Successes), ErrorsByStatus = byStatus };
+            // The client counted more successes than the target did (its count is read after every call has ended):
+            // a response the client took for a success was not one.
+            var byStatus = new Dictionary<string, long>(m.ErrorsByStatus, StringComparer.Ordinal) { ["client:over-server-count"] = m.Requests - own };
+            m = m with { Requests = own, Errors = m.Errors + (m.Requests - own), ErrorsByStatus = byStatus };
         }
         return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, delta)
         {
             Gc = gcs,
             // Only with the servers in processes of their own is this process's CPU the client's alone.
             ClientCpuMicrosecondsPerRequest = Options.OutOfProcess && m.Requests + m.Errors > 0 ? (end.SelfTicks - cpu.SelfTicks) / CpuSample.TicksPerSecond * 1e6 / (m.Requests + m.Errors) : null,
+            Detail = counted is { } c ? $"{(client.Protocol == "grpc" ? $"{Options.GrpcClient} gRPC client" : client.Protocol)}: {m.Requests + m.Errors} done, target counted {c} successes" : null,
         });
     }
 
@@ -191,7 +203,7 @@ internal sealed class BenchSession : IAsyncDisposable
     /// counted are the smaller of its 2xx and the target's own count over the measured run (the model's statistics on
     /// a server, the echo's answered calls on the echo); any 2xx beyond that counts as the error <c>grpc:unverified</c>.
     /// </summary>
-    public async Task<Measurement> H2LoadAsync(CellInfo cell, PreparedGrpcClient client, Uri grpc, string? model, ServerTarget? target, double seconds)
+    public async Task<Measurement> H2LoadAsync(CellInfo cell, IGrpcRequest client, Uri grpc, string? model, ServerTarget? target, double seconds)
     {
         var body = Path.Combine(WorkDirectory, $"body-{cell.Name.GetHashCode():x8}.bin");
         if (!File.Exists(body))
@@ -343,11 +355,11 @@ internal sealed class BenchSession : IAsyncDisposable
             {
                 foreach (var protocol in protocols)
                 {
-                    await ClosedAsync(EchoCell(protocol, c), EchoConnection.CreateClient(protocol, echoModel, [row]), null, seconds).ConfigureAwait(false);
+                    await ClosedAsync(EchoCell(protocol, c), Client(EchoConnection, protocol, echoModel, [row]), null, seconds).ConfigureAwait(false);
                     foreach (var model in models)
                     {
                         var cell = new CellInfo($"{model} {protocol} c={c}", "server", protocol, c, model);
-                        await ClosedAsync(cell, Server.CreateClient(protocol, model, [row]), model, seconds).ConfigureAwait(false);
+                        await ClosedAsync(cell, Client(Server.Connection, protocol, model, [row]), model, seconds).ConfigureAwait(false);
                     }
                 }
             }

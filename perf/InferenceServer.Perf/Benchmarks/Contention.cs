@@ -11,7 +11,7 @@ namespace InferenceServer.Perf;
 /// </summary>
 internal static class Contention
 {
-    public static async Task RunAsync(BenchSession session, string modelFile, InputTensor row, IInferClient echo, int concurrency, int batch, double seconds, (int I, int T) setting)
+    public static async Task RunAsync(BenchSession session, string modelFile, InputTensor row, ILoadClient echo, int concurrency, int batch, double seconds, (int I, int T) setting)
     {
         foreach (var spinning in new[] { true, false })
         {
@@ -22,7 +22,7 @@ internal static class Contention
             {
                 var alone = session.Engine(new CellInfo($"contention engine {label}, alone", "engine", "-", setting.I, label), engine, batch, seconds);
                 var echoAlone = await session.ClosedAsync(new CellInfo($"contention echo c={concurrency}, alone ({label})", "echo", "grpc", concurrency, "bare echo"), echo, null, seconds).ConfigureAwait(false);
-                var echoTask = Task.Run(() => LoadLoop.RunAsync(concurrency, TimeSpan.FromSeconds(seconds), session.Options.MaxRequests, echo.InferAsync));
+                var echoTask = Task.Run(() => echo.RunClosedAsync(concurrency, TimeSpan.FromSeconds(seconds), session.Options.MaxRequests));
                 var together = session.Engine(new CellInfo($"contention engine {label}, beside echo", "engine", "-", setting.I, label + ", echo running"), engine, batch, seconds);
                 var echoTogether = await echoTask.ConfigureAwait(false);
                 session.Results.Add(new CellInfo($"contention echo c={concurrency}, beside engine ({label})", "echo", "grpc", concurrency, "bare echo, engine running"), echoTogether, new Profile(double.NaN, double.NaN, ThreadPool.ThreadCount, null));

@@ -79,7 +79,7 @@ internal static class MlpBenchmark
             }
             if (o.Contention)
             {
-                await Contention.RunAsync(session, modelFile, row, session.EchoConnection.CreateClient("grpc", "mlp", [row]), concurrency[0], batches.Max(), seconds, (1, 2)).ConfigureAwait(false);
+                await Contention.RunAsync(session, modelFile, row, session.Client(session.EchoConnection, "grpc", "mlp", [row]), concurrency[0], batches.Max(), seconds, (1, 2)).ConfigureAwait(false);
             }
             session.Finish(new { settings = settings.Select(s => $"{s.I}x{s.T}"), concurrency, protocols, batches, seconds, engineSeconds, max_queue_delay_us = delay, max_batch_size = maxBatch, preferred_batch_sizes = preferred, runs = o.Runs });
         }

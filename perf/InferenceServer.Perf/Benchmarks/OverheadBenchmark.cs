@@ -20,7 +20,7 @@ internal static class OverheadBenchmark
         var unbatched = batched with { DynamicBatching = false };
         string[] models = [PayloadBenchmark.Model, "identity_unbatched"];
         var results = new BenchResults("overhead",
-            $"Identity model FP32 [batch, n] with a tiny tensor [1, 16] (64 bytes), {(o.OutOfProcess ? "server(s) and echo as processes of their own" : "in-process server")} on loopback, {o.Connections} gRPC connection(s) per target. Models: `identity` {batched}; `identity_unbatched` {unbatched}. " +
+            $"Identity model FP32 [batch, n] with a tiny tensor [1, 16] (64 bytes), {(o.OutOfProcess ? "server(s) and echo as processes of their own" : "in-process server")} on loopback, {o.Connections} gRPC connection(s) per target, the harness's gRPC client `{o.GrpcClient}`. Models: `identity` {batched}; `identity_unbatched` {unbatched}. " +
             $"Closed loop, {o.Runs} runs x {seconds.ToString(CultureInfo.InvariantCulture)} s per cell after {o.WarmupSeconds.ToString(CultureInfo.InvariantCulture)} s of warm-up ({o.FirstWarmupSeconds.ToString(CultureInfo.InvariantCulture)} s before a cell's first run); echo = the bare echo of the same request.");
         await using var session = await BenchSession.StartAsync(o, results, repo =>
         {
@@ -41,7 +41,7 @@ internal static class OverheadBenchmark
                     // With --h2load each target is measured by both clients back to back, the first client alternating run by run.
                     var h2load = o.H2Load && protocol == "grpc";
                     var harnessFirst = session.Run % 2 == 1;
-                    var echoClient = session.EchoConnection.CreateClient(protocol, models[0], [tensor]);
+                    var echoClient = session.Client(session.EchoConnection, protocol, models[0], [tensor]);
                     async Task Echo(bool harness)
                     {
                         if (harness)
@@ -51,7 +51,7 @@ internal static class OverheadBenchmark
                         else if (h2load)
                         {
                             await session.H2LoadAsync(new CellInfo($"h2load echo {protocol} c={c}", "echo", protocol, c, "bare echo, h2load as the client"),
-                                (PreparedGrpcClient)echoClient, session.EchoConnection.GrpcAddress, null, null, seconds).ConfigureAwait(false);
+                                (IGrpcRequest)echoClient, session.EchoConnection.GrpcAddress, null, null, seconds).ConfigureAwait(false);
                         }
                     }
                     await Echo(harnessFirst).ConfigureAwait(false);
@@ -60,7 +60,7 @@ internal static class OverheadBenchmark
                     {
                         foreach (var side in Comparison.Order(sides, session.Run))
                         {
-                            var client = side.Target.CreateClient(protocol, model, [tensor]);
+                            var client = session.Client(side.Target.Connection, protocol, model, [tensor]);
                             var name = Comparison.Name(side, $"{model} {protocol} c={c}");
                             async Task Server(bool harness)
                             {
@@ -71,7 +71,7 @@ internal static class OverheadBenchmark
                                 else if (h2load)
                                 {
                                     await session.H2LoadAsync(new CellInfo($"h2load {name}", "server", protocol, c, $"{model} on {side.Name}, h2load as the client"),
-                                        (PreparedGrpcClient)client, side.Target.Connection.GrpcAddress, model, side.Target, seconds).ConfigureAwait(false);
+                                        (IGrpcRequest)client, side.Target.Connection.GrpcAddress, model, side.Target, seconds).ConfigureAwait(false);
                                 }
                             }
                             await Server(harnessFirst).ConfigureAwait(false);

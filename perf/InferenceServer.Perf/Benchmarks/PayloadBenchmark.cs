@@ -22,7 +22,7 @@ internal static class PayloadBenchmark
         var sizes = o.Bytes ?? [602_112, 7_120_000];
         var seconds = o.DurationSeconds ?? 4;
         var results = new BenchResults("payload",
-            $"Identity model FP32 [batch, n] (`{Model}`: {IdentitySettings(setting)}), one tensor of each size as shape [1, bytes/4], {(o.OutOfProcess ? "server(s) and echo as processes of their own" : "in-process server")} on loopback; " +
+            $"Identity model FP32 [batch, n] (`{Model}`: {IdentitySettings(setting)}), one tensor of each size as shape [1, bytes/4], {(o.OutOfProcess ? "server(s) and echo as processes of their own" : "in-process server")} on loopback, the harness's gRPC client `{o.GrpcClient}`; " +
             $"gRPC sends raw_input_contents (answers raw_output_contents), REST sends binary tensor data (asks for binary outputs). " +
             $"Closed loop at concurrency {concurrency}, {o.Runs} runs x {seconds.ToString(CultureInfo.InvariantCulture)} s per cell after {o.WarmupSeconds.ToString(CultureInfo.InvariantCulture)} s of warm-up ({o.FirstWarmupSeconds.ToString(CultureInfo.InvariantCulture)} s before a cell's first run); echo = the bare echo of the same request on the same protocol.");
         await using var session = await BenchSession.StartAsync(o, results, repo =>
@@ -41,20 +41,20 @@ internal static class PayloadBenchmark
                 foreach (var protocol in protocols)
                 {
                     var h2load = o.H2Load && protocol == "grpc";
-                    var echoClient = session.EchoConnection.CreateClient(protocol, Model, [tensors[size]]);
+                    var echoClient = session.Client(session.EchoConnection, protocol, Model, [tensors[size]]);
                     await session.ClosedAsync(Cell("echo", protocol, size, concurrency), echoClient, null, seconds).ConfigureAwait(false);
                     if (h2load)
                     {
-                        await session.H2LoadAsync(Cell("h2load echo", protocol, size, concurrency), (PreparedGrpcClient)echoClient, session.EchoConnection.GrpcAddress, null, null, seconds).ConfigureAwait(false);
+                        await session.H2LoadAsync(Cell("h2load echo", protocol, size, concurrency), (IGrpcRequest)echoClient, session.EchoConnection.GrpcAddress, null, null, seconds).ConfigureAwait(false);
                     }
                     foreach (var side in Comparison.Order(sides, session.Run))
                     {
-                        var client = side.Target.CreateClient(protocol, Model, [tensors[size]]);
+                        var client = session.Client(side.Target.Connection, protocol, Model, [tensors[size]]);
                         var cell = Cell(Comparison.Name(side, "server"), protocol, size, concurrency);
                         await session.ClosedAsync(cell, client, Model, seconds, side.Target).ConfigureAwait(false);
                         if (h2load)
                         {
-                            await session.H2LoadAsync(Cell($"h2load {Comparison.Name(side, "server")}", protocol, size, concurrency), (PreparedGrpcClient)client,
+                            await session.H2LoadAsync(Cell($"h2load {Comparison.Name(side, "server")}", protocol, size, concurrency), (IGrpcRequest)client,
                                 side.Target.Connection.GrpcAddress, Model, side.Target, seconds).ConfigureAwait(false);
                         }
                     }

@@ -32,7 +32,9 @@ internal static class GenericCommand
             await using var target = await ServerTarget.StartAsync(options);
             var metadata = await target.WaitForModelAsync(options.Model);
             var inputs = InputTensor.FromMetadata(metadata);
-            var clients = options.Protocols.Select(p => target.CreateClient(p, options.Model, inputs)).ToArray();
+            // Closed-loop cells use the chosen gRPC client (--grpc-client); open-loop cells send one call at a time when
+            // due, which only the per-call client (Grpc.Net.Client for gRPC) does.
+            var clients = options.Protocols.Select(p => (Closed: target.Connection.CreateLoadClient(p, options.Model, inputs, options.GrpcClient), PerCall: target.CreateClient(p, options.Model, inputs))).ToArray();
             using var engine = EngineBaseline.TryCreate(target.Repository, metadata, inputs, out var noEngine);
             Log($"{target.Description}; model {metadata.Name} version {metadata.Versions.LastOrDefault()}; inputs {string.Join(", ", inputs)}");
             Log(engine is null ? $"no engine baseline: {noEngine}" : $"engine baseline: {engine.ModelPath}");
@@ -41,7 +43,7 @@ internal static class GenericCommand
             var warmup = TimeSpan.FromSeconds(options.WarmupSeconds);
             var loads = options.Concurrency.Select(c => new LoadShape(c, null)).Concat(options.Rates.Select(r => new LoadShape(1, r))).ToArray();
             var report = new Report(
-                $"Model `{metadata.Name}` (inputs {string.Join(", ", inputs)}), {(options.InProcess ? "in-process" : "external")} server on loopback; " +
+                $"Model `{metadata.Name}` (inputs {string.Join(", ", inputs)}), {(options.InProcess ? "in-process" : "external")} server on loopback; gRPC client `{options.GrpcClient}` (closed loop); " +
                 $"{options.Runs} runs x {options.DurationSeconds.ToString(CultureInfo.InvariantCulture)} s per cell, each after {options.WarmupSeconds.ToString(CultureInfo.InvariantCulture)} s of warm-up (and one warm-up pass over all cells first); " +
                 (options.Rates.Count > 0 ? "closed loop (c=N clients) and open loop (rate=R requests/s)." : "closed loop."),
                 options.Protocols, loads);
@@ -58,14 +60,14 @@ internal static class GenericCommand
                     {
                         report.AddEngine(c, m);
                     }
-                    foreach (var client in clients)
+                    foreach (var (closed, perCall) in clients)
                     {
                         Func<TimeSpan, Task<Measurement>> measure = load.Rate is { } rate
-                            ? d => OpenLoop.RunAsync(rate, d, options.MaxRequests, options.MaxInFlight, client.InferAsync)
-                            : d => LoadLoop.RunAsync(c, d, options.MaxRequests, client.InferAsync);
-                        if (await MeasureAsync(run, load, client.Protocol, measure) is { } n)
+                            ? d => OpenLoop.RunAsync(rate, d, options.MaxRequests, options.MaxInFlight, perCall.InferAsync)
+                            : d => closed.RunClosedAsync(c, d, options.MaxRequests);
+                        if (await MeasureAsync(run, load, closed.Protocol, measure) is { } n)
                         {
-                            report.AddServer(client.Protocol, load, n);
+                            report.AddServer(closed.Protocol, load, n);
                         }
                     }
                 }

@@ -26,6 +26,7 @@ internal sealed record PerfOptions
     public IReadOnlyList<double> Rates { get; init; } = [];
     public int MaxInFlight { get; init; } = OpenLoop.DefaultMaxInFlight;
     public string ServerLogLevel { get; init; } = "Warning";
+    public string GrpcClient { get; init; } = GrpcClientKind.Raw;
 
     /// <summary>Whether to start the server in-process (no URLs given) or load an external one.</summary>
     public bool InProcess => UrlGrpc is null;
@@ -53,6 +54,8 @@ internal sealed record PerfOptions
           --out FILE               also write the Markdown report to FILE
           --json FILE              write every run of every cell as JSON
           --server-log-level LVL   in-process server's log level, logs go to stderr (default: Warning)
+          --grpc-client raw|dotnet closed-loop gRPC cells: raw = the harness's own HTTP/2 client, dotnet = Grpc.Net.Client
+                                   (default: raw); open-loop cells (--rate) always use Grpc.Net.Client
         """;
 
     /// <summary>Parses <c>--flag value</c> or <c>--flag=value</c>; throws <see cref="ArgumentException"/> on anything wrong.</summary>
@@ -75,6 +78,7 @@ internal sealed record PerfOptions
                 "--rate" => o with { Rates = value.Split(',').Select(v => Number(name, v, 0.1, 1_000_000)).Distinct().ToArray() },
                 "--max-in-flight" => o with { MaxInFlight = (int)Number(name, value, 1, 100_000) },
                 "--json" => o with { Json = value },
+                "--grpc-client" => o with { GrpcClient = GrpcClientKind.Parse(value) },
                 "--duration-seconds" => o with { DurationSeconds = Number(name, value, 0.1, 3600) },
                 "--warmup-seconds" => o with { WarmupSeconds = Number(name, value, 0, 600) },
                 "--runs" => o with { Runs = (int)Number(name, value, 1, 100) },

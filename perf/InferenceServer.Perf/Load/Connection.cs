@@ -49,6 +49,15 @@ internal sealed class Connection : IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(protocol), protocol, null),
     };
 
+    /// <summary>
+    /// The closed-loop load for a protocol: for gRPC, the raw HTTP/2 client (<paramref name="grpcClient"/> <c>raw</c>,
+    /// over <see cref="GrpcConnections"/> connections of its own) or Grpc.Net.Client on this connection's channels (<c>dotnet</c>).
+    /// </summary>
+    public ILoadClient CreateLoadClient(string protocol, string model, IReadOnlyList<InputTensor> inputs, string grpcClient) =>
+        protocol == "grpc" && grpcClient == GrpcClientKind.Raw
+            ? new Http2.RawGrpcClient(GrpcAddress, GrpcConnections, model, inputs)
+            : CreateClient(protocol, model, inputs);
+
     public void Dispose()
     {
         Http.Dispose();
@@ -57,4 +66,16 @@ internal sealed class Connection : IDisposable
             channel.Dispose();
         }
     }
+}
+
+/// <summary>The harness's gRPC load clients (<c>--grpc-client</c>).</summary>
+internal static class GrpcClientKind
+{
+    /// <summary>The hand-written HTTP/2 client (<c>Load/Http2/</c>), the default.</summary>
+    public const string Raw = "raw";
+
+    /// <summary>Grpc.Net.Client with a prepared request (<see cref="PreparedGrpcClient"/>).</summary>
+    public const string Dotnet = "dotnet";
+
+    public static string Parse(string value) => value is Raw or Dotnet ? value : throw new ArgumentException($"--grpc-client: '{value}' is not raw or dotnet");
 }

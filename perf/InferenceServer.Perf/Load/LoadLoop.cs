@@ -78,8 +78,8 @@ internal static class LoadLoop
         return window.Finish(recorders);
     }
 
-    /// <summary>The measurement window: start time, deadline, and the shared request count.</summary>
-    private sealed class Window(TimeSpan duration, long maxRequests)
+    /// <summary>The measurement window: start time, deadline, and the shared request count (also the raw HTTP/2 client's).</summary>
+    internal sealed class Window(TimeSpan duration, long maxRequests)
     {
         private readonly long _start = Stopwatch.GetTimestamp();
         private readonly long _deadline = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);

@@ -40,9 +40,10 @@ internal sealed record Measurement(long Requests, long Errors, double Seconds, d
 }
 
 /// <summary>One worker's latencies and errors (single-threaded use, or under the owner's lock).</summary>
-internal sealed class Recorder
+internal sealed class Recorder(int capacity = 4096)
 {
-    public List<double> LatenciesMs { get; } = new(4096);
+    /// <summary>Sized up front where the caller knows about how many requests to expect, so that the list does not grow during the window.</summary>
+    public List<double> LatenciesMs { get; } = new(capacity);
 
     public Dictionary<string, long> ErrorsByStatus { get; } = new(StringComparer.Ordinal);
 

@@ -13,7 +13,7 @@ namespace InferenceServer.Perf;
 /// <see cref="RpcException"/> and counts as <c>grpc:CODE</c>. What still allocates per call is Grpc.Net.Client's own
 /// call state (its HttpRequestMessage, call object and the task); the benchmarks print this process's GCs per cell.
 /// </summary>
-internal sealed class PreparedGrpcClient : IInferClient
+internal sealed class PreparedGrpcClient : IInferClient, IGrpcRequest
 {
     private static readonly Marshaller<byte[]> RequestMarshaller = new((bytes, context) => context.Complete(bytes), _ => throw new NotSupportedException());
     private static readonly Marshaller<ResponseCheck> ResponseMarshaller = new((_, _) => throw new NotSupportedException(), context => ResponseCheck.Scan(context.PayloadAsReadOnlySequence()));

@@ -95,12 +95,27 @@ internal sealed record InputTensor(string Name, string Datatype, long[] Shape, b
     };
 }
 
-/// <summary>A client sending one prepared inference request per call; it throws on any failure.</summary>
-internal interface IInferClient
+/// <summary>A closed-loop load of one prepared inference request: <c>concurrency</c> calls in flight until the window ends.</summary>
+internal interface ILoadClient
 {
     string Protocol { get; }
 
+    Task<Measurement> RunClosedAsync(int concurrency, TimeSpan duration, long maxRequests);
+}
+
+/// <summary>A client sending one prepared inference request per call; it throws on any failure. Its closed loop is <see cref="LoadLoop"/>'s.</summary>
+internal interface IInferClient : ILoadClient
+{
     Task InferAsync(CancellationToken cancellationToken);
+
+    Task<Measurement> ILoadClient.RunClosedAsync(int concurrency, TimeSpan duration, long maxRequests) =>
+        LoadLoop.RunAsync(concurrency, duration, maxRequests, InferAsync);
+}
+
+/// <summary>A gRPC client's request as one framed gRPC message (compression flag 0, big-endian length, message): h2load's body file.</summary>
+internal interface IGrpcRequest
+{
+    byte[] FramedRequest();
 }
 
 /// <summary>REST infer, with the tensors as JSON arrays or with Triton's binary tensor data extension (binary outputs too).</summary>

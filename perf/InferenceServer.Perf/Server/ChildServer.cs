@@ -71,12 +71,24 @@ internal sealed class ChildServer : IAsyncDisposable
         {
             info.Environment[k] = v;
         }
+        // The child writes its output straight to the log file (a shell redirects it and execs the child, which keeps
+        // the process id). Read through this process, the server's access log (one line per request on stdout) cost
+        // the load generator a string and a write per request, CPU and allocation it then reported as its own.
+        info.RedirectStandardOutput = false;
+        info.RedirectStandardError = false;
+        var command = info.FileName;
+        var arguments = info.ArgumentList.ToArray();
+        info.FileName = "/bin/sh";
+        info.ArgumentList.Clear();
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add("exec \"$0\" \"$@\" >>\"$INFERENCE_PERF_CHILD_LOG\" 2>&1");
+        info.ArgumentList.Add(command);
+        foreach (var a in arguments)
+        {
+            info.ArgumentList.Add(a);
+        }
+        info.Environment["INFERENCE_PERF_CHILD_LOG"] = log;
         var process = Process.Start(info) ?? throw new InvalidOperationException($"cannot start {name}");
-        var writer = new StreamWriter(log) { AutoFlush = true };
-        process.OutputDataReceived += (_, e) => { if (e.Data is { } line) { lock (writer) { writer.WriteLine(line); } } };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is { } line) { lock (writer) { writer.WriteLine(line); } } };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
         CpuSample.Children[process.Id] = true;
         var child = new ChildServer(name, process, log, new Uri($"http://127.0.0.1:{http}/"), new Uri($"http://127.0.0.1:{grpc}/"), metrics is int m ? new Uri($"http://127.0.0.1:{m}/") : null);
         try
