@@ -12,6 +12,10 @@ public sealed partial class DocumentationLinkTests
     public static TheoryData<string> Documents()
     {
         var data = new TheoryData<string> { "README.md" };
+        foreach (var folder in FoldersWithAReadme)
+        {
+            data.Add(folder + "/README.md");
+        }
         foreach (var file in Directory.EnumerateFiles(Path.Combine(Paths.RepositoryRoot, "docs"), "*.md").Order(StringComparer.Ordinal))
         {
             data.Add(Path.GetRelativePath(Paths.RepositoryRoot, file).Replace('\\', '/'));
@@ -48,6 +52,16 @@ public sealed partial class DocumentationLinkTests
         }
         Assert.True(broken.Count == 0, $"{document}: {string.Join("; ", broken)}");
         Assert.True(document != "README.md" || links >= 10, "the README links to the docs");
+    }
+
+    /// <summary>The top-level folders that say what they are in a README of their own.</summary>
+    private static readonly string[] FoldersWithAReadme = ["k8s", "istio", "tests", "perf", "models"];
+
+    [Fact]
+    public void Each_top_level_folder_says_what_it_is()
+    {
+        var missing = FoldersWithAReadme.Where(f => !File.Exists(Path.Combine(Paths.RepositoryRoot, f, "README.md"))).ToArray();
+        Assert.True(missing.Length == 0, "no README.md in: " + string.Join(", ", missing));
     }
 
     [Fact]
