@@ -2,7 +2,7 @@ using InferenceServer.Configuration;
 using InferenceServer.Repository;
 using InferenceServer.Tensors;
 
-namespace InferenceServer.Tests.Core.Repository;
+namespace InferenceServer.Tests.Core.Configuration;
 
 public sealed class ModelConfigFileTests
 {
