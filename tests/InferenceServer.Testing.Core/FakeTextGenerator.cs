@@ -65,27 +65,8 @@ public sealed class FakeTextGenerator : ITextGenerator, IInferenceDispatcher
         {
             return (Inner ?? throw new InvalidOperationException("the fake has no inner dispatcher")).Dispatch(request, cancellationToken);
         }
-        GenerationRequest generation;
-        bool? streamed;
-        try
-        {
-            generation = TextTensors.ToGenerationRequest(request, out streamed);
-        }
-        catch (InferenceException e)
-        {
-            return new Dispatched(Task.FromException<GenerationStream>(e), streamed: null);
-        }
         var version = request.ModelVersion.Length == 0 ? null : request.ModelVersion;
-        Task<GenerationStream> started;
-        try
-        {
-            started = GenerateAsync(request.ModelName, version, generation, cancellationToken).AsTask();
-        }
-        catch (InferenceException e)
-        {
-            started = Task.FromException<GenerationStream>(e);
-        }
-        return new Dispatched(started, streamed);
+        return Dispatched.StartGeneration(request, generation => GenerateAsync(request.ModelName, version, generation, cancellationToken));
     }
 
     public async Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken) =>

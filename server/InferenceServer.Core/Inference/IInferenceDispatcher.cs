@@ -50,6 +50,39 @@ public readonly struct Dispatched
         Streamed = streamed;
     }
 
+    /// <summary>
+    /// The generation a <c>text_input</c> request asks for (<see cref="TextTensors"/>), started by
+    /// <paramref name="start"/>. A request that is not a valid generation, or one <paramref name="start"/> refuses at
+    /// once (a full queue), is the generation's error; <paramref name="notStarted"/> runs when the request never reached
+    /// <paramref name="start"/>.
+    /// </summary>
+    public static Dispatched StartGeneration(InferenceRequest request, Func<GenerationRequest, ValueTask<GenerationStream>> start, Action? notStarted = null)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(start);
+        GenerationRequest generation;
+        bool? streamed;
+        try
+        {
+            generation = TextTensors.ToGenerationRequest(request, out streamed);
+        }
+        catch (Exception e)
+        {
+            notStarted?.Invoke();
+            return new Dispatched(Task.FromException<GenerationStream>(e), streamed: null);
+        }
+        Task<GenerationStream> started;
+        try
+        {
+            started = start(generation).AsTask();
+        }
+        catch (Exception e)
+        {
+            started = Task.FromException<GenerationStream>(e);
+        }
+        return new Dispatched(started, streamed);
+    }
+
     /// <summary>The tensor inference's response; null for a generation.</summary>
     public Task<InferenceResponse>? Tensors { get; }
 

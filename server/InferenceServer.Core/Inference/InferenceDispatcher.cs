@@ -42,28 +42,8 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
         {
             return new Dispatched(InferOnLeaseAsync(request, lease, fallbackFor: null, cancellationToken));
         }
-        GenerationRequest generation;
-        bool? streamed;
-        try
-        {
-            generation = TextTensors.ToGenerationRequest(request, out streamed);
-        }
-        catch (Exception e)
-        {
-            lease.Dispose();
-            return new Dispatched(Task.FromException<GenerationStream>(e), streamed: null);
-        }
-        Task<GenerationStream> started;
-        try
-        {
-            started = GenerateOnLeaseAsync(request.ModelName, generation, lease, cancellationToken).AsTask();
-        }
-        catch (Exception e)
-        {
-            // Refused at once (a full queue, bad parameters): still the generation's error, reported as such.
-            started = Task.FromException<GenerationStream>(e);
-        }
-        return new Dispatched(started, streamed);
+        // The generation owns the lease once started; a request it cannot take gives the lease back.
+        return Dispatched.StartGeneration(request, generation => GenerateOnLeaseAsync(request.ModelName, generation, lease, cancellationToken), notStarted: lease.Dispose);
     }
 
     /// <inheritdoc />
