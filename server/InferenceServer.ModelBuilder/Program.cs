@@ -1,8 +1,16 @@
 // Writes the sample model repository:
 //   dotnet run --project server/InferenceServer.ModelBuilder -- [--out DIR]
 // DIR defaults to ./models. Prints one line per file written.
+// Or, with the first argument `decoder`, one decoder-only language model in Optimum's layout (Decoders/DecoderCommand.cs):
+//   dotnet run --project server/InferenceServer.ModelBuilder -- decoder --out DIR [--layers N --d-model N --heads N ...]
 
 using InferenceServer.ModelBuilder;
+using InferenceServer.ModelBuilder.Decoders;
+
+if (args.Length > 0 && args[0] == "decoder")
+{
+    return DecoderCommand.Run(args[1..], Console.Out, Console.Error);
+}
 
 string outDir = "models";
 for (int i = 0; i < args.Length; i++)
@@ -14,6 +22,7 @@ for (int i = 0; i < args.Length; i++)
             break;
         case "--help" or "-h":
             Console.WriteLine("usage: InferenceServer.ModelBuilder [--out DIR]   (writes the sample model repository; default DIR: models)");
+            Console.WriteLine("       InferenceServer.ModelBuilder decoder --out DIR [options]   (writes a decoder-only LM; decoder --help lists the options)");
             return 0;
         default:
             Console.Error.WriteLine($"unknown or incomplete argument '{args[i]}'; usage: InferenceServer.ModelBuilder [--out DIR]");
