@@ -46,6 +46,10 @@ internal sealed class BenchResults(string benchmark, string description)
     public IReadOnlyList<Measurement> Runs(string cell) =>
         _cells.FirstOrDefault(c => c.Info.Name == cell).Runs ?? throw new KeyNotFoundException($"no cell '{cell}'");
 
+    /// <summary>A cell's profile in each run, in run order.</summary>
+    public IReadOnlyList<Profile> Profiles(string cell) =>
+        _cells.FirstOrDefault(c => c.Info.Name == cell).Profiles ?? throw new KeyNotFoundException($"no cell '{cell}'");
+
     public bool Has(string cell) => _cells.Exists(c => c.Info.Name == cell);
 
     public Check AddCheck(string name, string formula, IEnumerable<double> perRun, double threshold, bool atLeast)

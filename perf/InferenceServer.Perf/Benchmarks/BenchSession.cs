@@ -38,6 +38,9 @@ internal sealed class BenchSession : IAsyncDisposable
 
     public ServerTarget Server { get; }
 
+    /// <summary>The echo's process when it runs as a child of this one (out of process); null in process.</summary>
+    public int? EchoProcessId { get; private init; }
+
     /// <summary>The in-process echo; null when the echo runs in a process of its own (<see cref="EchoConnection"/> reaches either).</summary>
     public EchoServer? Echo { get; }
 
@@ -115,7 +118,7 @@ internal sealed class BenchSession : IAsyncDisposable
             {
                 var child = await ChildServer.StartServerAsync(name, dll, repository.Models, work, options.ServerLogLevel).ConfigureAwait(false);
                 children.Add(child);
-                var target = ServerTarget.External($"{name}: {label}, pid {child.ProcessId}", repository.Models, child.Http, child.Grpc, child.Metrics, options.Connections);
+                var target = ServerTarget.External($"{name}: {label}, pid {child.ProcessId}", repository.Models, child.Http, child.Grpc, child.Metrics, options.Connections, child.ProcessId);
                 targets.Add(new ServerSide(name, target));
                 foreach (var model in models)
                 {
@@ -129,7 +132,7 @@ internal sealed class BenchSession : IAsyncDisposable
                 Log(t.Target.Description);
             }
             Log($"echo REST {echo.Http}, gRPC {echo.Grpc} (pid {echo.ProcessId}); models in {repository.Root}");
-            var session = new BenchSession(options, repository, targets[^1].Target, null, echo.Http, echo.Grpc, results) { Sides = targets };
+            var session = new BenchSession(options, repository, targets[^1].Target, null, echo.Http, echo.Grpc, results) { Sides = targets, EchoProcessId = echo.ProcessId };
             session._children.AddRange(children);
             session._workDirectory = work;
             return session;
@@ -172,10 +175,13 @@ internal sealed class BenchSession : IAsyncDisposable
         var before = model is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model).ConfigureAwait(false);
         var echoCounted = model is null && cell.Kind == "echo" && client.Protocol == "grpc";
         var echoBefore = echoCounted ? await EchoAnsweredAsync().ConfigureAwait(false) : 0;
+        var targetPid = TargetProcess(model, target);
+        var targetBefore = targetPid is { } tp ? CpuSample.TicksOf(tp) : null;
         var cpu = CpuSample.Take();
         var gc = GcDelta.Take();
         var m = await client.RunClosedAsync(cell.Concurrency, TimeSpan.FromSeconds(seconds), Options.MaxRequests).ConfigureAwait(false);
         var end = CpuSample.Take();
+        var targetAfter = targetPid is { } tq ? CpuSample.TicksOf(tq) : null;
         var used = end.Since(cpu);
         var gcs = GcDelta.Since(gc) with { Requests = m.Requests + m.Errors };
         var after = model is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model).ConfigureAwait(false);
@@ -193,6 +199,7 @@ internal sealed class BenchSession : IAsyncDisposable
             Gc = gcs,
             // Only with the servers in processes of their own is this process's CPU the client's alone.
             ClientCpuMicrosecondsPerRequest = Options.OutOfProcess && m.Requests + m.Errors > 0 ? (end.SelfTicks - cpu.SelfTicks) / CpuSample.TicksPerSecond * 1e6 / (m.Requests + m.Errors) : null,
+            TargetCpuMicrosecondsPerRequest = CpuSample.MicrosecondsPerRequest(targetBefore, targetAfter, counted ?? m.Requests + m.Errors),
             Detail = counted is { } c ? $"{(client.Protocol == "grpc" ? $"{Options.GrpcClient} gRPC client" : client.Protocol)}: {m.Requests + m.Errors} done, target counted {c} successes" : null,
         });
     }
@@ -218,9 +225,12 @@ internal sealed class BenchSession : IAsyncDisposable
         var stats = model is null ? null : (target ?? Server).Grpc;
         var before = stats is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model!).ConfigureAwait(false);
         var echoBefore = stats is null ? await EchoAnsweredAsync().ConfigureAwait(false) : 0;
+        var targetPid = TargetProcess(model, target);
+        var targetBefore = targetPid is { } tp ? CpuSample.TicksOf(tp) : null;
         var cpu = CpuSample.Take();
         var r = await H2Load.RunAsync(grpc, body, cell.Concurrency, Options.Connections, seconds, WorkDirectory).ConfigureAwait(false);
         var end = CpuSample.Take();
+        var targetAfter = targetPid is { } tq ? CpuSample.TicksOf(tq) : null;
         var used = end.Since(cpu);
         var after = stats is null ? null : await ServerStatsDelta.SnapshotAsync(stats, model!).ConfigureAwait(false);
         var delta = ServerStatsDelta.Between(before, after);
@@ -251,9 +261,14 @@ internal sealed class BenchSession : IAsyncDisposable
         return Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, delta)
         {
             ClientCpuMicrosecondsPerRequest = r.Done > 0 ? (end.ReapedTicks - cpu.ReapedTicks) / CpuSample.TicksPerSecond * 1e6 / r.Done : null,
+            // Per request the target counted (h2load does not wait for the calls in flight when it stops).
+            TargetCpuMicrosecondsPerRequest = CpuSample.MicrosecondsPerRequest(targetBefore, targetAfter, counted),
             Detail = $"h2load: {r.Done} done, {r.Succeeded2xx} 2xx, target counted {counted} successes; {r.Command}",
         });
     }
+
+    /// <summary>The process serving a cell: the echo's for an echo cell (no model), else the server's; null in process.</summary>
+    private int? TargetProcess(string? model, ServerTarget? target) => model is null ? EchoProcessId : (target ?? Server).ProcessId;
 
     /// <summary>The echo's count of answered gRPC calls (GET /echo/stats on its REST port).</summary>
     private async Task<long> EchoAnsweredAsync()

@@ -122,6 +122,19 @@ internal static class OverheadBenchmark
                         }
                     }
                     results.Table($"**Server / echo by client, c={c}** (each client's server cell over its own echo cell, same run):\n\n{rows}");
+                    if (o.OutOfProcess)
+                    {
+                        // What the target itself spends per request, whichever client drives it: the client's own cost
+                        // (paid on the same two cores) moves the rates and their ratios, not this.
+                        var cpuRows = new StringBuilder("| target CPU µs/request | harness per run | harness median (min–max; IQR) | h2load per run | h2load median (min–max; IQR) |\n|---|---|---|---|---|\n");
+                        foreach (var (label, harnessCell, h2loadCell) in targets)
+                        {
+                            var h = results.Profiles(harnessCell).Select(p => p.TargetCpuMicrosecondsPerRequest ?? double.NaN).ToArray();
+                            var x = results.Profiles(h2loadCell).Select(p => p.TargetCpuMicrosecondsPerRequest ?? double.NaN).ToArray();
+                            cpuRows.Append(CultureInfo.InvariantCulture, $"| {label} | {string.Join(" / ", h.Select(v => v.ToString("F1", CultureInfo.InvariantCulture)))} | {Comparison.Spread(h)} | {string.Join(" / ", x.Select(v => v.ToString("F1", CultureInfo.InvariantCulture)))} | {Comparison.Spread(x)} |\n");
+                        }
+                        results.Table($"**The target's own CPU per request by client, c={c}** (its process's CPU time over the cell / the requests it counted):\n\n{cpuRows}");
+                    }
                 }
                 if (sides.Count == 2)
                 {

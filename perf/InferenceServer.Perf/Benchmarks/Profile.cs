@@ -16,6 +16,12 @@ internal sealed record Profile(double MachineBusy, double ProcessBusy, int Threa
     /// <summary>The load generator's CPU time per request (this process's own, or h2load's), in microseconds; null when not measured.</summary>
     public double? ClientCpuMicrosecondsPerRequest { get; init; }
 
+    /// <summary>
+    /// The target's own CPU time per request served (the server or echo process, read from its <c>/proc</c> entry), in
+    /// microseconds; null when the target runs in this process. What the target costs whichever client drives it.
+    /// </summary>
+    public double? TargetCpuMicrosecondsPerRequest { get; init; }
+
     /// <summary>A benchmark's own figures for the cell (generate: the server's token metrics over the cell).</summary>
     public string? Detail { get; init; }
 
@@ -26,6 +32,7 @@ internal sealed record Profile(double MachineBusy, double ProcessBusy, int Threa
         (double.IsNaN(MachineBusy) ? $"{ThreadPoolThreads} pool threads" : Invariant($"cpu {MachineBusy:P0} busy (this process and its children {ProcessBusy:P0} of all cores), {ThreadPoolThreads} pool threads")) +
         (Disturbed ? Invariant($" DISTURBED: other processes used {MachineBusy - ProcessBusy:P0}") : "") +
         (ClientCpuMicrosecondsPerRequest is { } client ? Invariant($"; client CPU {client:F1} µs/request") : "") +
+        (TargetCpuMicrosecondsPerRequest is { } target ? Invariant($"; target CPU {target:F1} µs/request") : "") +
         (Gc is { } gc ? "; " + gc : "") +
         (Server is { } s ? "; " + s : "") +
         (Detail is { } d ? "; " + d : "");
@@ -70,6 +77,13 @@ internal readonly record struct CpuSample(long MachineBusy, long MachineTotal, l
             return default;
         }
     }
+
+    /// <summary>The CPU ticks (utime + stime) of process <paramref name="pid"/> so far; null when it cannot be read.</summary>
+    public static long? TicksOf(int pid) => Fields($"/proc/{pid}/stat") is { } f ? Ticks(f, 11) + Ticks(f, 12) : null;
+
+    /// <summary>Microseconds of CPU per request between two readings of <see cref="TicksOf"/>; null when either is missing.</summary>
+    public static double? MicrosecondsPerRequest(long? before, long? after, long requests) =>
+        before is { } b && after is { } a && requests > 0 ? (a - b) / TicksPerSecond * 1e6 / requests : null;
 
     /// <summary>Processes started by this one whose CPU counts as this process's (the out-of-process servers and echo).</summary>
     public static System.Collections.Concurrent.ConcurrentDictionary<int, bool> Children { get; } = new();

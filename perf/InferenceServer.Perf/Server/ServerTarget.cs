@@ -27,6 +27,9 @@ internal sealed class ServerTarget : IAsyncDisposable
 
     public string Description { get; }
 
+    /// <summary>The server's process when it is a child of this one (out of process); null in process or external.</summary>
+    public int? ProcessId { get; private init; }
+
     /// <summary>The model repository on this machine, where the engine baseline finds the model file.</summary>
     public string? Repository { get; }
 
@@ -38,8 +41,8 @@ internal sealed class ServerTarget : IAsyncDisposable
     public GRPCInferenceService.GRPCInferenceServiceClient Grpc => Connection.Grpc;
 
     /// <summary>A server in another process on this machine (a benchmark's child server): its addresses, and <paramref name="grpcConnections"/> gRPC connections to it.</summary>
-    public static ServerTarget External(string description, string repository, Uri http, Uri grpc, Uri? metrics, int grpcConnections) =>
-        new(null, null, repository, http, grpc, metrics, grpcConnections, description);
+    public static ServerTarget External(string description, string repository, Uri http, Uri grpc, Uri? metrics, int grpcConnections, int? processId = null) =>
+        new(null, null, repository, http, grpc, metrics, grpcConnections, description) { ProcessId = processId };
 
     /// <summary>The generic mode's target: in-process over --model-repository (or a --light model), or the external server.</summary>
     public static async Task<ServerTarget> StartAsync(PerfOptions options)
