@@ -21,6 +21,7 @@ internal sealed record BenchOptions
     public IReadOnlyList<int>? Concurrency { get; init; }
     public IReadOnlyList<string>? Protocols { get; init; }
     public IReadOnlyList<(int I, int T)>? Settings { get; init; }
+    public IReadOnlyList<(int I, int T)>? RawSettings { get; init; }
     public IReadOnlyList<int>? EngineBatches { get; init; }
     public long? MaxQueueDelayMicroseconds { get; init; }
     public int? MaxBatchSize { get; init; }
@@ -55,7 +56,9 @@ internal sealed record BenchOptions
           --concurrency LIST       closed-loop clients (default: mlp 64, resnet50 8, payload 1, overhead 64; generate: streams 1,4,16,64)
           --protocol LIST          grpc, rest-binary, rest-json (default: grpc; payload grpc,rest-binary)
           --settings LIST          engine instances x intra-op threads, e.g. 1x2,2x1 (default: mlp and resnet50 1x2,2x1; payload and overhead 1x2;
-                                   generate: none, libtorch's default threads; 1xT adds parameters.intra_op_num_threads T)
+                                   generate: one IxT, the server's decode loops x parameters.intra_op_num_threads, default cores x 1)
+          --raw-settings LIST      generate: the raw decode loops' configurations, parallel loops x intra-op threads (default: every
+                                   LxT <= cores, L and T powers of two or the core count; the server's setting is always added)
           --engine-batches LIST    engine batch sizes (default: mlp 1,4,16,32,64; resnet50 1,2,4,8; generate: the raw decode loop's, 1,4,16,64)
           --max-queue-delay-us N   dynamic_batching max_queue_delay_microseconds (default: 0)
           --max-batch-size N       mlp, resnet50: the served models' max_batch_size (default: mlp 64, resnet50 8)
@@ -115,6 +118,7 @@ internal sealed record BenchOptions
                 "--concurrency" => o with { Concurrency = Ints(name, value, 1, 1024) },
                 "--protocol" => o with { Protocols = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(p => PerfOptions.AllProtocols.Contains(p) ? p : throw new ArgumentException($"--protocol: unknown '{p}'")).Distinct().ToArray() },
                 "--settings" => o with { Settings = value.Split(',').Select(s => ParseSetting(name, s)).ToArray() },
+                "--raw-settings" => o with { RawSettings = value.Split(',').Select(s => ParseSetting(name, s)).ToArray() },
                 "--engine-batches" => o with { EngineBatches = Ints(name, value, 1, 1024) },
                 "--max-queue-delay-us" => o with { MaxQueueDelayMicroseconds = (long)Number(name, value, 0, 1_000_000) },
                 "--max-batch-size" => o with { MaxBatchSize = (int)Number(name, value, 1, 1024) },

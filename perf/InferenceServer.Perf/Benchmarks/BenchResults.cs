@@ -157,6 +157,11 @@ internal sealed class BenchResults(string benchmark, string description)
             tables = _tables,
             notes = _notes,
         };
+        // The README's commands write to perf/results/, which git ignores and a fresh checkout does not have.
+        if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder)
+        {
+            Directory.CreateDirectory(folder);
+        }
         File.WriteAllText(path, JsonSerializer.Serialize(document, JsonOptions));
     }
 

@@ -5,8 +5,9 @@ using static TorchSharp.torch;
 namespace InferenceServer.Perf;
 
 /// <summary>
-/// The raw baseline of text generation: a tight greedy decode loop over a window language model (TorchScript through
-/// TorchSharp, in this process, on one thread) with no server, no scheduler, no copies beyond libtorch's input. Each
+/// One raw greedy decode loop over a window language model (TorchScript through TorchSharp, in this process), with
+/// its own module as each of the server's engine instances has: no server, no scheduler, no copies beyond libtorch's
+/// input. <see cref="ParallelDecodeLoops"/> runs one or more of them side by side, each on a thread of its own. Each
 /// step feeds a <c>[batch, window]</c> INT64 tensor, every row the last <c>window</c> token ids of its sequence
 /// left-padded with 0, runs <c>forward</c> in inference mode inside a dispose scope, takes the argmax of
 /// <c>output[:, -1, :]</c> per row and appends it. A row that has generated <c>maxTokens</c> starts over from its
@@ -29,16 +30,15 @@ internal sealed class GreedyDecodeLoop : IDisposable
     }
 
     /// <summary>
-    /// One closed-loop measurement at <paramref name="batch"/> rows; a "request" is a step, <see cref="Measurement.SamplesPerSecond"/>
-    /// counts tokens. Each measurement runs on a new thread, so its OpenMP team ends with it.
+    /// The step over <paramref name="batch"/> new sequences, the first of them the batch's row
+    /// <paramref name="firstRow"/> (rows take the prompts in turn, so loops sharing a batch start different prompts).
     /// </summary>
-    public Measurement Run(int batch, TimeSpan duration, long maxSteps) =>
-        LoadLoop.RunThreads(1, duration, maxSteps, () => new Rows(this, batch).Step) with { RowsPerRequest = batch };
+    public Action NewBatch(int batch, int firstRow) => new Rows(this, batch, firstRow).Step;
 
     /// <summary>
     /// The greedy continuation of one prompt (batch 1), to compare with the server's. It runs on a thread of its own
     /// that ends with it: libtorch's OpenMP gives every calling thread a team of worker threads that lives as long as
-    /// that thread, and a pool thread's would outlive the call (see <see cref="Run"/>).
+    /// that thread, and a pool thread's would outlive the call.
     /// </summary>
     public long[] Greedy(long[] prompt, int tokens)
     {
@@ -48,7 +48,7 @@ internal sealed class GreedyDecodeLoop : IDisposable
         {
             try
             {
-                var rows = new Rows(this, 1, prompt);
+                var rows = new Rows(this, 1, 0, prompt);
                 for (var i = 0; i < tokens; i++)
                 {
                     rows.Step();
@@ -77,7 +77,7 @@ internal sealed class GreedyDecodeLoop : IDisposable
         private readonly long[] _input;
         private readonly long[] _shape;
 
-        public Rows(GreedyDecodeLoop loop, int batch, long[]? prompt = null)
+        public Rows(GreedyDecodeLoop loop, int batch, int firstRow, long[]? prompt = null)
         {
             _loop = loop;
             _tokens = new long[batch][];
@@ -85,7 +85,7 @@ internal sealed class GreedyDecodeLoop : IDisposable
             _promptLengths = new int[batch];
             for (var b = 0; b < batch; b++)
             {
-                var p = prompt ?? loop._prompts[b % loop._prompts.Count];
+                var p = prompt ?? loop._prompts[(firstRow + b) % loop._prompts.Count];
                 _tokens[b] = new long[p.Length + loop._maxTokens];
                 p.CopyTo(_tokens[b], 0);
                 _lengths[b] = _promptLengths[b] = p.Length;
