@@ -9,9 +9,10 @@ namespace InferenceServer.Backends.OnnxRuntime;
 
 /// <summary>
 /// One ONNX Runtime session, run through an I/O binding on every device: inputs are bound as <see cref="OrtValue"/>s
-/// over the pinned pooled request buffers (no copy; on CUDA the runtime copies them to the device), outputs are bound
-/// to host memory — plain on the CPU, pinned on CUDA so the device copies straight into it — and then copied once
-/// into pooled buffers. The CPU and CUDA paths differ only in that output memory.
+/// over the pinned pooled request buffers (no copy; on CUDA the runtime copies them to the device); outputs go into
+/// memory the caller bound (<see cref="EngineOutput.Into"/>), or into host memory the runtime allocates — plain on the
+/// CPU, pinned on CUDA so the device copies straight into it — which the output tensor then owns (no copy; strings
+/// are copied into the protocol's form). The CPU and CUDA paths differ only in that output memory.
 /// </summary>
 internal sealed class OnnxRuntimeModel : IBackendModel
 {

@@ -126,6 +126,32 @@ public sealed class EngineRun : IDisposable
     /// <summary>Asks for an output the engine allocates.</summary>
     public void AddOutput(string name) => Outputs.Add(new EngineOutput(name));
 
+    /// <summary>
+    /// Asks for exactly the outputs named, in order, for the engine to allocate. When the previous run asked for the same
+    /// ones (an instance thread's batches usually do), their entries are kept, so refilling the run allocates nothing.
+    /// </summary>
+    public void AskFor(IReadOnlyList<string> names)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+        if (Outputs.Count == names.Count)
+        {
+            var same = true;
+            for (var i = 0; i < names.Count && same; i++)
+            {
+                same = Outputs[i].Name == names[i] && Outputs[i].Into is null && Outputs[i].Result is null;
+            }
+            if (same)
+            {
+                return;
+            }
+        }
+        Outputs.Clear();
+        foreach (var name in names)
+        {
+            Outputs.Add(new EngineOutput(name));
+        }
+    }
+
     /// <summary>Forgets the inputs and outputs (disposing neither), keeping <see cref="State"/>.</summary>
     public void Clear()
     {

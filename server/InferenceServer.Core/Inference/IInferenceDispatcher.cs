@@ -24,7 +24,8 @@ public interface IInferenceDispatcher
     /// <summary>
     /// Runs one request to its response: a tensor model's outputs, or a generative model's whole text as
     /// <c>text_output</c> (BYTES, shape [1]). Errors are <see cref="InferenceException"/>s whose messages are safe for
-    /// clients (or <see cref="OperationCanceledException"/> when the client cancelled).
+    /// clients (or <see cref="OperationCanceledException"/> when the client cancelled); as with <see cref="Dispatch"/>,
+    /// a model that cannot be found or is not ready throws before a task is returned.
     /// </summary>
     Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken);
 }

@@ -47,8 +47,12 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
     }
 
     /// <inheritdoc />
-    public async Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken) =>
-        await Dispatch(request, cancellationToken).ResponseAsync(request.Id, cancellationToken).ConfigureAwait(false);
+    public Task<InferenceResponse> InferAsync(InferenceRequest request, CancellationToken cancellationToken)
+    {
+        // A tensor inference's task is the response itself: no further await on the request path.
+        var dispatched = Dispatch(request, cancellationToken);
+        return dispatched.Tensors ?? dispatched.ResponseAsync(request.Id, cancellationToken);
+    }
 
     /// <summary>
     /// Runs a request on the leased version (owning the lease): the request's own model, or the fallback of

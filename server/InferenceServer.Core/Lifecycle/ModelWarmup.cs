@@ -147,16 +147,13 @@ internal sealed class ModelWarmup
             for (var count = 0; count < sample.Count; count++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                run.Clear();
+                run.Inputs.Clear();
                 foreach (var input in sample.Inputs)
                 {
                     // The engine only reads its inputs, so every run shares the sample's bytes.
                     run.Inputs.Add(new Tensor(input.Name, input.DataType, (long[])input.Shape.Clone(), TensorBuffer.Wrap(input.Data)));
                 }
-                foreach (var output in _config.OutputNames)
-                {
-                    run.AddOutput(output);
-                }
+                run.AskFor(_config.OutputNames);
                 var timings = default(ExecutionTimings);
                 try
                 {

@@ -165,11 +165,8 @@ internal sealed class ModelScheduler : IModelRunner
             {
                 responses[i] = new InferenceResponse(_config.Name, _version, batch[i].Request.Id);
             }
-            run.Clear();
-            foreach (var name in outputs)
-            {
-                run.AddOutput(name);
-            }
+            run.Inputs.Clear();
+            run.AskFor(outputs);
             if (batch.Count == 1)
             {
                 // One request: the engine reads its tensors as they are, and its outputs are the response's.
