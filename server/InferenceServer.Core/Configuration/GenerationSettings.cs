@@ -48,12 +48,46 @@ public sealed record GenerationSettings
     /// <summary>Largest max_tokens accepted.</summary>
     public int MaxTokensLimit { get; init; } = 4096;
 
+    /// <summary>The element type of the logits (FP32, FP16 or BF16); the sampler reads them as FP32.</summary>
+    public DataType LogitsType { get; init; } = DataType.Fp32;
+
+    /// <summary>A window decoder's attention-mask input (1 for tokens, 0 for the padding), when the model has one.</summary>
+    public string? AttentionMaskName { get; init; }
+
+    /// <summary>The KV-cache interface when the model is a KV-cache decoder; null for a window decoder.</summary>
+    public KvCacheLayout? KvCache { get; init; }
+
+    /// <summary>A KV-cache decoder's context length (prompt plus generated tokens); null for a window decoder, which slides.</summary>
+    public int? MaxModelLen { get; init; }
+
+    /// <summary>The KV-cache byte budget of each engine instance (KV-cache decoders).</summary>
+    public long KvCacheBytes { get; init; } = DefaultKvCacheBytes;
+
+    /// <summary>Token ids that end a sequence besides the tokenizer's end-of-sequence id.</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+
+    /// <summary><see cref="KvCacheBytes"/> when the configuration sets none: 1 GiB per instance.</summary>
+    public const long DefaultKvCacheBytes = 1L << 30;
+
+    /// <summary><see cref="MaxModelLen"/> of a KV-cache decoder when no source gives one.</summary>
+    public const int DefaultMaxModelLen = 2048;
+
+    /// <summary>max_running_sequences of a KV-cache decoder without a batch dimension in its configuration.</summary>
+    public const int DefaultKvRunningSequences = 16;
+
     /// <summary>
-    /// Validates the section against the model's resolved tensors (dims without the batch dimension). Throws
-    /// <see cref="ModelConfigException"/> naming what is wrong.
+    /// Validates the section against the model's resolved tensors (dims without the batch dimension when
+    /// <paramref name="maxBatchSize"/> is positive). A KV-cache decoder (<see cref="KvCacheLayout.Recognize"/>) takes its
+    /// tensors from the graph and needs only a tokenizer from <paramref name="entry"/>; a window decoder needs the
+    /// section. Throws <see cref="ModelConfigException"/> naming what is wrong.
     /// </summary>
-    public static GenerationSettings Resolve(ModelConfigFile.GenerationEntry entry, int maxBatchSize, IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs)
+    public static GenerationSettings Resolve(ModelConfigFile.GenerationEntry? entry, int maxBatchSize, IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs)
     {
+        var kv = KvCacheLayout.Recognize(inputs, outputs, maxBatchSize > 0);
+        if (kv is not null)
+        {
+            return ResolveKvCache(entry, kv, maxBatchSize, inputs, outputs);
+        }
         ArgumentNullException.ThrowIfNull(entry);
         if (maxBatchSize < 1)
         {
@@ -75,17 +109,92 @@ public sealed record GenerationSettings
         {
             throw new ModelConfigException($"generation.context_window {window} must be positive and equal the input's length {fixedLength} when it is fixed");
         }
-        var logits = Pick(outputs, entry.Logits, "output", "generation.logits");
-        if (logits.DataType != DataType.Fp32)
+        string? mask = null;
+        if (entry.AttentionMask is not null || inputs.Any(t => t.Name == KvCacheLayout.AttentionMaskName && t.Name != input.Name))
         {
-            throw new ModelConfigException($"generation logits '{logits.Name}' must be TYPE_FP32, not {logits.DataType.ConfigName()}");
+            var maskInput = Pick(inputs, entry.AttentionMask ?? KvCacheLayout.AttentionMaskName, "input", "generation.attention_mask");
+            if (maskInput.DataType is not (DataType.Int64 or DataType.Int32) || maskInput.Dims.Length != 1 || maskInput.Name == input.Name)
+            {
+                throw new ModelConfigException($"generation.attention_mask '{maskInput.Name}' must be a TYPE_INT64 or TYPE_INT32 input of one dimension after the batch, other than the ids");
+            }
+            mask = maskInput.Name;
         }
-        if (logits.Dims.Length is not (1 or 2) || logits.Dims[^1] < 1)
+        if (inputs.FirstOrDefault(t => t.Name != input.Name && t.Name != mask) is { } extra)
+        {
+            throw new ModelConfigException($"the model has an input '{extra.Name}' the window decoder does not feed (it feeds the ids '{input.Name}'{(mask is null ? "" : $" and the mask '{mask}'")})");
+        }
+        var logits = Pick(outputs, entry.Logits, "output", "generation.logits");
+        var width = CheckLogits(logits, 1, 2);
+        var common = Common(entry, maxBatchSize, maxBatchSize, width);
+        return common with
+        {
+            ContextWindow = window,
+            InputName = input.Name,
+            InputType = input.DataType,
+            LogitsName = logits.Name,
+            LogitsType = logits.DataType,
+            LogitsPerPosition = logits.Dims.Length == 2,
+            AttentionMaskName = mask,
+        };
+    }
+
+    /// <summary>A KV-cache decoder's settings: its interface from the graph, the rest from the sources or defaults.</summary>
+    private static GenerationSettings ResolveKvCache(
+        ModelConfigFile.GenerationEntry? entry, KvCacheLayout kv, int maxBatchSize, IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs)
+    {
+        if (entry?.Tokenizer is null)
+        {
+            throw new ModelConfigException("the model is a KV-cache decoder (it has past_key_values inputs) but has no tokenizer: put the tokenizer.json it was exported with beside the model, or set generation.tokenizer in config.yaml");
+        }
+        if (entry.ContextWindow is not null || entry.InputIds is not null || entry.Logits is not null || entry.AttentionMask is not null)
+        {
+            throw new ModelConfigException("generation.context_window, input_ids, logits and attention_mask are for window decoders; a KV-cache decoder's tensors are read from its graph (set max_model_len for its context)");
+        }
+        var logits = outputs.First(t => t.Name == KvCacheLayout.LogitsName);
+        var width = CheckLogits(logits, maxBatchSize > 0 ? 2 : 3, maxBatchSize > 0 ? 2 : 3);
+        var ids = inputs.First(t => t.Name == KvCacheLayout.InputIdsName);
+        var maxModelLen = entry.MaxModelLen ?? DefaultMaxModelLen;
+        if (maxModelLen < 2)
+        {
+            throw new ModelConfigException($"generation.max_model_len {maxModelLen} must be at least 2");
+        }
+        var budget = entry.KvCacheBytes ?? DefaultKvCacheBytes;
+        if (budget < 1)
+        {
+            throw new ModelConfigException($"generation.kv_cache_bytes {budget} must be positive");
+        }
+        var common = Common(entry, maxBatchSize > 0 ? maxBatchSize : DefaultKvRunningSequences, maxBatchSize > 0 ? maxBatchSize : int.MaxValue, width);
+        return common with
+        {
+            ContextWindow = maxModelLen,
+            InputName = ids.Name,
+            InputType = ids.DataType,
+            LogitsName = logits.Name,
+            LogitsType = logits.DataType,
+            LogitsPerPosition = true,
+            KvCache = kv,
+            MaxModelLen = maxModelLen,
+            KvCacheBytes = budget,
+        };
+    }
+
+    /// <summary>Checks the logits output (rank after the batch between <paramref name="minRank"/> and <paramref name="maxRank"/>) and returns its width.</summary>
+    private static int CheckLogits(TensorConfig logits, int minRank, int maxRank)
+    {
+        if (logits.DataType is not (DataType.Fp32 or DataType.Fp16 or DataType.Bf16))
+        {
+            throw new ModelConfigException($"generation logits '{logits.Name}' must be TYPE_FP32, TYPE_FP16 or TYPE_BF16, not {logits.DataType.ConfigName()}");
+        }
+        if (logits.Dims.Length < minRank || logits.Dims.Length > maxRank || logits.Dims[^1] < 1)
         {
             throw new ModelConfigException($"generation logits '{logits.Name}' must be [window, vocabulary] or [vocabulary] after the batch with a fixed vocabulary size, not [{string.Join(",", logits.Dims)}]");
         }
-        var width = (int)logits.Dims[^1];
+        return (int)logits.Dims[^1];
+    }
 
+    /// <summary>The settings every decoder shares: tokenizer, pad and stop ids, batcher bounds, max_tokens.</summary>
+    private static GenerationSettings Common(ModelConfigFile.GenerationEntry entry, int defaultRunning, int runningLimit, int width)
+    {
         if (entry.Tokenizer is null)
         {
             throw new ModelConfigException("generation.tokenizer is required (kind: characters | bpe | sentencepiece | tiktoken | tokenizer_json)");
@@ -95,10 +204,10 @@ public sealed record GenerationSettings
         {
             throw new ModelConfigException($"generation.pad_token_id {pad} is outside the vocabulary (0..{width - 1})");
         }
-        var running = entry.MaxRunningSequences ?? maxBatchSize;
-        if (running < 1 || running > maxBatchSize)
+        var running = entry.MaxRunningSequences ?? defaultRunning;
+        if (running < 1 || running > runningLimit)
         {
-            throw new ModelConfigException($"generation.max_running_sequences {running} must be between 1 and max_batch_size {maxBatchSize}");
+            throw new ModelConfigException($"generation.max_running_sequences {running} must be between 1 and max_batch_size {runningLimit}");
         }
         var waiting = entry.MaxWaitingSequences ?? 256;
         var defaultMax = entry.DefaultMaxTokens ?? 256;
@@ -107,21 +216,25 @@ public sealed record GenerationSettings
         {
             throw new ModelConfigException("generation: max_waiting_sequences must be >= 0, default_max_tokens and max_tokens_limit >= 1, and default_max_tokens <= max_tokens_limit");
         }
+        var stops = entry.StopTokenIds ?? [];
+        if (stops.FirstOrDefault(id => id < 0 || id >= width, -1) is var bad && bad != -1)
+        {
+            throw new ModelConfigException($"generation.stop_token_ids: {bad} is outside the vocabulary (0..{width - 1})");
+        }
         return new GenerationSettings
         {
             Tokenizer = entry.Tokenizer,
             ChatTemplate = entry.ChatTemplate,
-            ContextWindow = window,
+            ContextWindow = 1,
             PadTokenId = pad,
-            InputName = input.Name,
-            InputType = input.DataType,
-            LogitsName = logits.Name,
-            LogitsPerPosition = logits.Dims.Length == 2,
+            InputName = "",
+            LogitsName = "",
             LogitsWidth = width,
             MaxRunningSequences = running,
             MaxWaitingSequences = waiting,
             DefaultMaxTokens = defaultMax,
             MaxTokensLimit = limit,
+            StopTokenIds = stops.Distinct().ToArray(),
         };
     }
 

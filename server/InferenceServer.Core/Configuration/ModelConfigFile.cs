@@ -166,6 +166,21 @@ public sealed class ModelConfigFile
 
         /// <summary>Largest max_tokens a request may ask for (default 4096).</summary>
         public int? MaxTokensLimit { get; set; }
+
+        /// <summary>
+        /// A KV-cache decoder's context length: prompt plus generated tokens of one sequence (default: Hugging Face
+        /// <c>max_position_embeddings</c>, else 2048). vLLM's <c>max_model_len</c>.
+        /// </summary>
+        public int? MaxModelLen { get; set; }
+
+        /// <summary>Bytes of KV cache each engine instance of a KV-cache decoder may hold (default 1 GiB; per instance).</summary>
+        public long? KvCacheBytes { get; set; }
+
+        /// <summary>Token ids that end a sequence besides the tokenizer's end-of-sequence token (Hugging Face's list of <c>eos_token_id</c>s).</summary>
+        public List<int>? StopTokenIds { get; set; }
+
+        /// <summary>A window decoder's attention-mask input (default: an input named <c>attention_mask</c> when the model has one).</summary>
+        public string? AttentionMask { get; set; }
     }
 
     /// <summary>

@@ -92,7 +92,9 @@ public static class ModelConfigResolver
             AllowCpuFallback = file.AllowCpuFallback ?? false,
             Parameters = file.Parameters ?? new Dictionary<string, string>(),
             CircuitBreaker = CircuitBreakerOptions.Resolve(file.CircuitBreaker, name),
-            Generation = file.Generation is { } generation ? GenerationSettings.Resolve(generation, maxBatchSize, inputs, outputs) : null,
+            Generation = file.Generation is not null || KvCacheLayout.Recognize(inputs, outputs, maxBatchSize > 0) is not null
+                ? GenerationSettings.Resolve(file.Generation, maxBatchSize, inputs, outputs)
+                : null,
             Provenance = provenance,
         };
     }
