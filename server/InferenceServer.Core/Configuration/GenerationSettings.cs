@@ -54,6 +54,9 @@ public sealed record GenerationSettings
     /// <summary>A window decoder's attention-mask input (1 for tokens, 0 for the padding), when the model has one.</summary>
     public string? AttentionMaskName { get; init; }
 
+    /// <summary>Its element type (INT64 or INT32).</summary>
+    public DataType AttentionMaskType { get; init; } = DataType.Int64;
+
     /// <summary>The KV-cache interface when the model is a KV-cache decoder; null for a window decoder.</summary>
     public KvCacheLayout? KvCache { get; init; }
 
@@ -110,6 +113,7 @@ public sealed record GenerationSettings
             throw new ModelConfigException($"generation.context_window {window} must be positive and equal the input's length {fixedLength} when it is fixed");
         }
         string? mask = null;
+        var maskType = DataType.Int64;
         if (entry.AttentionMask is not null || inputs.Any(t => t.Name == KvCacheLayout.AttentionMaskName && t.Name != input.Name))
         {
             var maskInput = Pick(inputs, entry.AttentionMask ?? KvCacheLayout.AttentionMaskName, "input", "generation.attention_mask");
@@ -118,6 +122,7 @@ public sealed record GenerationSettings
                 throw new ModelConfigException($"generation.attention_mask '{maskInput.Name}' must be a TYPE_INT64 or TYPE_INT32 input of one dimension after the batch, other than the ids");
             }
             mask = maskInput.Name;
+            maskType = maskInput.DataType;
         }
         if (inputs.FirstOrDefault(t => t.Name != input.Name && t.Name != mask) is { } extra)
         {
@@ -135,6 +140,7 @@ public sealed record GenerationSettings
             LogitsType = logits.DataType,
             LogitsPerPosition = logits.Dims.Length == 2,
             AttentionMaskName = mask,
+            AttentionMaskType = maskType,
         };
     }
 

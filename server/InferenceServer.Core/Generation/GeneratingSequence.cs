@@ -31,6 +31,7 @@ internal sealed class GeneratingSequence : DecoderSequence
     {
         Tokens.AddRange(promptTokens);
         PromptTokens = promptTokens.Count;
+        MaxLength = promptTokens.Count + maxTokens;
         _sampler = new Sampler(request.Sampling);
         _detokenizer = config.Tokenizer.CreateDecoder(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(promptTokens));
         _stops = request.Stop.Count > 0 ? new StopSequenceMatcher(request.Stop) : null;

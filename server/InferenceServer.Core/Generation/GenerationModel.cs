@@ -15,7 +15,11 @@ public sealed class GenerationModel
         Settings = settings;
         Tokenizer = tokenizer;
         ChatTemplate = chatTemplate;
+        KvCache = settings.KvCache is not null ? KvCachePlan.Create(settings) : null;
     }
+
+    /// <summary>How each instance's KV cache is laid out, for a KV-cache decoder; null for a window decoder.</summary>
+    public KvCachePlan? KvCache { get; }
 
     /// <summary>The resolved <c>generation</c> section.</summary>
     public GenerationSettings Settings { get; }

@@ -14,6 +14,9 @@ public sealed class ServerMetrics
     /// <summary>The label of the model version on per-model series.</summary>
     public const string VersionLabel = "version";
 
+    /// <summary>The label of the model name on the series named as vLLM names them (vLLM's own label name).</summary>
+    public const string VllmModelLabel = "model_name";
+
     private static readonly string[] BreakerStates = ["CLOSED", "OPEN", "HALF_OPEN"];
     private static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60];
     private static readonly double[] TokenIntervalBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5];
@@ -43,6 +46,12 @@ public sealed class ServerMetrics
             "Generated length of finished generation requests, in tokens.", LengthBuckets);
         RequestsRunning = factory.CreateGauge("inference_num_requests_running", "Sequences in the continuous batch.", labels);
         RequestsWaiting = factory.CreateGauge("inference_num_requests_waiting", "Generation requests waiting for a slot in the batch.", labels);
+        // The same gauges under the names vLLM gives them, so dashboards and autoscalers written for vLLM read them as they are.
+        string[] vllmLabels = [VllmModelLabel, VersionLabel];
+        VllmRequestsRunning = factory.CreateGauge("vllm:num_requests_running", "Sequences in the continuous batch (vLLM's name).", vllmLabels);
+        VllmRequestsWaiting = factory.CreateGauge("vllm:num_requests_waiting", "Generation requests waiting for a slot or for KV-cache memory (vLLM's name).", vllmLabels);
+        KvCacheUsage = factory.CreateGauge("vllm:kv_cache_usage_perc",
+            "Fraction (0 to 1) of the KV cache of a KV-cache decoder's instances reserved by running sequences (vLLM's name).", vllmLabels);
         Requests = factory.CreateCounter("inference_requests_total",
             "Requests a model version finished, by outcome (success, failure) and status (OK or the error's gRPC status name).", [ModelLabel, VersionLabel, "outcome", "status"]);
         Rejections = factory.CreateCounter("inference_rejections_total",
@@ -105,6 +114,15 @@ public sealed class ServerMetrics
 
     /// <summary>inference_num_requests_waiting.</summary>
     public Gauge RequestsWaiting { get; }
+
+    /// <summary>vllm:num_requests_running.</summary>
+    public Gauge VllmRequestsRunning { get; }
+
+    /// <summary>vllm:num_requests_waiting.</summary>
+    public Gauge VllmRequestsWaiting { get; }
+
+    /// <summary>vllm:kv_cache_usage_perc.</summary>
+    public Gauge KvCacheUsage { get; }
 
     /// <summary>inference_generation_requests_total.</summary>
     public Counter GenerationRequests { get; }
@@ -260,8 +278,29 @@ public sealed class GenerationMetrics
         RequestLatency = metrics.RequestLatency.WithLabels(_labels);
         RequestPromptTokens = metrics.RequestPromptTokens.WithLabels(_labels);
         RequestGenerationTokens = metrics.RequestGenerationTokens.WithLabels(_labels);
-        Running = metrics.RequestsRunning.WithLabels(_labels);
-        Waiting = metrics.RequestsWaiting.WithLabels(_labels);
+        _running = [metrics.RequestsRunning.WithLabels(_labels), metrics.VllmRequestsRunning.WithLabels(_labels)];
+        _waiting = [metrics.RequestsWaiting.WithLabels(_labels), metrics.VllmRequestsWaiting.WithLabels(_labels)];
+        KvCacheUsage = metrics.KvCacheUsage.WithLabels(_labels);
+    }
+
+    private readonly Gauge.Child[] _running;
+    private readonly Gauge.Child[] _waiting;
+
+    /// <summary>Fraction of the KV cache reserved (a KV-cache decoder's).</summary>
+    public Gauge.Child KvCacheUsage { get; }
+
+    /// <summary>Sets the running-sequences gauges (ours and vLLM's name).</summary>
+    public void SetRunning(int count)
+    {
+        _running[0].Set(count);
+        _running[1].Set(count);
+    }
+
+    /// <summary>Sets the waiting-requests gauges (ours and vLLM's name).</summary>
+    public void SetWaiting(int count)
+    {
+        _waiting[0].Set(count);
+        _waiting[1].Set(count);
     }
 
     /// <summary>Prompt tokens counter.</summary>
@@ -285,11 +324,6 @@ public sealed class GenerationMetrics
     /// <summary>Generated length histogram.</summary>
     public Histogram.Child RequestGenerationTokens { get; }
 
-    /// <summary>Running sequences gauge.</summary>
-    public Gauge.Child Running { get; }
-
-    /// <summary>Waiting requests gauge.</summary>
-    public Gauge.Child Waiting { get; }
 
     /// <summary>Counts one finished request by its finish reason.</summary>
     public void Finished(string reason) => _metrics.GenerationRequests.WithLabels(_labels[0], _labels[1], reason).Inc();
