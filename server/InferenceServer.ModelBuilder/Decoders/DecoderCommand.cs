@@ -27,6 +27,8 @@ public static class DecoderCommand
         "  --seed N              weight seed [18]\n" +
         "  --fp16                FLOAT16 weights, activations, KV cache and logits [FLOAT]\n" +
         "  --external-data       weights in model.onnx_data beside model.onnx\n" +
+        "  --legacy-merged       older Optimum's merged export instead: decoder_model_merged.onnx [+ .onnx_data],\n" +
+        "                        inputs use_cache_branch and no position_ids\n" +
         "  --bos-id N, --eos-id N, --pad-id N   special token ids [1, 2, 0]\n";
 
     /// <summary>Parses <paramref name="args"/> (the arguments after <c>decoder</c>) into options and an output directory.</summary>
@@ -56,6 +58,7 @@ public static class DecoderCommand
                 "--seed" => options with { Seed = ulong.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong s) ? s : throw new ArgumentException($"'{name}' needs a non-negative integer, not '{args[i]}'.") },
                 "--fp16" => options with { Precision = DecoderPrecision.Float16 },
                 "--external-data" => options with { ExternalData = true },
+                "--legacy-merged" => options with { LegacyMerged = true },
                 "--bos-id" => options with { BosTokenId = Int() },
                 "--eos-id" => options with { EosTokenId = Int() },
                 "--pad-id" => options with { PadTokenId = Int() },

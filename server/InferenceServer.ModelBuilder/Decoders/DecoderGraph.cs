@@ -1,21 +1,10 @@
 namespace InferenceServer.ModelBuilder.Decoders;
 
 /// <summary>
-/// The ONNX graph of a Llama-style decoder in Optimum's <c>text-generation-with-past</c> layout
-/// (<see cref="OptimumDecoderLayout"/>), built from standard opset-17 operators only (no contrib ops):
-/// <list type="number">
-/// <item>token embedding (Gather of <c>input_ids</c>);</item>
-/// <item>per layer: RMSNorm → Q/K/V MatMuls (<c>Heads</c> query heads, <c>KvHeads</c> KV heads) → rotary embedding
-/// (rotate-half form, cos/sin rows gathered by <c>position_ids</c>) of Q and K → <c>present.{i}.key/value</c> =
-/// Concat(past, new) along the sequence axis, with <c>KvHeads</c> heads → each KV head repeated for its
-/// <c>Heads / KvHeads</c> query heads (Unsqueeze, Expand, Reshape) → scores <c>QKᵀ/√head_dim</c> plus an additive mask →
-/// Softmax → weighted values → output projection → residual; RMSNorm → SiLU-gated MLP → residual;</item>
-/// <item>final RMSNorm → LM head → <c>logits</c>.</item>
-/// </list>
-/// The mask lets the query at column <c>past + s</c> of the concatenated sequence see key column <c>t</c> only when
-/// <c>t ≤ past + s</c> (causal) and <c>attention_mask[b, t] = 1</c> (padding, left or anywhere): a masked score gets
-/// −10⁹ and so an exactly zero weight. Rows of padded queries attend uniformly among masked keys and stay finite.
-/// Position ids come only from the caller (they need not start at 0 or follow the columns).
+/// The ONNX graph of a Llama-style decoder in Optimum's current <c>text-generation-with-past</c> layout
+/// (<see cref="OptimumDecoderLayout"/>): one <see cref="DecoderPass"/> over the inputs, reading the past and returning
+/// the present. Position ids come only from the caller (they need not start at 0 or follow the columns). Also the
+/// parts every layout's graph shares: the weights as initializers and the declared past inputs and outputs.
 /// </summary>
 public static class DecoderGraph
 {
@@ -28,151 +17,67 @@ public static class DecoderGraph
     /// <summary>Builds the graph of <paramref name="weights"/> (weights inside the model; see <see cref="OnnxExternalData"/>).</summary>
     public static OnnxGraphBuilder Build(DecoderWeights weights)
     {
+        var (builder, g) = Start(weights, "decoder", "Optimum's text-generation-with-past layout");
+        var o = weights.Options;
+        const string batch = OptimumDecoderLayout.BatchDim;
+        builder.Input(OptimumDecoderLayout.InputIds, TensorElementKind.Int64, batch, OptimumDecoderLayout.SequenceDim)
+            .Input(OptimumDecoderLayout.AttentionMask, TensorElementKind.Int64, batch, OptimumDecoderLayout.TotalSequenceDim)
+            .Input(OptimumDecoderLayout.PositionIds, TensorElementKind.Int64, batch, OptimumDecoderLayout.SequenceDim);
+        DeclarePastInputs(builder, o);
+
+        var values = new DecoderPassValues
+        {
+            Positions = OptimumDecoderLayout.PositionIds,
+            ReadsPast = true,
+            Logits = OptimumDecoderLayout.Logits,
+            PresentKey = OptimumDecoderLayout.PresentKey,
+            PresentValue = OptimumDecoderLayout.PresentValue,
+        };
+        DecoderPass.Emit(g, o, values);
+        DeclareOutputs(builder, o, values.OutputNames(o.Layers));
+        return builder;
+    }
+
+    /// <summary>A model named <paramref name="graphName"/> holding the weights (and rotary tables) as initializers, and an emitter into it.</summary>
+    internal static (OnnxGraphBuilder Builder, GraphEmitter Emitter) Start(DecoderWeights weights, string graphName, string layout)
+    {
         ArgumentNullException.ThrowIfNull(weights);
         var o = weights.Options;
-        var kind = o.Precision.ElementKind();
-        var builder = new OnnxGraphBuilder("decoder", Opset)
-            .DocString($"Llama-style decoder-only language model with deterministic random weights (seed {o.Seed}), written by InferenceServer.ModelBuilder in Optimum's text-generation-with-past layout.");
-        var g = new GraphEmitter(builder);
-
-        DeclareInputsAndOutputs(builder, o, kind);
+        var builder = new OnnxGraphBuilder(graphName, Opset)
+            .DocString($"Llama-style decoder-only language model with deterministic random weights (seed {o.Seed}), written by InferenceServer.ModelBuilder in {layout}.");
         foreach (var tensor in weights.Tensors.Append(weights.RopeCos).Append(weights.RopeSin))
         {
             builder.Initializer(ToInitializer(tensor, o.Precision));
         }
 
-        g.Scope = "/model/mask";
-        string bias = AttentionBias(g);
-
-        g.Scope = "/model/rotary_emb";
-        string cos = g.Op("Unsqueeze", [g.Op("Gather", [DecoderWeights.RopeCosName, OptimumDecoderLayout.PositionIds]), g.Int64s(1)]);
-        string sin = g.Op("Unsqueeze", [g.Op("Gather", [DecoderWeights.RopeSinName, OptimumDecoderLayout.PositionIds]), g.Int64s(1)]);
-
-        g.Scope = "/model/embed_tokens";
-        string x = g.Op("Gather", [DecoderWeights.EmbedTokens, OptimumDecoderLayout.InputIds]);
-
-        for (int i = 0; i < o.Layers; i++)
-        {
-            g.Scope = $"/model/layers.{i}/input_layernorm";
-            string h = RmsNorm(g, x, DecoderWeights.Layer(i, "input_layernorm.weight"), o);
-            g.Scope = $"/model/layers.{i}/self_attn";
-            string attention = Attention(g, h, i, bias, cos, sin, o);
-            x = g.Op("Add", [x, attention]);
-
-            g.Scope = $"/model/layers.{i}/post_attention_layernorm";
-            h = RmsNorm(g, x, DecoderWeights.Layer(i, "post_attention_layernorm.weight"), o);
-            g.Scope = $"/model/layers.{i}/mlp";
-            string gate = g.Op("MatMul", [h, DecoderWeights.Layer(i, "mlp.gate_proj.weight")]);
-            string silu = g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]);
-            string up = g.Op("MatMul", [h, DecoderWeights.Layer(i, "mlp.up_proj.weight")]);
-            string down = g.Op("MatMul", [g.Op("Mul", [silu, up]), DecoderWeights.Layer(i, "mlp.down_proj.weight")]);
-            x = g.Op("Add", [x, down]);
-        }
-
-        g.Scope = "/model/norm";
-        string final = RmsNorm(g, x, DecoderWeights.FinalNorm, o);
-        g.Scope = "/lm_head";
-        g.Op("MatMul", [final, DecoderWeights.LmHead], OptimumDecoderLayout.Logits);
-        return builder;
+        return (builder, new GraphEmitter(builder));
     }
 
-    private static void DeclareInputsAndOutputs(OnnxGraphBuilder builder, DecoderOptions o, TensorElementKind kind)
+    /// <summary>Declares <c>past_key_values.{i}.key/value</c>, <c>[batch_size, kv_heads, past_sequence_length, head_dim]</c>, for every layer.</summary>
+    internal static void DeclarePastInputs(OnnxGraphBuilder builder, DecoderOptions o)
     {
+        var kind = o.Precision.ElementKind();
+        for (int i = 0; i < o.Layers; i++)
+        {
+            builder.Input(OptimumDecoderLayout.PastKey(i), kind, OptimumDecoderLayout.BatchDim, o.KvHeads, OptimumDecoderLayout.PastSequenceDim, o.HeadDim)
+                .Input(OptimumDecoderLayout.PastValue(i), kind, OptimumDecoderLayout.BatchDim, o.KvHeads, OptimumDecoderLayout.PastSequenceDim, o.HeadDim);
+        }
+    }
+
+    /// <summary>
+    /// Declares the outputs <paramref name="names"/>, in the layout's order: the logits <c>[batch_size, sequence_length, vocab]</c>,
+    /// then each layer's present key and value <c>[batch_size, kv_heads, past_sequence_length + sequence_length, head_dim]</c>.
+    /// </summary>
+    internal static void DeclareOutputs(OnnxGraphBuilder builder, DecoderOptions o, IReadOnlyList<string> names)
+    {
+        var kind = o.Precision.ElementKind();
         const string batch = OptimumDecoderLayout.BatchDim;
-        const string sequence = OptimumDecoderLayout.SequenceDim;
-        builder.Input(OptimumDecoderLayout.InputIds, TensorElementKind.Int64, batch, sequence)
-            .Input(OptimumDecoderLayout.AttentionMask, TensorElementKind.Int64, batch, OptimumDecoderLayout.TotalSequenceDim)
-            .Input(OptimumDecoderLayout.PositionIds, TensorElementKind.Int64, batch, sequence);
-        for (int i = 0; i < o.Layers; i++)
+        builder.Output(names[0], kind, batch, OptimumDecoderLayout.SequenceDim, o.Vocab);
+        foreach (string present in names.Skip(1))
         {
-            builder.Input(OptimumDecoderLayout.PastKey(i), kind, batch, o.KvHeads, OptimumDecoderLayout.PastSequenceDim, o.HeadDim)
-                .Input(OptimumDecoderLayout.PastValue(i), kind, batch, o.KvHeads, OptimumDecoderLayout.PastSequenceDim, o.HeadDim);
-        }
-
-        builder.Output(OptimumDecoderLayout.Logits, kind, batch, sequence, o.Vocab);
-        for (int i = 0; i < o.Layers; i++)
-        {
-            builder.Output(OptimumDecoderLayout.PresentKey(i), kind, batch, o.KvHeads, OptimumDecoderLayout.TotalSequenceDim, o.HeadDim)
-                .Output(OptimumDecoderLayout.PresentValue(i), kind, batch, o.KvHeads, OptimumDecoderLayout.TotalSequenceDim, o.HeadDim);
+            builder.Output(present, kind, batch, o.KvHeads, OptimumDecoderLayout.TotalSequenceDim, o.HeadDim);
         }
     }
-
-    /// <summary>FLOAT <c>[batch, 1, sequence, past + sequence]</c>: 0 where a query may see a key, <see cref="MaskedScore"/> elsewhere.</summary>
-    private static string AttentionBias(GraphEmitter g)
-    {
-        string one = g.Int64Scalar(1);
-        string sequence = g.Op("Gather", [g.Op("Shape", [OptimumDecoderLayout.InputIds]), one]);
-        string total = g.Op("Gather", [g.Op("Shape", [OptimumDecoderLayout.AttentionMask]), one]);
-        string past = g.Op("Sub", [total, sequence]);
-        string keyColumns = g.Op("Range", [g.Int64Scalar(0), total, one]);
-        string queryColumns = g.Op("Range", [past, total, one]);
-        string causal = g.Op("LessOrEqual", [g.Op("Unsqueeze", [keyColumns, g.Int64s(0)]), g.Op("Unsqueeze", [queryColumns, g.Int64s(1)])]);
-        string real = g.Op("Cast", [OptimumDecoderLayout.AttentionMask], attributes: NodeAttribute.Int("to", (long)TensorElementKind.Bool));
-        string allowed = g.Op("And", [causal, g.Op("Unsqueeze", [real, g.Int64s(1, 2)])]);
-        return g.Op("Where", [allowed, g.FloatScalar(0f), g.FloatScalar(MaskedScore)]);
-    }
-
-    private static string Attention(GraphEmitter g, string h, int layer, string bias, string cos, string sin, DecoderOptions o)
-    {
-        int dim = o.HeadDim;
-        string q = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.q_proj.weight")]), o.Heads, dim);
-        string k = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.k_proj.weight")]), o.KvHeads, dim);
-        string v = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.v_proj.weight")]), o.KvHeads, dim);
-        q = Rotary(g, q, cos, sin, dim);
-        k = Rotary(g, k, cos, sin, dim);
-
-        string presentKey = g.Op("Concat", [OptimumDecoderLayout.PastKey(layer), k], OptimumDecoderLayout.PresentKey(layer), NodeAttribute.Int("axis", 2));
-        string presentValue = g.Op("Concat", [OptimumDecoderLayout.PastValue(layer), v], OptimumDecoderLayout.PresentValue(layer), NodeAttribute.Int("axis", 2));
-        string keys = RepeatKvHeads(g, presentKey, o);
-        string values = RepeatKvHeads(g, presentValue, o);
-
-        string scores = g.Op("MatMul", [q, g.Op("Transpose", [keys], attributes: NodeAttribute.Ints("perm", 0, 1, 3, 2))]);
-        scores = g.Op("Mul", [ToFloat(g, scores, o), g.FloatScalar((float)(1.0 / Math.Sqrt(dim)))]);
-        string weights = g.Op("Softmax", [g.Op("Add", [scores, bias])], attributes: NodeAttribute.Int("axis", -1));
-        string context = g.Op("MatMul", [FromFloat(g, weights, o), values]);
-        context = g.Op("Transpose", [context], attributes: NodeAttribute.Ints("perm", 0, 2, 1, 3));
-        context = g.Op("Reshape", [context, g.Int64s(0, 0, o.Heads * dim)]);
-        return g.Op("MatMul", [context, DecoderWeights.Layer(layer, "self_attn.o_proj.weight")]);
-    }
-
-    /// <summary><c>[batch, seq, heads·dim]</c> → <c>[batch, heads, seq, dim]</c>.</summary>
-    private static string Heads(GraphEmitter g, string projected, int heads, int dim) =>
-        g.Op("Transpose", [g.Op("Reshape", [projected, g.Int64s(0, 0, heads, dim)])], attributes: NodeAttribute.Ints("perm", 0, 2, 1, 3));
-
-    /// <summary><c>x·cos + rotate_half(x)·sin</c> with <c>rotate_half([a, b]) = [−b, a]</c> over the last axis.</summary>
-    private static string Rotary(GraphEmitter g, string x, string cos, string sin, int dim)
-    {
-        string[] halves = g.OpMany("Split", [x, g.Int64s(dim / 2, dim / 2)], 2, NodeAttribute.Int("axis", -1));
-        string rotated = g.Op("Concat", [g.Op("Neg", [halves[1]]), halves[0]], attributes: NodeAttribute.Int("axis", -1));
-        return g.Op("Add", [g.Op("Mul", [x, cos]), g.Op("Mul", [rotated, sin])]);
-    }
-
-    /// <summary><c>[batch, kv_heads, T, dim]</c> → <c>[batch, heads, T, dim]</c>, KV head <c>j</c> becoming query heads <c>j·G … j·G+G−1</c>.</summary>
-    private static string RepeatKvHeads(GraphEmitter g, string kv, DecoderOptions o)
-    {
-        if (o.QueryGroupSize == 1)
-        {
-            return kv;
-        }
-
-        string expanded = g.Op("Expand", [g.Op("Unsqueeze", [kv, g.Int64s(2)]), g.Int64s(1, 1, o.QueryGroupSize, 1, 1)]);
-        return g.Op("Reshape", [expanded, g.Int64s(0, o.Heads, -1, o.HeadDim)]);
-    }
-
-    /// <summary><c>x / √(mean(x²) + eps) · weight</c> over the last axis, computed in FLOAT.</summary>
-    private static string RmsNorm(GraphEmitter g, string x, string weight, DecoderOptions o)
-    {
-        string xf = ToFloat(g, x, o);
-        string meanSquare = g.Op("ReduceMean", [g.Op("Mul", [xf, xf])], attributes: [NodeAttribute.Ints("axes", -1), NodeAttribute.Int("keepdims", 1)]);
-        string rms = g.Op("Sqrt", [g.Op("Add", [meanSquare, g.FloatScalar(o.RmsNormEps)])]);
-        return g.Op("Mul", [FromFloat(g, g.Op("Div", [xf, rms]), o), weight]);
-    }
-
-    private static string ToFloat(GraphEmitter g, string x, DecoderOptions o) =>
-        o.Precision == DecoderPrecision.Float32 ? x : g.Op("Cast", [x], attributes: NodeAttribute.Int("to", (long)TensorElementKind.Float));
-
-    private static string FromFloat(GraphEmitter g, string x, DecoderOptions o) =>
-        o.Precision == DecoderPrecision.Float32 ? x : g.Op("Cast", [x], attributes: NodeAttribute.Int("to", (long)o.Precision.ElementKind()));
 
     private static OnnxTensor ToInitializer(DecoderTensor tensor, DecoderPrecision precision) => precision switch
     {

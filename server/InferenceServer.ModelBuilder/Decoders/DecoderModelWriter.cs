@@ -6,8 +6,10 @@ namespace InferenceServer.ModelBuilder.Decoders;
 /// <summary>
 /// Writes a decoder-only language model directory as <c>optimum-cli export onnx --task text-generation-with-past</c>
 /// lays it out: <c>model.onnx</c> (<see cref="DecoderGraph"/>; with <see cref="DecoderOptions.ExternalData"/> its
-/// weights in <c>model.onnx_data</c>), <c>config.json</c> and <c>generation_config.json</c>. Deterministic: the same
-/// options always give the same bytes.
+/// weights in <c>model.onnx_data</c>), <c>config.json</c> and <c>generation_config.json</c>; with
+/// <see cref="DecoderOptions.LegacyMerged"/>, <c>decoder_model_merged.onnx</c> (<see cref="LegacyMergedDecoderGraph"/>;
+/// its weights in <c>decoder_model_merged.onnx_data</c>) instead of the model files, as older Optimum versions wrote it.
+/// Deterministic: the same options always give the same bytes.
 /// </summary>
 public static class DecoderModelWriter
 {
@@ -20,19 +22,33 @@ public static class DecoderModelWriter
     {
         var weights = new DecoderWeights(options);
         CheckEmbeddable(weights);
-        return DecoderGraph.Build(weights).ToModelBytes();
+        return Graph(weights).ToModelBytes();
     }
 
     /// <summary>
     /// The model of <paramref name="options"/> with every initializer of at least
-    /// <see cref="OnnxExternalData.DefaultSizeThreshold"/> bytes moved to <see cref="OptimumDecoderLayout.ExternalDataFileName"/>.
+    /// <see cref="OnnxExternalData.DefaultSizeThreshold"/> bytes moved to <see cref="ExternalDataFileName"/>.
     /// </summary>
     public static (byte[] Model, byte[] Data) ExternalModelBytes(DecoderOptions options)
     {
         var weights = new DecoderWeights(options);
-        ModelProto model = DecoderGraph.Build(weights).ToModelProto();
-        byte[] data = OnnxExternalData.Externalize(model, OptimumDecoderLayout.ExternalDataFileName);
+        ModelProto model = Graph(weights).ToModelProto();
+        byte[] data = OnnxExternalData.Externalize(model, ExternalDataFileName(options));
         return (model.ToByteArray(), data);
+    }
+
+    /// <summary>The model file's name for <paramref name="options"/>' layout: <c>model.onnx</c> or <c>decoder_model_merged.onnx</c>.</summary>
+    public static string ModelFileName(DecoderOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName : OptimumDecoderLayout.ModelFileName;
+    }
+
+    /// <summary>The external-data file's name for <paramref name="options"/>' layout: <c>model.onnx_data</c> or <c>decoder_model_merged.onnx_data</c>.</summary>
+    public static string ExternalDataFileName(DecoderOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ExternalDataFileName : OptimumDecoderLayout.ExternalDataFileName;
     }
 
     /// <summary>Writes the model directory <paramref name="directory"/> (created if missing) and returns the paths written.</summary>
@@ -44,8 +60,8 @@ public static class DecoderModelWriter
         options.Validate();
         Directory.CreateDirectory(directory);
         var written = new List<string>();
-        string modelPath = Path.Combine(directory, OptimumDecoderLayout.ModelFileName);
-        string dataPath = Path.Combine(directory, OptimumDecoderLayout.ExternalDataFileName);
+        string modelPath = Path.Combine(directory, ModelFileName(options));
+        string dataPath = Path.Combine(directory, ExternalDataFileName(options));
         if (options.ExternalData)
         {
             var (model, data) = ExternalModelBytes(options);
@@ -70,6 +86,9 @@ public static class DecoderModelWriter
         written.Add(generationPath);
         return written;
     }
+
+    private static OnnxGraphBuilder Graph(DecoderWeights weights) =>
+        weights.Options.LegacyMerged ? LegacyMergedDecoderGraph.Build(weights) : DecoderGraph.Build(weights);
 
     private static void CheckEmbeddable(DecoderWeights weights)
     {

@@ -49,6 +49,13 @@ public sealed record DecoderOptions
     /// </summary>
     public bool ExternalData { get; init; }
 
+    /// <summary>
+    /// Whether the model is written as older Optimum versions merged it (<see cref="LegacyMergedDecoderGraph"/>,
+    /// <c>decoder_model_merged.onnx</c>: <c>use_cache_branch</c>, no <c>position_ids</c>) instead of in the current
+    /// <c>text-generation-with-past</c> layout (<see cref="DecoderGraph"/>, <c>model.onnx</c>). Same weights and maths.
+    /// </summary>
+    public bool LegacyMerged { get; init; }
+
     /// <summary>Id of the beginning-of-sequence token (<c>bos_token_id</c>).</summary>
     public int BosTokenId { get; init; } = 1;
 
