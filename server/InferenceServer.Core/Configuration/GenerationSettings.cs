@@ -75,7 +75,10 @@ public sealed record GenerationSettings
     /// <summary><see cref="MaxModelLen"/> of a KV-cache decoder when no source gives one.</summary>
     public const int DefaultMaxModelLen = 2048;
 
-    /// <summary>max_running_sequences of a KV-cache decoder without a batch dimension in its configuration.</summary>
+    /// <summary>Most max_running_sequences of a KV-cache decoder.</summary>
+    public const int MaxKvRunningSequences = 1024;
+
+    /// <summary>max_running_sequences of a KV-cache decoder when no source sets it.</summary>
     public const int DefaultKvRunningSequences = 16;
 
     /// <summary>
@@ -130,7 +133,7 @@ public sealed record GenerationSettings
         }
         var logits = Pick(outputs, entry.Logits, "output", "generation.logits");
         var width = CheckLogits(logits, 1, 2);
-        var common = Common(entry, maxBatchSize, maxBatchSize, width);
+        var common = Common(entry, maxBatchSize, maxBatchSize, "max_batch_size", width);
         return common with
         {
             ContextWindow = window,
@@ -169,7 +172,8 @@ public sealed record GenerationSettings
         {
             throw new ModelConfigException($"generation.kv_cache_bytes {budget} must be positive");
         }
-        var common = Common(entry, maxBatchSize > 0 ? maxBatchSize : DefaultKvRunningSequences, maxBatchSize > 0 ? maxBatchSize : int.MaxValue, width);
+        // The engine batches its own sequences (the cache bounds how many), so max_batch_size does not limit them.
+        var common = Common(entry, DefaultKvRunningSequences, MaxKvRunningSequences, "the engine's limit", width);
         return common with
         {
             ContextWindow = maxModelLen,
@@ -199,7 +203,7 @@ public sealed record GenerationSettings
     }
 
     /// <summary>The settings every decoder shares: tokenizer, pad and stop ids, batcher bounds, max_tokens.</summary>
-    private static GenerationSettings Common(ModelConfigFile.GenerationEntry entry, int defaultRunning, int runningLimit, int width)
+    private static GenerationSettings Common(ModelConfigFile.GenerationEntry entry, int defaultRunning, int runningLimit, string limitName, int width)
     {
         if (entry.Tokenizer is null)
         {
@@ -213,7 +217,7 @@ public sealed record GenerationSettings
         var running = entry.MaxRunningSequences ?? defaultRunning;
         if (running < 1 || running > runningLimit)
         {
-            throw new ModelConfigException($"generation.max_running_sequences {running} must be between 1 and max_batch_size {runningLimit}");
+            throw new ModelConfigException($"generation.max_running_sequences {running} must be between 1 and {runningLimit} ({limitName})");
         }
         var waiting = entry.MaxWaitingSequences ?? 256;
         var defaultMax = entry.DefaultMaxTokens ?? 256;

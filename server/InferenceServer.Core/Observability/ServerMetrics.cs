@@ -46,12 +46,6 @@ public sealed class ServerMetrics
             "Generated length of finished generation requests, in tokens.", LengthBuckets);
         RequestsRunning = factory.CreateGauge("inference_num_requests_running", "Sequences in the continuous batch.", labels);
         RequestsWaiting = factory.CreateGauge("inference_num_requests_waiting", "Generation requests waiting for a slot in the batch.", labels);
-        // The same gauges under the names vLLM gives them, so dashboards and autoscalers written for vLLM read them as they are.
-        string[] vllmLabels = [VllmModelLabel, VersionLabel];
-        VllmRequestsRunning = factory.CreateGauge("vllm:num_requests_running", "Sequences in the continuous batch (vLLM's name).", vllmLabels);
-        VllmRequestsWaiting = factory.CreateGauge("vllm:num_requests_waiting", "Generation requests waiting for a slot or for KV-cache memory (vLLM's name).", vllmLabels);
-        KvCacheUsage = factory.CreateGauge("vllm:kv_cache_usage_perc",
-            "Fraction (0 to 1) of the KV cache of a KV-cache decoder's instances reserved by running sequences (vLLM's name).", vllmLabels);
         Requests = factory.CreateCounter("inference_requests_total",
             "Requests a model version finished, by outcome (success, failure) and status (OK or the error's gRPC status name).", [ModelLabel, VersionLabel, "outcome", "status"]);
         Rejections = factory.CreateCounter("inference_rejections_total",
@@ -115,14 +109,8 @@ public sealed class ServerMetrics
     /// <summary>inference_num_requests_waiting.</summary>
     public Gauge RequestsWaiting { get; }
 
-    /// <summary>vllm:num_requests_running.</summary>
-    public Gauge VllmRequestsRunning { get; }
-
-    /// <summary>vllm:num_requests_waiting.</summary>
-    public Gauge VllmRequestsWaiting { get; }
-
-    /// <summary>vllm:kv_cache_usage_perc.</summary>
-    public Gauge KvCacheUsage { get; }
+    /// <summary>The gauges named as vLLM names them (written after the registry at /metrics).</summary>
+    public VllmGauges Vllm { get; } = new();
 
     /// <summary>inference_generation_requests_total.</summary>
     public Counter GenerationRequests { get; }
@@ -278,30 +266,35 @@ public sealed class GenerationMetrics
         RequestLatency = metrics.RequestLatency.WithLabels(_labels);
         RequestPromptTokens = metrics.RequestPromptTokens.WithLabels(_labels);
         RequestGenerationTokens = metrics.RequestGenerationTokens.WithLabels(_labels);
-        _running = [metrics.RequestsRunning.WithLabels(_labels), metrics.VllmRequestsRunning.WithLabels(_labels)];
-        _waiting = [metrics.RequestsWaiting.WithLabels(_labels), metrics.VllmRequestsWaiting.WithLabels(_labels)];
-        KvCacheUsage = metrics.KvCacheUsage.WithLabels(_labels);
+        _running = metrics.RequestsRunning.WithLabels(_labels);
+        _waiting = metrics.RequestsWaiting.WithLabels(_labels);
+        _vllmRunning = metrics.Vllm.For(VllmGauges.Running, model, version);
+        _vllmWaiting = metrics.Vllm.For(VllmGauges.Waiting, model, version);
+        _kvCacheUsage = metrics.Vllm.For(VllmGauges.KvCacheUsage, model, version);
     }
 
-    private readonly Gauge.Child[] _running;
-    private readonly Gauge.Child[] _waiting;
-
-    /// <summary>Fraction of the KV cache reserved (a KV-cache decoder's).</summary>
-    public Gauge.Child KvCacheUsage { get; }
+    private readonly Gauge.Child _running;
+    private readonly Gauge.Child _waiting;
+    private readonly VllmGauges.Series _vllmRunning;
+    private readonly VllmGauges.Series _vllmWaiting;
+    private readonly VllmGauges.Series _kvCacheUsage;
 
     /// <summary>Sets the running-sequences gauges (ours and vLLM's name).</summary>
     public void SetRunning(int count)
     {
-        _running[0].Set(count);
-        _running[1].Set(count);
+        _running.Set(count);
+        _vllmRunning.Set(count);
     }
 
     /// <summary>Sets the waiting-requests gauges (ours and vLLM's name).</summary>
     public void SetWaiting(int count)
     {
-        _waiting[0].Set(count);
-        _waiting[1].Set(count);
+        _waiting.Set(count);
+        _vllmWaiting.Set(count);
     }
+
+    /// <summary>Sets the fraction of a KV-cache decoder's cache reserved (vLLM's kv_cache_usage_perc).</summary>
+    public void SetKvCacheUsage(double fraction) => _kvCacheUsage.Set(fraction);
 
     /// <summary>Prompt tokens counter.</summary>
     public Counter.Child PromptTokens { get; }

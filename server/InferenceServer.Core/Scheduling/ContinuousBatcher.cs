@@ -285,7 +285,7 @@ internal sealed class ContinuousBatcher : IModelRunner
     {
         if (_generation.KvCache is not null)
         {
-            _metrics.KvCacheUsage.Set(CacheUsage);
+            _metrics.SetKvCacheUsage(CacheUsage);
         }
     }
 
