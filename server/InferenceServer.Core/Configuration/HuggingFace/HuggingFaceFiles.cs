@@ -21,6 +21,7 @@ namespace InferenceServer.Configuration.HuggingFace;
 /// <c>add_bos_token</c> the BOS is added when <c>tokenizer.json</c>'s post-processor template starts with a special token,
 /// as the Hugging Face tokenizer does.</item>
 /// </list>
+/// The tokenizer's layer is named by every file it was assembled from (<c>tokenizer.json + tokenizer_config.json</c>).
 /// Token ids may be null, and a negative <c>pad_token_id</c> (as some exports write) means none. Every layer is
 /// <see cref="ConfigLayer.FromModelFormat"/>: these files complete the generation settings of a model that is generative
 /// (a KV-cache decoder, or one whose <c>config.yaml</c> has a <c>generation</c> section) but do not make a model generative.
