@@ -15,6 +15,7 @@ public sealed class GenerationModel
         Settings = settings;
         Tokenizer = tokenizer;
         ChatTemplate = chatTemplate;
+        EndTokenIds = (tokenizer.EosTokenId is { } eos ? settings.StopTokenIds.Prepend(eos) : settings.StopTokenIds).Distinct().ToArray();
     }
 
     /// <summary>The resolved <c>generation</c> section.</summary>
@@ -25,6 +26,13 @@ public sealed class GenerationModel
 
     /// <summary>Chat messages to a prompt.</summary>
     public ChatTemplate ChatTemplate { get; }
+
+    /// <summary>
+    /// The ids that end a sequence with <c>finish_reason: stop</c> (unless the request sets <c>ignore_eos</c>): the
+    /// tokenizer's end-of-sequence id and <see cref="GenerationSettings.StopTokenIds"/>. Built once per model, so that
+    /// checking a token allocates nothing; usually one to three ids.
+    /// </summary>
+    public ReadOnlyMemory<int> EndTokenIds { get; }
 
     /// <summary>
     /// Builds the tokenizer (its files are read from <paramref name="modelDirectory"/>) and the chat template, and checks
