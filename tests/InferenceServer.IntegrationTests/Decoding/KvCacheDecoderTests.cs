@@ -21,7 +21,7 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
     /// <summary>How far KV decoding's logits may be from full recomputation (FP32, summation order differs).</summary>
     internal const float Tolerance = 1e-4f;
 
-    private static readonly DecoderOptions Small = new() { Layers = 2, DModel = 64, Heads = 4, KvHeads = 2, Vocab = 256, MaxPositions = 256 };
+    private static readonly DecoderOptions Small = new() { Layers = 2, DModel = 64, Heads = 4, KvHeads = 2, Vocab = 256, MaxPositions = 256, Tokenizer = false };
 
     /// <summary>The graphs the engine drives: the current Optimum layout in FP32 and FP16, and the older merged export (no position_ids).</summary>
     public static TheoryData<string> Layouts => ["fp32", "fp16", "legacy-merged"];
