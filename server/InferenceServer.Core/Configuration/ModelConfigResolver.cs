@@ -96,6 +96,15 @@ public static class ModelConfigResolver
                     provenance[key] = origin;
                 }
             }
+            if (generation.KvCache is not null)
+            {
+                // The cache's shape is the graph's; the context and budget fall back to defaults when no source sets them.
+                provenance["generation.kv_cache"] = ConfigSources.Model;
+                foreach (var key in (string[])["generation.max_model_len", "generation.kv_cache_bytes", "generation.max_running_sequences"])
+                {
+                    provenance.TryAdd(key, ConfigSources.Default);
+                }
+            }
         }
         return new ModelConfig
         {
