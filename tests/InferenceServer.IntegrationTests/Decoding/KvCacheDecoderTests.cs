@@ -115,6 +115,43 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_decode_step_allocates_no_managed_memory_that_grows_with_the_batch_or_the_context()
+    {
+        using var model = Load(Small, out var settings, running: 16);
+        var plan = KvCachePlan.Create(settings);
+        using var decoder = new KvCacheDecoder(model, settings, plan);
+        var logits = new float[settings.MaxRunningSequences * settings.LogitsWidth];
+        long PerStep(int rows, int steps)
+        {
+            var batch = Enumerable.Range(0, rows).Select(r => (DecoderSequence)new TestSequence([3 + r, 4, 5], 200)).ToList();
+            batch.ForEach(s => Assert.True(decoder.TryReserve(s)));
+            var timings = default(ExecutionTimings);
+            decoder.Step(batch, logits, ref timings);
+            batch.ForEach(s => s.Tokens.Add(7));
+            long first = 0, total = 0;
+            for (var step = 0; step < steps; step++)
+            {
+                var before = GC.GetAllocatedBytesForCurrentThread();
+                decoder.Step(batch, logits, ref timings);
+                var bytes = GC.GetAllocatedBytesForCurrentThread() - before;
+                first = step == 0 ? bytes : first;
+                total += bytes;
+                batch.ForEach(s => s.Tokens.Add(7));
+            }
+            batch.ForEach(s => s.DecoderState!.Dispose());
+            return total / steps;
+        }
+        var oneRow = PerStep(1, 40);
+        var sixteenRows = PerStep(16, 40);
+        var longer = PerStep(16, 160);
+        output.WriteLine($"managed bytes per decode step: 1 row {oneRow}, 16 rows {sixteenRows}, 16 rows over 160 steps {longer}");
+        // What a step allocates is the engine binding's own per-run objects (one value per input and output), not
+        // buffers: it does not grow with rows or with the context.
+        Assert.True(sixteenRows <= oneRow + 64, $"16 rows allocate {sixteenRows} bytes per step, 1 row {oneRow}");
+        Assert.True(longer <= sixteenRows + 64, $"a longer context allocates {longer} bytes per step, a short one {sixteenRows}");
+    }
+
+    [Fact]
     public void A_sequence_that_does_not_fit_beside_the_running_ones_waits_and_a_leaving_one_frees_its_memory_at_once()
     {
         // Room for 2 x 64 tokens: two sequences reserving 60 fit, a third does not until one leaves.
