@@ -214,6 +214,7 @@ internal sealed class ContinuousBatcher : IModelRunner
                 }
             }
             _metrics.SetRunning(RunningCount);
+            SetCacheUsage();
             if (running.Count == 0)
             {
                 continue;
@@ -241,7 +242,6 @@ internal sealed class ContinuousBatcher : IModelRunner
                 continue;
             }
             _statistics.RecordExecution(running.Count, timings.InputTicks, timings.InferTicks, timings.OutputTicks);
-            SetCacheUsage();
             if (running.Count > _largestSteps[instance])
             {
                 _largestSteps[instance] = running.Count;
@@ -262,6 +262,7 @@ internal sealed class ContinuousBatcher : IModelRunner
             }
             running.RemoveRange(kept, running.Count - kept);
             _metrics.SetRunning(RunningCount);
+            SetCacheUsage();
         }
     }
 

@@ -101,6 +101,14 @@ public sealed class KvCacheServingTests(ITestOutputHelper output)
         var message = body.GetProperty("error").GetProperty("message").GetString()!;
         Assert.Contains("256", message, StringComparison.Ordinal);
         Assert.Contains("260", message, StringComparison.Ordinal);
+
+        // vLLM's gauges, under vLLM's names: nothing running or waiting, and the finished request's cache freed.
+        using var metrics = server.NewMetricsClient();
+        var scrape = await metrics.GetStringAsync("/metrics");
+        Assert.Contains("vllm:num_requests_running{model_name=\"lm\",version=\"1\"} 0\n", scrape, StringComparison.Ordinal);
+        Assert.Contains("vllm:num_requests_waiting{model_name=\"lm\",version=\"1\"} 0\n", scrape, StringComparison.Ordinal);
+        Assert.Contains("vllm:kv_cache_usage_perc{model_name=\"lm\",version=\"1\"} 0\n", scrape, StringComparison.Ordinal);
+        Assert.Contains("# TYPE vllm:kv_cache_usage_perc gauge", scrape, StringComparison.Ordinal);
     }
 
     [Fact]
