@@ -99,7 +99,10 @@ public sealed record GenerationSettings
         {
             throw new ModelConfigException("a generative model needs a batch dimension (max_batch_size >= 1): its sequences are stepped together as one batch");
         }
-        var input = Pick(inputs, entry.InputIds, "input", "generation.input_ids");
+        // The ids are the only input besides an attention mask, unless named.
+        var maskName = entry.AttentionMask ?? KvCacheLayout.AttentionMaskName;
+        var input = Pick(entry.InputIds is null && inputs.Count == 2 && inputs.Any(t => t.Name == maskName) ? inputs.Where(t => t.Name != maskName).ToList() : inputs,
+            entry.InputIds, "input", "generation.input_ids");
         if (input.DataType is not (DataType.Int64 or DataType.Int32))
         {
             throw new ModelConfigException($"generation input '{input.Name}' must be TYPE_INT64 or TYPE_INT32 token ids, not {input.DataType.ConfigName()}");

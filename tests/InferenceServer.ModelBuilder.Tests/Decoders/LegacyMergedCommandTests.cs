@@ -27,15 +27,16 @@ public sealed class LegacyMergedCommandTests(LegacyMergedDecoderFixture fixture)
     [Fact]
     public void Command_writes_the_merged_model_with_external_data_and_the_config_files_of_the_current_layout()
     {
-        // The fixture's options (the command's defaults but --max-positions 128), so the fixture's model is the reference.
+        // The fixture's options (the command's defaults but --max-positions 128, a vocabulary of 256 and so no tokenizer
+        // files), so the fixture's model is the reference.
         string merged = Path.Combine(_dir, "merged"), currentLayout = Path.Combine(_dir, "current");
         var stdout = new StringWriter();
-        Assert.Equal(0, DecoderCommand.Run(["--legacy-merged", "--external-data", "--max-positions", "128", "--out", merged], stdout, TextWriter.Null));
+        Assert.Equal(0, DecoderCommand.Run(["--legacy-merged", "--external-data", "--max-positions", "128", "--vocab", "256", "--no-tokenizer", "--out", merged], stdout, TextWriter.Null));
         string[] files = ["decoder_model_merged.onnx", "decoder_model_merged.onnx_data", "config.json", "generation_config.json"];
         Assert.Equal(files.Select(f => Path.Combine(merged, f)), stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Equal(files.Order(), Directory.GetFiles(merged).Select(Path.GetFileName).Order());
 
-        Assert.Equal(0, DecoderCommand.Run(["--max-positions", "128", "--out", currentLayout], TextWriter.Null, TextWriter.Null));
+        Assert.Equal(0, DecoderCommand.Run(["--max-positions", "128", "--vocab", "256", "--no-tokenizer", "--out", currentLayout], TextWriter.Null, TextWriter.Null));
         Assert.All(["config.json", "generation_config.json"], f =>
             Assert.Equal(File.ReadAllBytes(Path.Combine(currentLayout, f)), File.ReadAllBytes(Path.Combine(merged, f))));
 
@@ -69,8 +70,8 @@ public sealed class LegacyMergedCommandTests(LegacyMergedDecoderFixture fixture)
         Assert.True(File.Exists(Path.Combine(_dir, LegacyOptimumDecoderLayout.ExternalDataFileName)));
         Assert.Equal(0, DecoderCommand.Run(["--legacy-merged", "--out", _dir], TextWriter.Null, TextWriter.Null));
         Assert.Equal(
-            new[] { "config.json", "decoder_model_merged.onnx", "generation_config.json" },
-            Directory.GetFiles(_dir).Select(Path.GetFileName).Order());
+            new[] { "config.json", "decoder_model_merged.onnx", "generation_config.json", "tokenizer.json", "tokenizer_config.json" },
+            Directory.GetFiles(_dir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(_dir, LegacyOptimumDecoderLayout.ModelFileName)));
         Assert.DoesNotContain(model.Graph.Initializer, t => t.DataLocation == TensorProto.Types.DataLocation.External);
     }
