@@ -83,6 +83,37 @@ public sealed class KvCacheServingTests(ITestOutputHelper output)
         Assert.Contains(single, s => s.Length > 0);
     }
 
+    [Theory]
+    [InlineData("hub")]
+    [InlineData("legacy-merged")]
+    [InlineData("fp16")]
+    public async Task Other_export_layouts_serve_concurrent_streams_equal_to_their_single_stream_output(string layout)
+    {
+        var options = layout switch
+        {
+            "hub" => Export with { Layout = DecoderLayout.Hub, ExternalData = true },
+            "legacy-merged" => Export with { LegacyMerged = true },
+            _ => Export with { Precision = DecoderPrecision.Float16 },
+        };
+        await using var server = await RunningServer.StartAsync(HuggingFaceRepository(options));
+        var config = server.Repository.GetReady("lm", "").Config!;
+        output.WriteLine($"{layout}: {config.DefaultModelFilename}");
+        string[] prompts = ["Once upon a time", "The", "It was a dark and stormy night; the rain fell", "Call me"];
+        string Body(string prompt) => JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["model"] = "lm", ["prompt"] = prompt, ["max_tokens"] = 12, ["stream"] = true, ["temperature"] = 0, ["ignore_eos"] = true,
+        });
+        var single = new List<string>();
+        foreach (var prompt in prompts)
+        {
+            single.Add(await StreamAsync(server.Http, Body(prompt)));
+        }
+        var together = await Task.WhenAll(prompts.Select(p => StreamAsync(server.Http, Body(p))));
+        Assert.Equal(single, together);
+        Assert.Equal(layout == "legacy-merged", !config.Generation!.KvCache!.HasPositionIds);
+        Assert.Equal(layout == "fp16" ? Tensors.DataType.Fp16 : Tensors.DataType.Fp32, config.Generation.LogitsType);
+    }
+
     [Fact]
     public async Task A_hugging_face_export_takes_token_id_prompts_and_refuses_an_over_long_prompt_naming_the_numbers()
     {
