@@ -1,5 +1,7 @@
 using System.Text.Json;
 using InferenceServer.Backends;
+using InferenceServer.Generation;
+using Microsoft.Extensions.DependencyInjection;
 using InferenceServer.Configuration;
 using InferenceServer.ModelBuilder.Decoders;
 using InferenceServer.Repository;
@@ -160,6 +162,46 @@ public sealed class KvCacheServingTests(ITestOutputHelper output)
             $$"""{"model": "lm", "prompt": [{{forty}}], "max_tokens": 20, "ignore_eos": true}""");
         Assert.Equal(200, (int)response.StatusCode);
         Assert.Equal(20, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task A_request_waits_for_cache_memory_and_cancelling_the_running_stream_frees_it_at_once()
+    {
+        // Room for one sequence of up to 1024 tokens: a second request waits for memory until the first leaves.
+        var options = Export with { MaxPositions = 1024 };
+        var perToken = (long)options.Layers * 2 * options.KvHeads * (options.DModel / options.Heads) * 4;
+        await using var server = await RunningServer.StartAsync(HuggingFaceRepository(options, $"generation:\n  kv_cache_bytes: {4 * 1024 * perToken}\n"));
+        var generator = server.Services.GetRequiredService<ITextGenerator>();
+        var batcher = Assert.IsType<ContinuousBatcher>(server.Repository.GetReady("lm", "").Runner);
+        using var cancelFirst = new CancellationTokenSource();
+        GenerationRequest Request(int maxTokens) => new()
+        {
+            PromptTokenIds = [300, 301, 302, 303],
+            MaxTokens = maxTokens,
+            IgnoreEos = true,
+            Sampling = new SamplingParameters { Temperature = 0 },
+        };
+        var first = await generator.GenerateAsync("lm", null, Request(1000), cancelFirst.Token);
+        Assert.True(await first.Chunks.WaitToReadAsync());
+        var second = await generator.GenerateAsync("lm", null, Request(8), CancellationToken.None);
+        await WaitUntil(() => batcher.WaitingCount == 1, "the second request never waited for memory");
+        Assert.Equal(1, batcher.RunningCount);
+        Assert.True(batcher.CacheUsage > 0.9, $"cache usage {batcher.CacheUsage}");
+
+        cancelFirst.Cancel();
+        var (_, usage, finish) = await ShakespeareGenerationTests.CollectAsync(second);
+        Assert.Equal((8, FinishReason.Length), (usage.CompletionTokens, finish));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await ShakespeareGenerationTests.CollectAsync(first));
+        await WaitUntil(() => batcher.RunningCount == 0 && batcher.CacheUsage == 0, "the cache was not freed");
+    }
+
+    private static async Task WaitUntil(Func<bool> condition, string message)
+    {
+        for (var i = 0; i < 500 && !condition(); i++)
+        {
+            await Task.Delay(10);
+        }
+        Assert.True(condition(), message);
     }
 
     [Fact]
