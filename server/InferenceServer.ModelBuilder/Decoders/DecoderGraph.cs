@@ -23,26 +23,25 @@ public static class DecoderGraph
     public const int Opset = 17;
 
     /// <summary>The additive score of a masked (causal-future or padded) key.</summary>
-    public const float MaskedScore = -1e9f;
+    public const float MaskedScore = KvAttention.MaskedScore;
 
     /// <summary>Builds the graph of <paramref name="weights"/> (weights inside the model; see <see cref="OnnxExternalData"/>).</summary>
     public static OnnxGraphBuilder Build(DecoderWeights weights)
     {
         ArgumentNullException.ThrowIfNull(weights);
         var o = weights.Options;
-        var kind = o.Precision.ElementKind();
         var builder = new OnnxGraphBuilder("decoder", Opset)
             .DocString($"Llama-style decoder-only language model with deterministic random weights (seed {o.Seed}), written by InferenceServer.ModelBuilder in Optimum's text-generation-with-past layout.");
         var g = new GraphEmitter(builder);
 
-        DeclareInputsAndOutputs(builder, o, kind);
+        OptimumDecoderLayout.Declare(builder, o.Shape);
         foreach (var tensor in weights.Tensors.Append(weights.RopeCos).Append(weights.RopeSin))
         {
             builder.Initializer(ToInitializer(tensor, o.Precision));
         }
 
         g.Scope = "/model/mask";
-        string bias = AttentionBias(g);
+        string bias = KvAttention.MaskBias(g);
 
         g.Scope = "/model/rotary_emb";
         string cos = g.Op("Unsqueeze", [g.Op("Gather", [DecoderWeights.RopeCosName, OptimumDecoderLayout.PositionIds]), g.Int64s(1)]);
@@ -76,68 +75,22 @@ public static class DecoderGraph
         return builder;
     }
 
-    private static void DeclareInputsAndOutputs(OnnxGraphBuilder builder, DecoderOptions o, TensorElementKind kind)
-    {
-        const string batch = OptimumDecoderLayout.BatchDim;
-        const string sequence = OptimumDecoderLayout.SequenceDim;
-        builder.Input(OptimumDecoderLayout.InputIds, TensorElementKind.Int64, batch, sequence)
-            .Input(OptimumDecoderLayout.AttentionMask, TensorElementKind.Int64, batch, OptimumDecoderLayout.TotalSequenceDim)
-            .Input(OptimumDecoderLayout.PositionIds, TensorElementKind.Int64, batch, sequence);
-        for (int i = 0; i < o.Layers; i++)
-        {
-            builder.Input(OptimumDecoderLayout.PastKey(i), kind, batch, o.KvHeads, OptimumDecoderLayout.PastSequenceDim, o.HeadDim)
-                .Input(OptimumDecoderLayout.PastValue(i), kind, batch, o.KvHeads, OptimumDecoderLayout.PastSequenceDim, o.HeadDim);
-        }
-
-        builder.Output(OptimumDecoderLayout.Logits, kind, batch, sequence, o.Vocab);
-        for (int i = 0; i < o.Layers; i++)
-        {
-            builder.Output(OptimumDecoderLayout.PresentKey(i), kind, batch, o.KvHeads, OptimumDecoderLayout.TotalSequenceDim, o.HeadDim)
-                .Output(OptimumDecoderLayout.PresentValue(i), kind, batch, o.KvHeads, OptimumDecoderLayout.TotalSequenceDim, o.HeadDim);
-        }
-    }
-
-    /// <summary>FLOAT <c>[batch, 1, sequence, past + sequence]</c>: 0 where a query may see a key, <see cref="MaskedScore"/> elsewhere.</summary>
-    private static string AttentionBias(GraphEmitter g)
-    {
-        string one = g.Int64Scalar(1);
-        string sequence = g.Op("Gather", [g.Op("Shape", [OptimumDecoderLayout.InputIds]), one]);
-        string total = g.Op("Gather", [g.Op("Shape", [OptimumDecoderLayout.AttentionMask]), one]);
-        string past = g.Op("Sub", [total, sequence]);
-        string keyColumns = g.Op("Range", [g.Int64Scalar(0), total, one]);
-        string queryColumns = g.Op("Range", [past, total, one]);
-        string causal = g.Op("LessOrEqual", [g.Op("Unsqueeze", [keyColumns, g.Int64s(0)]), g.Op("Unsqueeze", [queryColumns, g.Int64s(1)])]);
-        string real = g.Op("Cast", [OptimumDecoderLayout.AttentionMask], attributes: NodeAttribute.Int("to", (long)TensorElementKind.Bool));
-        string allowed = g.Op("And", [causal, g.Op("Unsqueeze", [real, g.Int64s(1, 2)])]);
-        return g.Op("Where", [allowed, g.FloatScalar(0f), g.FloatScalar(MaskedScore)]);
-    }
-
     private static string Attention(GraphEmitter g, string h, int layer, string bias, string cos, string sin, DecoderOptions o)
     {
         int dim = o.HeadDim;
-        string q = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.q_proj.weight")]), o.Heads, dim);
-        string k = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.k_proj.weight")]), o.KvHeads, dim);
-        string v = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.v_proj.weight")]), o.KvHeads, dim);
+        string q = KvAttention.SplitHeads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.q_proj.weight")]), o.Heads, dim);
+        string k = KvAttention.SplitHeads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.k_proj.weight")]), o.KvHeads, dim);
+        string v = KvAttention.SplitHeads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.v_proj.weight")]), o.KvHeads, dim);
         q = Rotary(g, q, cos, sin, dim);
         k = Rotary(g, k, cos, sin, dim);
 
-        string presentKey = g.Op("Concat", [OptimumDecoderLayout.PastKey(layer), k], OptimumDecoderLayout.PresentKey(layer), NodeAttribute.Int("axis", 2));
-        string presentValue = g.Op("Concat", [OptimumDecoderLayout.PastValue(layer), v], OptimumDecoderLayout.PresentValue(layer), NodeAttribute.Int("axis", 2));
+        var (presentKey, presentValue) = KvAttention.AppendToCache(g, layer, k, v);
         string keys = RepeatKvHeads(g, presentKey, o);
         string values = RepeatKvHeads(g, presentValue, o);
-
-        string scores = g.Op("MatMul", [q, g.Op("Transpose", [keys], attributes: NodeAttribute.Ints("perm", 0, 1, 3, 2))]);
-        scores = g.Op("Mul", [ToFloat(g, scores, o), g.FloatScalar((float)(1.0 / Math.Sqrt(dim)))]);
-        string weights = g.Op("Softmax", [g.Op("Add", [scores, bias])], attributes: NodeAttribute.Int("axis", -1));
-        string context = g.Op("MatMul", [FromFloat(g, weights, o), values]);
-        context = g.Op("Transpose", [context], attributes: NodeAttribute.Ints("perm", 0, 2, 1, 3));
-        context = g.Op("Reshape", [context, g.Int64s(0, 0, o.Heads * dim)]);
+        string context = KvAttention.ScaledDotProduct(g, q, keys, values, bias, dim, o.Precision);
+        context = KvAttention.MergeHeads(g, context, o.Heads * dim);
         return g.Op("MatMul", [context, DecoderWeights.Layer(layer, "self_attn.o_proj.weight")]);
     }
-
-    /// <summary><c>[batch, seq, heads·dim]</c> → <c>[batch, heads, seq, dim]</c>.</summary>
-    private static string Heads(GraphEmitter g, string projected, int heads, int dim) =>
-        g.Op("Transpose", [g.Op("Reshape", [projected, g.Int64s(0, 0, heads, dim)])], attributes: NodeAttribute.Ints("perm", 0, 2, 1, 3));
 
     /// <summary><c>x·cos + rotate_half(x)·sin</c> with <c>rotate_half([a, b]) = [−b, a]</c> over the last axis.</summary>
     private static string Rotary(GraphEmitter g, string x, string cos, string sin, int dim)
@@ -162,17 +115,11 @@ public static class DecoderGraph
     /// <summary><c>x / √(mean(x²) + eps) · weight</c> over the last axis, computed in FLOAT.</summary>
     private static string RmsNorm(GraphEmitter g, string x, string weight, DecoderOptions o)
     {
-        string xf = ToFloat(g, x, o);
+        string xf = KvAttention.ToFloat(g, x, o.Precision);
         string meanSquare = g.Op("ReduceMean", [g.Op("Mul", [xf, xf])], attributes: [NodeAttribute.Ints("axes", -1), NodeAttribute.Int("keepdims", 1)]);
         string rms = g.Op("Sqrt", [g.Op("Add", [meanSquare, g.FloatScalar(o.RmsNormEps)])]);
-        return g.Op("Mul", [FromFloat(g, g.Op("Div", [xf, rms]), o), weight]);
+        return g.Op("Mul", [KvAttention.FromFloat(g, g.Op("Div", [xf, rms]), o.Precision), weight]);
     }
-
-    private static string ToFloat(GraphEmitter g, string x, DecoderOptions o) =>
-        o.Precision == DecoderPrecision.Float32 ? x : g.Op("Cast", [x], attributes: NodeAttribute.Int("to", (long)TensorElementKind.Float));
-
-    private static string FromFloat(GraphEmitter g, string x, DecoderOptions o) =>
-        o.Precision == DecoderPrecision.Float32 ? x : g.Op("Cast", [x], attributes: NodeAttribute.Int("to", (long)o.Precision.ElementKind()));
 
     private static OnnxTensor ToInitializer(DecoderTensor tensor, DecoderPrecision precision) => precision switch
     {

@@ -64,7 +64,8 @@ public static class HuggingFaceConfigFiles
         });
     }
 
-    private static string Json(Action<Utf8JsonWriter> body)
+    /// <summary>A JSON object written by <paramref name="body"/>: UTF-8, indented with <c>\n</c> line ends, ending in a newline.</summary>
+    internal static string Json(Action<Utf8JsonWriter> body)
     {
         using var stream = new MemoryStream();
         using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, NewLine = "\n" }))

@@ -16,7 +16,7 @@ public static class OptimumDecoderLayout
     /// <summary>1 for a real token, 0 for padding, INT64 <c>[batch_size, past_sequence_length + sequence_length]</c>.</summary>
     public const string AttentionMask = "attention_mask";
 
-    /// <summary>Each token's position (rotary embedding), INT64 <c>[batch_size, sequence_length]</c>.</summary>
+    /// <summary>Each token's position (the row of the rotary or learned position table), INT64 <c>[batch_size, sequence_length]</c>.</summary>
     public const string PositionIds = "position_ids";
 
     /// <summary>Next-token logits of every position, <c>[batch_size, sequence_length, vocab]</c>.</summary>
@@ -51,6 +51,32 @@ public static class OptimumDecoderLayout
 
     /// <summary>The present value output of layer <paramref name="layer"/>: <c>present.{layer}.value</c>.</summary>
     public static string PresentValue(int layer) => string.Create(CultureInfo.InvariantCulture, $"present.{layer}.value");
+
+    /// <summary>
+    /// Declares the layout's graph inputs and outputs on <paramref name="builder"/>, in graph order, with the symbolic
+    /// dimensions above and the fixed ones of <paramref name="shape"/>.
+    /// </summary>
+    public static void Declare(OnnxGraphBuilder builder, OptimumDecoderShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(shape);
+        var kind = shape.Precision.ElementKind();
+        builder.Input(InputIds, TensorElementKind.Int64, BatchDim, SequenceDim)
+            .Input(AttentionMask, TensorElementKind.Int64, BatchDim, TotalSequenceDim)
+            .Input(PositionIds, TensorElementKind.Int64, BatchDim, SequenceDim);
+        for (int i = 0; i < shape.Layers; i++)
+        {
+            builder.Input(PastKey(i), kind, BatchDim, shape.KvHeads, PastSequenceDim, shape.HeadDim)
+                .Input(PastValue(i), kind, BatchDim, shape.KvHeads, PastSequenceDim, shape.HeadDim);
+        }
+
+        builder.Output(Logits, kind, BatchDim, SequenceDim, shape.Vocab);
+        for (int i = 0; i < shape.Layers; i++)
+        {
+            builder.Output(PresentKey(i), kind, BatchDim, shape.KvHeads, TotalSequenceDim, shape.HeadDim)
+                .Output(PresentValue(i), kind, BatchDim, shape.KvHeads, TotalSequenceDim, shape.HeadDim);
+        }
+    }
 
     /// <summary>All input names in graph order for a model of <paramref name="layers"/> layers.</summary>
     public static IReadOnlyList<string> InputNames(int layers)
