@@ -61,6 +61,23 @@ public sealed class NodeAttribute
         return Make(name, AttributeProto.Types.AttributeType.Tensor, a => a.T = TensorProtoFile.ToProto(value));
     }
 
+    /// <summary>
+    /// A GRAPH attribute (e.g. the <c>then_branch</c> or <c>else_branch</c> of an <c>If</c> node): the subgraph as
+    /// <paramref name="subgraph"/> holds it now, started with <see cref="OnnxGraphBuilder.Subgraph"/> of the builder
+    /// the node goes to, and checked with that builder's model.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="subgraph"/> is a model's builder, not a subgraph's.</exception>
+    public static NodeAttribute Graph(string name, OnnxGraphBuilder subgraph)
+    {
+        ArgumentNullException.ThrowIfNull(subgraph);
+        if (!subgraph.IsSubgraph)
+        {
+            throw new ArgumentException("A graph attribute takes a subgraph started with OnnxGraphBuilder.Subgraph.", nameof(subgraph));
+        }
+
+        return Make(name, AttributeProto.Types.AttributeType.Graph, a => a.G = subgraph.ToGraphProto());
+    }
+
     internal AttributeProto ToProto() => _proto.Clone();
 
     private static NodeAttribute Make(string name, AttributeProto.Types.AttributeType type, Action<AttributeProto> set)

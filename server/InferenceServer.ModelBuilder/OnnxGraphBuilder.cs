@@ -34,7 +34,7 @@ public sealed class OnnxGraphBuilder
     private readonly List<StringStringEntryProto> _metadata = [];
     private string _docString = "";
     private long? _irVersion;
-    private readonly Dictionary<string, int> _nodeNameCounts = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _nodeNameCounts;
 
     /// <summary>Starts a model whose graph is named <paramref name="graphName"/>.</summary>
     /// <param name="graphName">Graph name.</param>
@@ -46,10 +46,23 @@ public sealed class OnnxGraphBuilder
         ArgumentOutOfRangeException.ThrowIfLessThan(opsetVersion, 1);
         _graph = new GraphProto { Name = graphName };
         OpsetVersion = opsetVersion;
+        _nodeNameCounts = new(StringComparer.Ordinal);
+    }
+
+    private OnnxGraphBuilder(string graphName, OnnxGraphBuilder parent)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(graphName);
+        _graph = new GraphProto { Name = graphName };
+        OpsetVersion = parent.OpsetVersion;
+        IsSubgraph = true;
+        _nodeNameCounts = parent._nodeNameCounts;
     }
 
     /// <summary>Version of the default operator set.</summary>
     public int OpsetVersion { get; }
+
+    /// <summary>Whether this builder makes a subgraph (see <see cref="Subgraph"/>) rather than a model.</summary>
+    public bool IsSubgraph { get; }
 
     /// <summary>
     /// The IR version written: the one set with <see cref="WithIrVersion"/>, otherwise 8, or the
@@ -140,6 +153,15 @@ public sealed class OnnxGraphBuilder
         return this;
     }
 
+    /// <summary>
+    /// Starts a subgraph named <paramref name="graphName"/>, e.g. a branch of an <c>If</c> node: build it with the
+    /// usual calls, then attach it with <see cref="NodeAttribute.Graph"/> to a node of this builder. Its nodes may use
+    /// any value of the enclosing graphs defined before that node (outer scope); its node names continue this
+    /// builder's numbering. It is checked with the model (<see cref="ToModelProto"/>), where every value name must be
+    /// unique across the model and its subgraphs (a subgraph never shadows an outer value).
+    /// </summary>
+    public OnnxGraphBuilder Subgraph(string graphName) => new(graphName, this);
+
     /// <summary>Adds a constant tensor (weights) whose element bytes are given little-endian, row-major.</summary>
     /// <exception cref="ArgumentException">The byte count does not match the type and shape.</exception>
     public OnnxGraphBuilder Initializer(string name, TensorElementKind type, long[] dims, ReadOnlySpan<byte> littleEndianData) =>
@@ -199,13 +221,19 @@ public sealed class OnnxGraphBuilder
     }
 
     /// <summary>
-    /// Builds the <c>ModelProto</c> after checking that the graph is well-formed: unique value names,
-    /// every node input defined before use, every output defined.
+    /// Builds the <c>ModelProto</c> after checking that the graph and its subgraphs are well-formed: value names
+    /// unique across them all, every node input defined before use (in its graph or an enclosing one), every output
+    /// defined.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The graph is not well-formed.</exception>
+    /// <exception cref="InvalidOperationException">The graph is not well-formed, or this builder makes a subgraph.</exception>
     public ModelProto ToModelProto()
     {
-        Validate();
+        if (IsSubgraph)
+        {
+            throw new InvalidOperationException($"Graph '{_graph.Name}' is a subgraph: attach it to a node with NodeAttribute.Graph.");
+        }
+
+        Validate(_graph, outerScope: null);
         var model = new ModelProto
         {
             IrVersion = IrVersion,
@@ -276,62 +304,83 @@ public sealed class OnnxGraphBuilder
         return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } };
     }
 
-    private void Validate()
+    /// <summary>The graph as it stands, unchecked (for <see cref="NodeAttribute.Graph"/>; checked with the model).</summary>
+    internal GraphProto ToGraphProto() => _graph.Clone();
+
+    /// <summary>
+    /// Checks <paramref name="graph"/> and, recursively, the subgraphs of its nodes' attributes. A subgraph sees
+    /// <paramref name="outerScope"/>: the values of the enclosing graphs defined before the node that holds it.
+    /// <paramref name="taken"/> collects every name defined anywhere in the model, which keeps names unique.
+    /// </summary>
+    private static void Validate(GraphProto graph, IReadOnlySet<string>? outerScope, HashSet<string>? taken = null)
     {
-        var defined = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var input in _graph.Input)
+        taken ??= new HashSet<string>(StringComparer.Ordinal);
+        var visible = new HashSet<string>(outerScope ?? new HashSet<string>(), StringComparer.Ordinal);
+        void Define(string name)
         {
-            if (!defined.Add(input.Name))
+            if (!taken.Add(name))
             {
-                throw new InvalidOperationException($"Graph '{_graph.Name}': value '{input.Name}' is defined twice.");
+                throw new InvalidOperationException($"Graph '{graph.Name}': value '{name}' is defined twice.");
             }
+
+            visible.Add(name);
         }
 
-        foreach (var init in _graph.Initializer)
+        foreach (var input in graph.Input)
+        {
+            Define(input.Name);
+        }
+
+        foreach (var init in graph.Initializer)
         {
             // IR >= 4 allows an initializer to double as the default of an input of the same name.
-            if (!defined.Add(init.Name) && !_graph.Input.Any(i => i.Name == init.Name))
+            if (!graph.Input.Any(i => i.Name == init.Name))
             {
-                throw new InvalidOperationException($"Graph '{_graph.Name}': value '{init.Name}' is defined twice.");
+                Define(init.Name);
             }
         }
 
-        foreach (var node in _graph.Node)
+        foreach (var node in graph.Node)
         {
             foreach (string input in node.Input)
             {
-                if (input.Length > 0 && !defined.Contains(input))
+                if (input.Length > 0 && !visible.Contains(input))
                 {
                     throw new InvalidOperationException(
-                        $"Graph '{_graph.Name}': node {node.Name} uses '{input}' before it is defined (add nodes in topological order).");
+                        $"Graph '{graph.Name}': node {node.Name} uses '{input}' before it is defined (add nodes in topological order).");
                 }
+            }
+
+            foreach (var subgraph in node.Attribute.SelectMany(a => a.G is null ? a.Graphs : a.Graphs.Prepend(a.G)))
+            {
+                Validate(subgraph, visible, taken);
             }
 
             foreach (string output in node.Output)
             {
-                if (output.Length > 0 && !defined.Add(output))
+                if (output.Length > 0)
                 {
-                    throw new InvalidOperationException($"Graph '{_graph.Name}': value '{output}' is defined twice.");
+                    Define(output);
                 }
             }
         }
 
-        if (_graph.Output.Count == 0)
+        if (graph.Output.Count == 0)
         {
-            throw new InvalidOperationException($"Graph '{_graph.Name}' has no outputs.");
+            throw new InvalidOperationException($"Graph '{graph.Name}' has no outputs.");
         }
 
         var outputs = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var output in _graph.Output)
+        foreach (var output in graph.Output)
         {
-            if (!defined.Contains(output.Name))
+            if (!visible.Contains(output.Name))
             {
-                throw new InvalidOperationException($"Graph '{_graph.Name}': output '{output.Name}' is never produced.");
+                throw new InvalidOperationException($"Graph '{graph.Name}': output '{output.Name}' is never produced.");
             }
 
             if (!outputs.Add(output.Name))
             {
-                throw new InvalidOperationException($"Graph '{_graph.Name}': output '{output.Name}' is listed twice.");
+                throw new InvalidOperationException($"Graph '{graph.Name}': output '{output.Name}' is listed twice.");
             }
         }
     }

@@ -25,6 +25,9 @@ public sealed class FakeScript
     /// <summary>Refuse at admission as a full waiting queue does: ResourceExhausted with RetryAfter 1 s.</summary>
     public bool QueueFull { get; init; }
 
+    /// <summary>Refuse at admission with the error this makes (as the dispatcher refuses a prompt it cannot take).</summary>
+    public Func<InferenceException>? RefuseWith { get; init; }
+
     /// <summary>After the scripted chunks, fail the stream with this error (an engine failure mid-stream).</summary>
     public InferenceException? FailWith { get; init; }
 }
@@ -106,6 +109,10 @@ public sealed class FakeTextGenerator : ITextGenerator, IInferenceDispatcher
         if (script.QueueFull)
         {
             throw new InferenceException(InferenceErrorKind.ResourceExhausted, $"the waiting queue of model '{model}' is full") { RetryAfter = TimeSpan.FromSeconds(1) };
+        }
+        if (script.RefuseWith is { } refuse)
+        {
+            throw refuse();
         }
         var channel = Channel.CreateUnbounded<GenerationChunk>();
         _ = ProduceAsync(script, channel.Writer, cancellationToken);

@@ -54,6 +54,9 @@ public sealed record GenerationSettings
     /// <summary>A window decoder's attention-mask input (1 for tokens, 0 for the padding), when the model has one.</summary>
     public string? AttentionMaskName { get; init; }
 
+    /// <summary>Its element type (INT64 or INT32).</summary>
+    public DataType AttentionMaskType { get; init; } = DataType.Int64;
+
     /// <summary>The KV-cache interface when the model is a KV-cache decoder; null for a window decoder.</summary>
     public KvCacheLayout? KvCache { get; init; }
 
@@ -72,7 +75,10 @@ public sealed record GenerationSettings
     /// <summary><see cref="MaxModelLen"/> of a KV-cache decoder when no source gives one.</summary>
     public const int DefaultMaxModelLen = 2048;
 
-    /// <summary>max_running_sequences of a KV-cache decoder without a batch dimension in its configuration.</summary>
+    /// <summary>Most max_running_sequences of a KV-cache decoder.</summary>
+    public const int MaxKvRunningSequences = 1024;
+
+    /// <summary>max_running_sequences of a KV-cache decoder when no source sets it.</summary>
     public const int DefaultKvRunningSequences = 16;
 
     /// <summary>
@@ -93,7 +99,10 @@ public sealed record GenerationSettings
         {
             throw new ModelConfigException("a generative model needs a batch dimension (max_batch_size >= 1): its sequences are stepped together as one batch");
         }
-        var input = Pick(inputs, entry.InputIds, "input", "generation.input_ids");
+        // The ids are the only input besides an attention mask, unless named.
+        var maskName = entry.AttentionMask ?? KvCacheLayout.AttentionMaskName;
+        var input = Pick(entry.InputIds is null && inputs.Count == 2 && inputs.Any(t => t.Name == maskName) ? inputs.Where(t => t.Name != maskName).ToList() : inputs,
+            entry.InputIds, "input", "generation.input_ids");
         if (input.DataType is not (DataType.Int64 or DataType.Int32))
         {
             throw new ModelConfigException($"generation input '{input.Name}' must be TYPE_INT64 or TYPE_INT32 token ids, not {input.DataType.ConfigName()}");
@@ -110,6 +119,7 @@ public sealed record GenerationSettings
             throw new ModelConfigException($"generation.context_window {window} must be positive and equal the input's length {fixedLength} when it is fixed");
         }
         string? mask = null;
+        var maskType = DataType.Int64;
         if (entry.AttentionMask is not null || inputs.Any(t => t.Name == KvCacheLayout.AttentionMaskName && t.Name != input.Name))
         {
             var maskInput = Pick(inputs, entry.AttentionMask ?? KvCacheLayout.AttentionMaskName, "input", "generation.attention_mask");
@@ -118,6 +128,7 @@ public sealed record GenerationSettings
                 throw new ModelConfigException($"generation.attention_mask '{maskInput.Name}' must be a TYPE_INT64 or TYPE_INT32 input of one dimension after the batch, other than the ids");
             }
             mask = maskInput.Name;
+            maskType = maskInput.DataType;
         }
         if (inputs.FirstOrDefault(t => t.Name != input.Name && t.Name != mask) is { } extra)
         {
@@ -125,7 +136,7 @@ public sealed record GenerationSettings
         }
         var logits = Pick(outputs, entry.Logits, "output", "generation.logits");
         var width = CheckLogits(logits, 1, 2);
-        var common = Common(entry, maxBatchSize, maxBatchSize, width);
+        var common = Common(entry, maxBatchSize, maxBatchSize, "max_batch_size", width);
         return common with
         {
             ContextWindow = window,
@@ -135,6 +146,7 @@ public sealed record GenerationSettings
             LogitsType = logits.DataType,
             LogitsPerPosition = logits.Dims.Length == 2,
             AttentionMaskName = mask,
+            AttentionMaskType = maskType,
         };
     }
 
@@ -163,7 +175,8 @@ public sealed record GenerationSettings
         {
             throw new ModelConfigException($"generation.kv_cache_bytes {budget} must be positive");
         }
-        var common = Common(entry, maxBatchSize > 0 ? maxBatchSize : DefaultKvRunningSequences, maxBatchSize > 0 ? maxBatchSize : int.MaxValue, width);
+        // The engine batches its own sequences (the cache bounds how many), so max_batch_size does not limit them.
+        var common = Common(entry, DefaultKvRunningSequences, MaxKvRunningSequences, "the engine's limit", width);
         return common with
         {
             ContextWindow = maxModelLen,
@@ -193,7 +206,7 @@ public sealed record GenerationSettings
     }
 
     /// <summary>The settings every decoder shares: tokenizer, pad and stop ids, batcher bounds, max_tokens.</summary>
-    private static GenerationSettings Common(ModelConfigFile.GenerationEntry entry, int defaultRunning, int runningLimit, int width)
+    private static GenerationSettings Common(ModelConfigFile.GenerationEntry entry, int defaultRunning, int runningLimit, string limitName, int width)
     {
         if (entry.Tokenizer is null)
         {
@@ -207,7 +220,7 @@ public sealed record GenerationSettings
         var running = entry.MaxRunningSequences ?? defaultRunning;
         if (running < 1 || running > runningLimit)
         {
-            throw new ModelConfigException($"generation.max_running_sequences {running} must be between 1 and max_batch_size {runningLimit}");
+            throw new ModelConfigException($"generation.max_running_sequences {running} must be between 1 and {runningLimit} ({limitName})");
         }
         var waiting = entry.MaxWaitingSequences ?? 256;
         var defaultMax = entry.DefaultMaxTokens ?? 256;

@@ -71,10 +71,10 @@ public sealed record KvCacheLayout
 
     /// <summary>
     /// Recognises a KV-cache decoder from its inputs and outputs (dims after the batch dimension when
-    /// <paramref name="batched"/>, else with it); null when the model is not one. Throws
+    /// <paramref name="batchStripped"/>, else with it); null when the model is not one. Throws
     /// <see cref="ModelConfigException"/> when it has past inputs but they do not form a cache it can drive.
     /// </summary>
-    public static KvCacheLayout? Recognize(IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs, bool batched)
+    public static KvCacheLayout? Recognize(IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs, bool batchStripped)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(outputs);
@@ -101,7 +101,7 @@ public sealed record KvCacheLayout
             {
                 var tensor = inputs.FirstOrDefault(t => t.Name == name) ?? outputs.FirstOrDefault(t => t.Name == name)
                     ?? throw new ModelConfigException($"the model has {pastNames.Count} past_key_values inputs but no '{name}': a KV-cache decoder needs past_key_values.N.key/value inputs and present.N.key/value outputs for every layer 0..{layers - 1}");
-                var dims = batched ? tensor.Dims : tensor.Dims.Skip(1).ToArray();
+                var dims = batchStripped ? tensor.Dims : tensor.Dims.Skip(1).ToArray();
                 if (dims.Length != 3 || dims[0] < 1 || dims[2] < 1)
                 {
                     throw new ModelConfigException($"'{name}' has dims [{string.Join(",", tensor.Dims)}]; a KV-cache tensor is [batch, kv_heads, length, head_size] with fixed kv_heads and head_size");

@@ -35,7 +35,10 @@ public sealed class ModelConfigFile
     /// <summary>latest / all / specific.</summary>
     public VersionPolicyEntry? VersionPolicy { get; set; }
 
-    /// <summary>The model file inside each version directory (default model.onnx).</summary>
+    /// <summary>
+    /// The model file inside each version directory: a file name or one folder and a file name (<c>onnx/model_fp16.onnx</c>).
+    /// Default: the backend's file; for ONNX the first found of <see cref="HuggingFace.OptimumModelFiles.Onnx"/>.
+    /// </summary>
     public string? DefaultModelFilename { get; set; }
 
     /// <summary>"cpu" or "cuda:N"; default: the server's default device.</summary>

@@ -6,7 +6,14 @@ namespace InferenceServer.Configuration;
 /// <param name="Name">The backend's name ("onnxruntime").</param>
 /// <param name="Platform">Triton's platform string ("onnxruntime_onnx").</param>
 /// <param name="DefaultModelFilename">The model file it looks for in a version directory ("model.onnx").</param>
-public sealed record BackendIdentity(string Name, string Platform, string DefaultModelFilename);
+public sealed record BackendIdentity(string Name, string Platform, string DefaultModelFilename)
+{
+    /// <summary>
+    /// The model file found in the version directory when the configuration names none and it is not
+    /// <see cref="DefaultModelFilename"/> (e.g. <c>onnx/model.onnx</c> of a hub export); null otherwise.
+    /// </summary>
+    public string? FoundModelFilename { get; init; }
+}
 
 /// <summary>The server-wide defaults a configuration falls back to.</summary>
 /// <param name="MaxBatchSize">max_batch_size of a model whose batch dimension is derived.</param>
@@ -64,15 +71,39 @@ public static class ModelConfigResolver
         provenance["backend"] = configured.OriginOf("backend") ?? configured.OriginOf("platform") ?? ConfigSources.Model;
         provenance["platform"] = configured.OriginOf("platform") ?? configured.OriginOf("backend") ?? ConfigSources.Model;
         From("version_policy", ConfigSources.Default);
-        From("default_model_filename", ConfigSources.Default);
+        From("default_model_filename", backend.FoundModelFilename is null ? ConfigSources.Default : ConfigSources.Model);
         From(configured.OriginOf("instance_group") is null ? "device" : "instance_group", ConfigSources.Default);
         var batching = ResolveBatching(file, maxBatchSize);
         From("dynamic_batching", batching is not null && file.DynamicBatching is null ? ConfigSources.Model : ConfigSources.Default);
-        foreach (var key in (string[])["allow_cpu_fallback", "parameters", "generation", "circuit_breaker", "model_warmup"])
+        foreach (var key in (string[])["allow_cpu_fallback", "parameters", "circuit_breaker", "model_warmup"])
         {
             if (configured.OriginOf(key) is { } origin)
             {
                 provenance[key] = origin;
+            }
+        }
+        // A format's generation keys (Hugging Face's files) apply only to a generative model: one whose configuration
+        // file declares generation, or a KV-cache decoder.
+        var generation = configured.DeclaresGeneration || KvCacheLayout.Recognize(inputs, outputs, maxBatchSize > 0) is not null
+            ? GenerationSettings.Resolve(file.Generation, maxBatchSize, inputs, outputs)
+            : null;
+        if (generation is not null)
+        {
+            foreach (var (key, origin) in configured.Origins)
+            {
+                if (key == "generation" || key.StartsWith("generation.", StringComparison.Ordinal))
+                {
+                    provenance[key] = origin;
+                }
+            }
+            if (generation.KvCache is not null)
+            {
+                // The cache's shape is the graph's; the context and budget fall back to defaults when no source sets them.
+                provenance["generation.kv_cache"] = ConfigSources.Model;
+                foreach (var key in (string[])["generation.max_model_len", "generation.kv_cache_bytes", "generation.max_running_sequences"])
+                {
+                    provenance.TryAdd(key, ConfigSources.Default);
+                }
             }
         }
         return new ModelConfig
@@ -84,7 +115,7 @@ public static class ModelConfigResolver
             Inputs = inputs,
             Outputs = outputs,
             VersionPolicy = file.ResolveVersionPolicy(),
-            DefaultModelFilename = file.DefaultModelFilename ?? backend.DefaultModelFilename,
+            DefaultModelFilename = file.DefaultModelFilename ?? backend.FoundModelFilename ?? backend.DefaultModelFilename,
             InstanceDevices = instanceDevices,
             DynamicBatching = batching,
             Queue = ResolveQueue(file.DynamicBatching, defaults.MaxQueueSize),
@@ -92,9 +123,7 @@ public static class ModelConfigResolver
             AllowCpuFallback = file.AllowCpuFallback ?? false,
             Parameters = file.Parameters ?? new Dictionary<string, string>(),
             CircuitBreaker = CircuitBreakerOptions.Resolve(file.CircuitBreaker, name),
-            Generation = file.Generation is not null || KvCacheLayout.Recognize(inputs, outputs, maxBatchSize > 0) is not null
-                ? GenerationSettings.Resolve(file.Generation, maxBatchSize, inputs, outputs)
-                : null,
+            Generation = generation,
             Provenance = provenance,
         };
     }

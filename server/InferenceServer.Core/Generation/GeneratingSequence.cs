@@ -16,7 +16,8 @@ internal sealed class GeneratingSequence : DecoderSequence
     private readonly Sampler _sampler;
     private readonly IncrementalDecoder _detokenizer;
     private readonly StopSequenceMatcher? _stops;
-    private readonly int? _eos;
+    // The ids that end the sequence (the model's EOS and stop_token_ids); empty with ignore_eos.
+    private readonly ReadOnlyMemory<int> _endTokens;
     private readonly int _maxTokens;
     private readonly GenerationMetrics _metrics;
     private readonly Activity? _activity;
@@ -31,10 +32,11 @@ internal sealed class GeneratingSequence : DecoderSequence
     {
         Tokens.AddRange(promptTokens);
         PromptTokens = promptTokens.Count;
+        MaxLength = promptTokens.Count + maxTokens;
         _sampler = new Sampler(request.Sampling);
         _detokenizer = config.Tokenizer.CreateDecoder(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(promptTokens));
         _stops = request.Stop.Count > 0 ? new StopSequenceMatcher(request.Stop) : null;
-        _eos = request.IgnoreEos ? null : config.Tokenizer.EosTokenId;
+        _endTokens = request.IgnoreEos ? ReadOnlyMemory<int>.Empty : config.EndTokenIds;
         _maxTokens = maxTokens;
         _metrics = metrics;
         _activity = activity;
@@ -79,9 +81,9 @@ internal sealed class GeneratingSequence : DecoderSequence
         }
         _lastTokenTimestamp = now;
 
-        if (token == _eos)
+        if (_endTokens.Span.Contains(token))
         {
-            // The end-of-sequence token ends the text; it is not part of it.
+            // An end-of-sequence or stop token ends the text; it is not part of it.
             Complete(FlushText(), FinishReason.Stop, now);
             return true;
         }

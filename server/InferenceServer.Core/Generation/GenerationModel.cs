@@ -15,7 +15,12 @@ public sealed class GenerationModel
         Settings = settings;
         Tokenizer = tokenizer;
         ChatTemplate = chatTemplate;
+        KvCache = settings.KvCache is not null ? KvCachePlan.Create(settings) : null;
+        EndTokenIds = (tokenizer.EosTokenId is { } eos ? settings.StopTokenIds.Prepend(eos) : settings.StopTokenIds).Distinct().ToArray();
     }
+
+    /// <summary>How each instance's KV cache is laid out, for a KV-cache decoder; null for a window decoder.</summary>
+    public KvCachePlan? KvCache { get; }
 
     /// <summary>The resolved <c>generation</c> section.</summary>
     public GenerationSettings Settings { get; }
@@ -25,6 +30,13 @@ public sealed class GenerationModel
 
     /// <summary>Chat messages to a prompt.</summary>
     public ChatTemplate ChatTemplate { get; }
+
+    /// <summary>
+    /// The ids that end a sequence with <c>finish_reason: stop</c> (unless the request sets <c>ignore_eos</c>): the
+    /// tokenizer's end-of-sequence id and <see cref="GenerationSettings.StopTokenIds"/>. Built once per model, so that
+    /// checking a token allocates nothing; usually one to three ids.
+    /// </summary>
+    public ReadOnlyMemory<int> EndTokenIds { get; }
 
     /// <summary>
     /// Builds the tokenizer (its files are read from <paramref name="modelDirectory"/>) and the chat template, and checks

@@ -2,12 +2,18 @@ namespace InferenceServer.Generation;
 
 /// <summary>
 /// One text-generation request, protocol-free: the OpenAI, Triton generate and gRPC adapters all build one of these.
-/// Exactly one of <see cref="Prompt"/> and <see cref="Messages"/> is set.
+/// Exactly one of <see cref="Prompt"/>, <see cref="PromptTokenIds"/> and <see cref="Messages"/> is set.
 /// </summary>
 public sealed class GenerationRequest
 {
     /// <summary>The prompt text, used as it is.</summary>
     public string? Prompt { get; init; }
+
+    /// <summary>
+    /// The prompt as token ids, fed to the model as they are: no BOS is put before them (as vLLM does for token
+    /// prompts). Each id must be inside the tokenizer's vocabulary.
+    /// </summary>
+    public IReadOnlyList<int>? PromptTokenIds { get; init; }
 
     /// <summary>A conversation, turned into the prompt by the model's chat template.</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }

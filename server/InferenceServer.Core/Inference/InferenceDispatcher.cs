@@ -227,23 +227,10 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
         {
             var generation = lease.Version.Generation
                 ?? throw InferenceException.InvalidArgument($"model '{model}' is not a generative model: use infer with its tensors");
-            var maxTokens = request.MaxTokens ?? generation.Settings.DefaultMaxTokens;
-            if (maxTokens < 1 || maxTokens > generation.Settings.MaxTokensLimit)
-            {
-                throw InferenceException.InvalidArgument($"max_tokens must be between 1 and {generation.Settings.MaxTokensLimit}, not {maxTokens}");
-            }
             request.Sampling.Validate();
-            if ((request.Prompt is null) == (request.Messages is null))
-            {
-                throw InferenceException.InvalidArgument("a generation request needs either a prompt or messages");
-            }
-            var prompt = request.Prompt ?? generation.ChatTemplate.Render(request.Messages!);
-            var tokens = new List<int>(prompt.Length + 1);
-            if (generation.Tokenizer.BosTokenId is { } bos)
-            {
-                tokens.Add(bos);
-            }
-            generation.Tokenizer.Encode(prompt, tokens);
+            // The prompt's tokens, then admission by tokens: a KV-cache decoder's prompt and completion must fit its context.
+            var tokens = PromptAdmission.Tokens(generation, request);
+            var maxTokens = PromptAdmission.MaxTokens(generation.Settings, tokens.Count, request.MaxTokens, chat: request.Messages is not null);
 
             activity = StartActivity(model, lease.Version, request, maxTokens);
             IDisposable owned = admitted is null ? lease : new AdmittedLease(lease, admitted);

@@ -14,6 +14,9 @@ public sealed class ServerMetrics
     /// <summary>The label of the model version on per-model series.</summary>
     public const string VersionLabel = "version";
 
+    /// <summary>The label of the model name on the series named as vLLM names them (vLLM's own label name).</summary>
+    public const string VllmModelLabel = "model_name";
+
     private static readonly string[] BreakerStates = ["CLOSED", "OPEN", "HALF_OPEN"];
     private static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60];
     private static readonly double[] TokenIntervalBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5];
@@ -105,6 +108,9 @@ public sealed class ServerMetrics
 
     /// <summary>inference_num_requests_waiting.</summary>
     public Gauge RequestsWaiting { get; }
+
+    /// <summary>The gauges named as vLLM names them (written after the registry at /metrics).</summary>
+    public VllmGauges Vllm { get; } = new();
 
     /// <summary>inference_generation_requests_total.</summary>
     public Counter GenerationRequests { get; }
@@ -260,9 +266,35 @@ public sealed class GenerationMetrics
         RequestLatency = metrics.RequestLatency.WithLabels(_labels);
         RequestPromptTokens = metrics.RequestPromptTokens.WithLabels(_labels);
         RequestGenerationTokens = metrics.RequestGenerationTokens.WithLabels(_labels);
-        Running = metrics.RequestsRunning.WithLabels(_labels);
-        Waiting = metrics.RequestsWaiting.WithLabels(_labels);
+        _running = metrics.RequestsRunning.WithLabels(_labels);
+        _waiting = metrics.RequestsWaiting.WithLabels(_labels);
+        _vllmRunning = metrics.Vllm.For(VllmGauges.Running, model, version);
+        _vllmWaiting = metrics.Vllm.For(VllmGauges.Waiting, model, version);
+        _kvCacheUsage = metrics.Vllm.For(VllmGauges.KvCacheUsage, model, version);
     }
+
+    private readonly Gauge.Child _running;
+    private readonly Gauge.Child _waiting;
+    private readonly VllmGauges.Series _vllmRunning;
+    private readonly VllmGauges.Series _vllmWaiting;
+    private readonly VllmGauges.Series _kvCacheUsage;
+
+    /// <summary>Sets the running-sequences gauges (ours and vLLM's name).</summary>
+    public void SetRunning(int count)
+    {
+        _running.Set(count);
+        _vllmRunning.Set(count);
+    }
+
+    /// <summary>Sets the waiting-requests gauges (ours and vLLM's name).</summary>
+    public void SetWaiting(int count)
+    {
+        _waiting.Set(count);
+        _vllmWaiting.Set(count);
+    }
+
+    /// <summary>Sets the fraction of a KV-cache decoder's cache reserved (vLLM's kv_cache_usage_perc).</summary>
+    public void SetKvCacheUsage(double fraction) => _kvCacheUsage.Set(fraction);
 
     /// <summary>Prompt tokens counter.</summary>
     public Counter.Child PromptTokens { get; }
@@ -285,11 +317,6 @@ public sealed class GenerationMetrics
     /// <summary>Generated length histogram.</summary>
     public Histogram.Child RequestGenerationTokens { get; }
 
-    /// <summary>Running sequences gauge.</summary>
-    public Gauge.Child Running { get; }
-
-    /// <summary>Waiting requests gauge.</summary>
-    public Gauge.Child Waiting { get; }
 
     /// <summary>Counts one finished request by its finish reason.</summary>
     public void Finished(string reason) => _metrics.GenerationRequests.WithLabels(_labels[0], _labels[1], reason).Inc();

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using InferenceServer.Backends;
 using InferenceServer.Configuration;
+using InferenceServer.Configuration.HuggingFace;
 using InferenceServer.Generation;
 using InferenceServer.Inference;
 using InferenceServer.Lifecycle;
@@ -348,18 +349,22 @@ public sealed partial class ModelRepository : IDisposable
         string name, string directory, long version, ConfiguredModel configured, ModelVersion loading, ref TimeSpan warmupDuration, CancellationToken cancellationToken)
     {
         var instances = new List<IBackendModel>();
-        var file = configured.Values;
+        var versionDirectory = Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture));
         try
         {
-            var backend = SelectBackend(file, Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture)));
-            var fileName = file.DefaultModelFilename ?? backend.DefaultModelFilename;
-            if (!ModelNames.IsValid(fileName))
+            // config.yaml is the model's; a Hugging Face export's files are the version's, merged beneath it for this version only.
+            configured = configured.WithFormatLayers(HuggingFaceFiles.Read(versionDirectory, directory));
+            var file = configured.Values;
+            var backend = SelectBackend(file, versionDirectory);
+            var fileName = file.DefaultModelFilename ?? FindModelFile(backend, versionDirectory, version);
+            if (!ModelNames.IsValidModelFile(fileName))
             {
-                throw new ModelConfigException($"default_model_filename '{fileName}' must be a plain file name");
+                throw new ModelConfigException(
+                    $"default_model_filename '{fileName}' must name a file in the version directory or in one folder below it (model.onnx, onnx/model_fp16.onnx): no absolute path, '\\' or '..'");
             }
             var devices = file.ResolveInstanceDevices(_options.DefaultDevice);
             var parameters = InstanceParameters(file.Parameters, devices);
-            var path = Path.Combine(directory, version.ToString(CultureInfo.InvariantCulture), fileName);
+            var path = Path.Combine(versionDirectory, fileName);
             foreach (var device in devices)
             {
                 instances.Add(backend.Load(new BackendLoadRequest(name, version, path, device, file.AllowCpuFallback ?? false, parameters)
@@ -368,8 +373,12 @@ public sealed partial class ModelRepository : IDisposable
                     DeclaredOutputs = WithBatchDimension(ModelConfigFile.ResolveTensors(file.Output, "output"), file.MaxBatchSize),
                 }));
             }
+            var identity = new BackendIdentity(backend.Name, backend.Platform, backend.DefaultModelFilename)
+            {
+                FoundModelFilename = file.DefaultModelFilename is null && fileName != backend.DefaultModelFilename ? fileName : null,
+            };
             var config = ModelConfigResolver.Resolve(
-                name, configured, new BackendIdentity(backend.Name, backend.Platform, backend.DefaultModelFilename), instances[0].Signature,
+                name, configured, identity, instances[0].Signature,
                 instances[0].ExecutionProvider, devices, new ConfigDefaults(_options.DefaultMaxBatchSize, _options.DefaultMaxQueueSize));
             var generation = config.Generation is { } settings ? GenerationModel.Create(settings, directory) : null;
             Log.ModelLoaded(_logger, name, version, instances.Count, instances[0].ExecutionProvider);
@@ -443,8 +452,8 @@ public sealed partial class ModelRepository : IDisposable
         maxBatchSize > 0 ? declared.Select(t => t with { Dims = [-1, .. t.Dims] }).ToList() : declared;
 
     /// <summary>
-    /// The configuration's backend or platform; when it names neither, the backend whose default model file the version
-    /// directory holds (model.onnx, model.pt), as Triton does; else the first backend.
+    /// The configuration's backend or platform; when it names neither, the backend whose model file the version directory
+    /// holds (model.onnx or another of <see cref="OptimumModelFiles.Onnx"/>, model.pt), as Triton does; else the first backend.
     /// </summary>
     private IModelBackend SelectBackend(ModelConfigFile file, string versionDirectory)
     {
@@ -453,7 +462,7 @@ public sealed partial class ModelRepository : IDisposable
         {
             var byFile = file.DefaultModelFilename is { } named
                 ? _backends.FirstOrDefault(b => string.Equals(Path.GetExtension(named), Path.GetExtension(b.DefaultModelFilename), StringComparison.OrdinalIgnoreCase))
-                : _backends.FirstOrDefault(b => File.Exists(Path.Combine(versionDirectory, b.DefaultModelFilename)));
+                : _backends.FirstOrDefault(b => OptimumModelFiles.For(b.DefaultModelFilename).Any(f => File.Exists(Path.Combine(versionDirectory, f))));
             if (byFile is not null)
             {
                 return byFile;
@@ -467,6 +476,26 @@ public sealed partial class ModelRepository : IDisposable
         wanted ??= _backends[0].Name;
         return _backends.FirstOrDefault(b => b.Name == wanted)
             ?? throw new ModelConfigException($"backend '{wanted}' is not supported (supported: {string.Join(", ", _backends.Select(b => b.Name))})");
+    }
+
+    /// <summary>
+    /// The model file of a version whose configuration names none: the first of the backend's candidates
+    /// (<see cref="OptimumModelFiles.For"/>) the version directory holds. When it holds none, a backend with one candidate
+    /// gets it (and reports it missing itself); with several, the reason lists them.
+    /// </summary>
+    private static string FindModelFile(IModelBackend backend, string versionDirectory, long version)
+    {
+        var candidates = OptimumModelFiles.For(backend.DefaultModelFilename);
+        foreach (var candidate in candidates)
+        {
+            if (File.Exists(Path.Combine(versionDirectory, candidate)))
+            {
+                return candidate;
+            }
+        }
+        return candidates.Count == 1
+            ? candidates[0]
+            : throw new ModelLoadException($"no model file found in version {version} (looked for {string.Join(", ", candidates)}; set default_model_filename to load another)");
     }
 
     private IEnumerable<string> ScanModelNames() =>

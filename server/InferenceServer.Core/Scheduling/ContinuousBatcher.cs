@@ -26,6 +26,7 @@ internal sealed class ContinuousBatcher : IModelRunner
     private readonly LinkedList<GeneratingSequence> _waiting = new();
     private readonly Thread[] _threads;
     private readonly int[] _largestSteps;
+    private readonly IDecoder[] _decoders;
     private int _running;
     private bool _stopping;
 
@@ -39,9 +40,14 @@ internal sealed class ContinuousBatcher : IModelRunner
         _instances = instances;
         _threads = new Thread[instances.Count];
         _largestSteps = new int[instances.Count];
+        _decoders = new IDecoder[instances.Count];
         for (var i = 0; i < instances.Count; i++)
         {
-            var decoder = new WindowDecoder(instances[i], generation.Settings);
+            // Each instance's loop has its own decoder, and a KV-cache decoder its own cache.
+            IDecoder decoder = generation.KvCache is { } plan
+                ? new KvCacheDecoder(instances[i], generation.Settings, plan)
+                : new WindowDecoder(instances[i], generation.Settings);
+            _decoders[i] = decoder;
             var instance = i;
             _threads[i] = new Thread(() =>
             {
@@ -97,6 +103,12 @@ internal sealed class ContinuousBatcher : IModelRunner
     public GeneratingSequence Generate(
         List<int> promptTokens, GenerationRequest request, int maxTokens, Activity? activity, IDisposable lease, CancellationToken cancellationToken)
     {
+        var longest = _decoders[0].MaxSequenceTokens;
+        if ((long)promptTokens.Count + maxTokens > longest)
+        {
+            throw InferenceException.InvalidArgument(
+                $"the request needs {promptTokens.Count + maxTokens} tokens of KV cache ({promptTokens.Count} in the prompt, {maxTokens} in the completion) but model '{_config.Name}' can give one sequence at most {longest} (generation.kv_cache_bytes {_generation.Settings.KvCacheBytes} per instance); reduce the prompt or max_tokens");
+        }
         var sequence = new GeneratingSequence(promptTokens, request, maxTokens, _generation, _metrics, activity, lease);
         Enqueue(sequence);
         // Registered after queueing: a token already cancelled takes the sequence out at once.
@@ -119,7 +131,7 @@ internal sealed class ContinuousBatcher : IModelRunner
             }
             _waiting.Remove(sequence.WaitingNode);
             sequence.WaitingNode = null;
-            _metrics.Waiting.Set(_waiting.Count);
+            _metrics.SetWaiting(_waiting.Count);
         }
         // Outside the lock: ending the sequence releases its lease, which may dispose this batcher.
         Drop(sequence, Stopwatch.GetTimestamp());
@@ -142,7 +154,7 @@ internal sealed class ContinuousBatcher : IModelRunner
                 };
             }
             sequence.WaitingNode = _waiting.AddLast(sequence);
-            _metrics.Waiting.Set(_waiting.Count);
+            _metrics.SetWaiting(_waiting.Count);
             Monitor.PulseAll(_waiting);
         }
     }
@@ -180,7 +192,8 @@ internal sealed class ContinuousBatcher : IModelRunner
                 var share = _threads.Length == 1
                     ? capacity
                     : Math.Min(capacity, (Volatile.Read(ref _running) + _waiting.Count + _threads.Length - 1) / _threads.Length);
-                while (running.Count < share && _waiting.First is { } first)
+                // First come, first served: a sequence whose cache does not fit yet waits at the head for memory.
+                while (running.Count < share && _waiting.First is { } first && decoder.TryReserve(first.Value))
                 {
                     var next = first.Value;
                     _waiting.RemoveFirst();
@@ -188,7 +201,7 @@ internal sealed class ContinuousBatcher : IModelRunner
                     running.Add(next);
                     Interlocked.Increment(ref _running);
                 }
-                _metrics.Waiting.Set(_waiting.Count);
+                _metrics.SetWaiting(_waiting.Count);
             }
             var now = Stopwatch.GetTimestamp();
             for (var i = running.Count - 1; i >= 0; i--)
@@ -200,7 +213,8 @@ internal sealed class ContinuousBatcher : IModelRunner
                     Interlocked.Decrement(ref _running);
                 }
             }
-            _metrics.Running.Set(RunningCount);
+            _metrics.SetRunning(RunningCount);
+            SetCacheUsage();
             if (running.Count == 0)
             {
                 continue;
@@ -224,7 +238,7 @@ internal sealed class ContinuousBatcher : IModelRunner
                 }
                 Interlocked.Add(ref _running, -running.Count);
                 running.Clear();
-                _metrics.Running.Set(RunningCount);
+                _metrics.SetRunning(RunningCount);
                 continue;
             }
             _statistics.RecordExecution(running.Count, timings.InputTicks, timings.InferTicks, timings.OutputTicks);
@@ -247,7 +261,32 @@ internal sealed class ContinuousBatcher : IModelRunner
                 running[kept++] = sequence;
             }
             running.RemoveRange(kept, running.Count - kept);
-            _metrics.Running.Set(RunningCount);
+            _metrics.SetRunning(RunningCount);
+            SetCacheUsage();
+        }
+    }
+
+    /// <summary>The share of every instance's KV cache the running sequences have reserved (vLLM's kv_cache_usage_perc, 0 to 1).</summary>
+    public double CacheUsage
+    {
+        get
+        {
+            long used = 0, capacity = 0;
+            foreach (var decoder in _decoders)
+            {
+                var (u, c) = decoder.CacheTokens;
+                used += u;
+                capacity += c;
+            }
+            return capacity == 0 ? 0 : (double)used / capacity;
+        }
+    }
+
+    private void SetCacheUsage()
+    {
+        if (_generation.KvCache is not null)
+        {
+            _metrics.SetKvCacheUsage(CacheUsage);
         }
     }
 

@@ -91,6 +91,23 @@ public sealed class TensorBuffer : IDisposable
         return (all.Length > 0 ? all[Math.Min(_offset, all.Length - 1)..] : new byte[1].AsMemory()).Pin();
     }
 
+    /// <summary>
+    /// A zeroed buffer of <paramref name="length"/> bytes pinned for its whole life (never moved by the GC), for memory a
+    /// caller keeps across engine runs and views with <see cref="Slice"/> and <see cref="Resize"/> (a KV cache).
+    /// </summary>
+    public static TensorBuffer AllocatePinned(int length) => new(new PinnedArray(GC.AllocateArray<byte>(Math.Max(length, 1), pinned: true)), 0, length);
+
+    /// <summary>
+    /// Sets the bytes in use of a view that is reused with different shapes, up to all the memory from the view's start
+    /// (a KV-cache view whose sequence length changes every step).
+    /// </summary>
+    public void Resize(int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Owner.Memory.Length - _offset);
+        Length = length;
+    }
+
     /// <summary>Shrinks the bytes in use (after writing fewer than were reserved).</summary>
     public void Truncate(int length)
     {
@@ -106,6 +123,15 @@ public sealed class TensorBuffer : IDisposable
         public override Memory<byte> Memory => array;
 
         protected override void Free() => ArrayPool<byte>.Shared.Return(array);
+    }
+
+    private sealed class PinnedArray(byte[] array) : BufferOwner
+    {
+        public override Memory<byte> Memory => array;
+
+        protected override void Free()
+        {
+        }
     }
 
     private sealed class External(Memory<byte> memory) : BufferOwner

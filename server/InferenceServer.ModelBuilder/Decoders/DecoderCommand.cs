@@ -13,13 +13,14 @@ public static class DecoderCommand
     public const string Usage =
         "usage: InferenceServer.ModelBuilder decoder --out DIR [options]\n" +
         "  writes a Llama-style decoder in Optimum's text-generation-with-past ONNX layout\n" +
-        "  (model.onnx [+ model.onnx_data], config.json, generation_config.json) with deterministic random weights\n" +
+        "  (model.onnx [+ model.onnx_data], config.json, generation_config.json, tokenizer.json, tokenizer_config.json)\n" +
+        "  with deterministic random weights and a byte-level BPE tokenizer\n" +
         "options (defaults in brackets):\n" +
         "  --layers N            transformer layers [2]\n" +
         "  --d-model N           hidden size [64]\n" +
         "  --heads N             query heads [4]\n" +
         "  --kv-heads N          key/value heads, dividing --heads [2]\n" +
-        "  --vocab N             vocabulary size [256]\n" +
+        "  --vocab N             vocabulary size; with the tokenizer at least 256 + the special ids [512]\n" +
         "  --intermediate N      MLP width [2 x d-model]\n" +
         "  --max-positions N     max_position_embeddings [256]\n" +
         "  --rope-theta X        rotary base [10000]\n" +
@@ -27,7 +28,12 @@ public static class DecoderCommand
         "  --seed N              weight seed [18]\n" +
         "  --fp16                FLOAT16 weights, activations, KV cache and logits [FLOAT]\n" +
         "  --external-data       weights in model.onnx_data beside model.onnx\n" +
-        "  --bos-id N, --eos-id N, --pad-id N   special token ids [1, 2, 0]\n";
+        "  --legacy-merged       older Optimum's merged export instead: decoder_model_merged.onnx [+ .onnx_data],\n" +
+        "                        inputs use_cache_branch and no position_ids\n" +
+        "  --bos-id N, --eos-id N, --pad-id N   special token ids (<s>, </s>, <pad>) [1, 2, 0]\n" +
+        "  --layout root|hub     root: everything in DIR, as optimum-cli writes it; hub: the graph (and its data)\n" +
+        "                        under DIR/onnx/, the JSON and tokenizer files in DIR, as hub repositories keep them [root]\n" +
+        "  --no-tokenizer        write no tokenizer files (for a vocabulary smaller than the byte tokenizer needs)\n";
 
     /// <summary>Parses <paramref name="args"/> (the arguments after <c>decoder</c>) into options and an output directory.</summary>
     /// <exception cref="ArgumentException">An argument is unknown, incomplete or not a number, or <c>--out</c> is missing.</exception>
@@ -56,9 +62,12 @@ public static class DecoderCommand
                 "--seed" => options with { Seed = ulong.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong s) ? s : throw new ArgumentException($"'{name}' needs a non-negative integer, not '{args[i]}'.") },
                 "--fp16" => options with { Precision = DecoderPrecision.Float16 },
                 "--external-data" => options with { ExternalData = true },
+                "--legacy-merged" => options with { LegacyMerged = true },
                 "--bos-id" => options with { BosTokenId = Int() },
                 "--eos-id" => options with { EosTokenId = Int() },
                 "--pad-id" => options with { PadTokenId = Int() },
+                "--layout" => options with { Layout = Layout(name, Value()) },
+                "--no-tokenizer" => options with { Tokenizer = false },
                 _ => throw new ArgumentException($"unknown argument '{name}'."),
             };
         }
@@ -69,6 +78,11 @@ public static class DecoderCommand
         }
 
         options.Validate();
+        if (options.Tokenizer)
+        {
+            DecoderSpecialTokens.CheckVocabulary(options);
+        }
+
         return (options, outDir);
     }
 
@@ -85,6 +99,13 @@ public static class DecoderCommand
         outDir = value;
         return options;
     }
+
+    private static DecoderLayout Layout(string name, string value) => value switch
+    {
+        "root" => DecoderLayout.Root,
+        "hub" => DecoderLayout.Hub,
+        _ => throw new ArgumentException($"'{name}' needs root or hub, not '{value}'."),
+    };
 
     private static double Double(string name, string value) =>
         double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double v)

@@ -6,8 +6,12 @@ namespace InferenceServer.ModelBuilder.Decoders;
 /// <summary>
 /// Writes a decoder-only language model directory as <c>optimum-cli export onnx --task text-generation-with-past</c>
 /// lays it out: <c>model.onnx</c> (<see cref="DecoderGraph"/>; with <see cref="DecoderOptions.ExternalData"/> its
-/// weights in <c>model.onnx_data</c>), <c>config.json</c> and <c>generation_config.json</c>. Deterministic: the same
-/// options always give the same bytes.
+/// weights in <c>model.onnx_data</c>), <c>config.json</c>, <c>generation_config.json</c> and, with
+/// <see cref="DecoderOptions.Tokenizer"/>, <c>tokenizer.json</c> and <c>tokenizer_config.json</c>; with
+/// <see cref="DecoderLayout.Hub"/> the graph goes under <c>onnx/</c>; with <see cref="DecoderOptions.LegacyMerged"/>,
+/// <c>decoder_model_merged.onnx</c> (<see cref="LegacyMergedDecoderGraph"/>; its weights in
+/// <c>decoder_model_merged.onnx_data</c>) instead of the model files, as older Optimum versions wrote it.
+/// Deterministic: the same options always give the same bytes.
 /// </summary>
 public static class DecoderModelWriter
 {
@@ -20,46 +24,93 @@ public static class DecoderModelWriter
     {
         var weights = new DecoderWeights(options);
         CheckEmbeddable(weights);
-        return DecoderGraph.Build(weights).ToModelBytes();
+        return Graph(weights).ToModelBytes();
     }
 
     /// <summary>
     /// The model of <paramref name="options"/> with every initializer of at least
-    /// <see cref="OnnxExternalData.DefaultSizeThreshold"/> bytes moved to <see cref="OptimumDecoderLayout.ExternalDataFileName"/>.
+    /// <see cref="OnnxExternalData.DefaultSizeThreshold"/> bytes moved to <see cref="ExternalDataFileName"/>.
     /// </summary>
     public static (byte[] Model, byte[] Data) ExternalModelBytes(DecoderOptions options)
     {
         var weights = new DecoderWeights(options);
-        ModelProto model = DecoderGraph.Build(weights).ToModelProto();
-        byte[] data = OnnxExternalData.Externalize(model, OptimumDecoderLayout.ExternalDataFileName);
+        ModelProto model = Graph(weights).ToModelProto();
+        byte[] data = OnnxExternalData.Externalize(model, ExternalDataFileName(options));
         return (model.ToByteArray(), data);
     }
 
-    /// <summary>Writes the model directory <paramref name="directory"/> (created if missing) and returns the paths written.</summary>
-    /// <exception cref="ArgumentException">The options are invalid, or the weights are too large to embed without external data.</exception>
+    /// <summary>The model file's name for <paramref name="options"/>' layout: <c>model.onnx</c> or <c>decoder_model_merged.onnx</c>.</summary>
+    public static string ModelFileName(DecoderOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName : OptimumDecoderLayout.ModelFileName;
+    }
+
+    /// <summary>The external-data file's name for <paramref name="options"/>' layout: <c>model.onnx_data</c> or <c>decoder_model_merged.onnx_data</c>.</summary>
+    public static string ExternalDataFileName(DecoderOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ExternalDataFileName : OptimumDecoderLayout.ExternalDataFileName;
+    }
+
+    /// <summary>The folder of the graph inside the model directory for <paramref name="layout"/>: "" or <c>onnx</c>.</summary>
+    public static string GraphFolder(DecoderLayout layout) => layout == DecoderLayout.Hub ? "onnx" : "";
+
+    /// <summary>
+    /// Writes the model directory <paramref name="directory"/> (created if missing) and returns the paths written: the
+    /// graph (and its external data), <c>config.json</c>, <c>generation_config.json</c>, then the tokenizer files.
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// The options are invalid, the weights are too large to embed without external data, or the vocabulary is too small
+    /// for the tokenizer.
+    /// </exception>
     public static IReadOnlyList<string> Write(DecoderOptions options, string directory)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentException.ThrowIfNullOrEmpty(directory);
         options.Validate();
-        Directory.CreateDirectory(directory);
-        var written = new List<string>();
-        string modelPath = Path.Combine(directory, OptimumDecoderLayout.ModelFileName);
-        string dataPath = Path.Combine(directory, OptimumDecoderLayout.ExternalDataFileName);
+        // Everything is made before anything is written, so a refusal leaves the directory as it was.
+        string? tokenizer = null, tokenizerConfig = null;
+        if (options.Tokenizer)
+        {
+            tokenizer = HuggingFaceTokenizerFiles.Tokenizer(options);
+            tokenizerConfig = HuggingFaceTokenizerFiles.TokenizerConfig(options);
+        }
+
+        byte[] model, data = [];
         if (options.ExternalData)
         {
-            var (model, data) = ExternalModelBytes(options);
-            File.WriteAllBytes(modelPath, model);
+            (model, data) = ExternalModelBytes(options);
+        }
+        else
+        {
+            model = EmbeddedModelBytes(options);
+        }
+
+        string graphDirectory = Path.Combine(directory, GraphFolder(options.Layout));
+        Directory.CreateDirectory(graphDirectory);
+        var written = new List<string>();
+        string modelPath = Path.Combine(graphDirectory, ModelFileName(options));
+        string dataPath = Path.Combine(graphDirectory, ExternalDataFileName(options));
+        File.WriteAllBytes(modelPath, model);
+        written.Add(modelPath);
+        if (options.ExternalData)
+        {
             File.WriteAllBytes(dataPath, data);
-            written.Add(modelPath);
             written.Add(dataPath);
         }
         else
         {
-            File.WriteAllBytes(modelPath, EmbeddedModelBytes(options));
-            written.Add(modelPath);
             // A data file left by an earlier external write would be mistaken for this model's.
             File.Delete(dataPath);
+        }
+
+        // So would a graph of the other layout: a server takes model.onnx before onnx/model.onnx.
+        string otherGraphDirectory = Path.Combine(directory, GraphFolder(options.Layout == DecoderLayout.Hub ? DecoderLayout.Root : DecoderLayout.Hub));
+        if (Directory.Exists(otherGraphDirectory))
+        {
+            File.Delete(Path.Combine(otherGraphDirectory, ModelFileName(options)));
+            File.Delete(Path.Combine(otherGraphDirectory, ExternalDataFileName(options)));
         }
 
         string configPath = Path.Combine(directory, HuggingFaceConfigFiles.ConfigFileName);
@@ -68,8 +119,27 @@ public static class DecoderModelWriter
         string generationPath = Path.Combine(directory, HuggingFaceConfigFiles.GenerationConfigFileName);
         File.WriteAllText(generationPath, HuggingFaceConfigFiles.GenerationConfig(options));
         written.Add(generationPath);
+        string tokenizerPath = Path.Combine(directory, HuggingFaceTokenizerFiles.TokenizerFileName);
+        string tokenizerConfigPath = Path.Combine(directory, HuggingFaceTokenizerFiles.TokenizerConfigFileName);
+        if (tokenizer is not null && tokenizerConfig is not null)
+        {
+            File.WriteAllText(tokenizerPath, tokenizer);
+            written.Add(tokenizerPath);
+            File.WriteAllText(tokenizerConfigPath, tokenizerConfig);
+            written.Add(tokenizerConfigPath);
+        }
+        else
+        {
+            // Files of an earlier write would describe another vocabulary.
+            File.Delete(tokenizerPath);
+            File.Delete(tokenizerConfigPath);
+        }
+
         return written;
     }
+
+    private static OnnxGraphBuilder Graph(DecoderWeights weights) =>
+        weights.Options.LegacyMerged ? LegacyMergedDecoderGraph.Build(weights) : DecoderGraph.Build(weights);
 
     private static void CheckEmbeddable(DecoderWeights weights)
     {

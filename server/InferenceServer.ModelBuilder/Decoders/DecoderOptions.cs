@@ -2,7 +2,8 @@ namespace InferenceServer.ModelBuilder.Decoders;
 
 /// <summary>
 /// The shape and numbers of a Llama-style decoder-only language model written by <see cref="DecoderModelWriter"/>.
-/// The defaults make a tiny model (2 layers, width 64, 4 query heads sharing 2 KV heads, vocabulary 256).
+/// The defaults make a tiny model (2 layers, width 64, 4 query heads sharing 2 KV heads, vocabulary 512) with its
+/// tokenizer files, laid out as Optimum writes it.
 /// </summary>
 public sealed record DecoderOptions
 {
@@ -22,8 +23,11 @@ public sealed record DecoderOptions
     /// </summary>
     public int KvHeads { get; init; } = 2;
 
-    /// <summary>Vocabulary size (<c>vocab_size</c>): rows of the embedding, columns of the logits.</summary>
-    public int Vocab { get; init; } = 256;
+    /// <summary>
+    /// Vocabulary size (<c>vocab_size</c>): rows of the embedding, columns of the logits. With <see cref="Tokenizer"/>
+    /// at least 256 plus the number of distinct special ids.
+    /// </summary>
+    public int Vocab { get; init; } = 512;
 
     /// <summary>Width of the SiLU-gated MLP (<c>intermediate_size</c>); 0 means <c>2 × DModel</c>.</summary>
     public int Intermediate { get; init; }
@@ -48,6 +52,23 @@ public sealed record DecoderOptions
     /// writes models over 2 GB) instead of into the model file.
     /// </summary>
     public bool ExternalData { get; init; }
+
+    /// <summary>
+    /// Whether the model is written as older Optimum versions merged it (<see cref="LegacyMergedDecoderGraph"/>,
+    /// <c>decoder_model_merged.onnx</c>: <c>use_cache_branch</c>, no <c>position_ids</c>) instead of in the current
+    /// <c>text-generation-with-past</c> layout (<see cref="DecoderGraph"/>, <c>model.onnx</c>). Same weights and maths.
+    /// </summary>
+    public bool LegacyMerged { get; init; }
+
+    /// <summary>
+    /// Whether <see cref="DecoderModelWriter.Write"/> writes the tokenizer files (<c>tokenizer.json</c>,
+    /// <c>tokenizer_config.json</c>: <see cref="HuggingFaceTokenizerFiles"/>), which need a vocabulary of at least 256
+    /// byte tokens plus the special tokens.
+    /// </summary>
+    public bool Tokenizer { get; init; } = true;
+
+    /// <summary>Where the writer puts the graph: beside the JSON files (<see cref="DecoderLayout.Root"/>) or under <c>onnx/</c>.</summary>
+    public DecoderLayout Layout { get; init; } = DecoderLayout.Root;
 
     /// <summary>Id of the beginning-of-sequence token (<c>bos_token_id</c>).</summary>
     public int BosTokenId { get; init; } = 1;
@@ -119,6 +140,10 @@ public sealed record DecoderOptions
         }
 
         _ = Precision.ElementKind();
+        if (!Enum.IsDefined(Layout))
+        {
+            throw new ArgumentException($"{nameof(Layout)} {Layout} is not a layout.");
+        }
     }
 
     private static void Positive(int value, string name)

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace InferenceServer.ModelBuilder.Decoders;
@@ -6,7 +7,7 @@ namespace InferenceServer.ModelBuilder.Decoders;
 /// <summary>
 /// The Hugging Face files an Optimum export carries beside the graph: <c>config.json</c> (the architecture, as
 /// <c>transformers</c>' <c>LlamaConfig</c> names it) and <c>generation_config.json</c> (special token ids). The
-/// tokenizer files are not written.
+/// tokenizer files are <see cref="HuggingFaceTokenizerFiles"/>.
 /// </summary>
 public static class HuggingFaceConfigFiles
 {
@@ -64,11 +65,15 @@ public static class HuggingFaceConfigFiles
         });
     }
 
-    /// <summary>A JSON object written by <paramref name="body"/>: UTF-8, indented with <c>\n</c> line ends, ending in a newline.</summary>
+    /// <summary>
+    /// A JSON object written by <paramref name="body"/>: UTF-8, indented with <c>\n</c> line ends, ending in a newline,
+    /// with characters such as <c>&lt;</c> and non-ASCII ones written as themselves (as Python's
+    /// <c>json.dump(..., ensure_ascii=False)</c> does).
+    /// </summary>
     internal static string Json(Action<Utf8JsonWriter> body)
     {
         using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, NewLine = "\n" }))
+        using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, NewLine = "\n", Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             writer.WriteStartObject();
             body(writer);

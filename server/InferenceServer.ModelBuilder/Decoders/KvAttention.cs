@@ -4,7 +4,8 @@ namespace InferenceServer.ModelBuilder.Decoders;
 /// The pieces of attention over an Optimum KV cache (<see cref="OptimumDecoderLayout"/>) that every decoder graph
 /// shares, whatever its norms, position encoding and MLP: the additive mask over the concatenated columns, the split
 /// into heads and back, appending the new keys and values to <c>past_key_values</c> as <c>present</c>, and the scaled
-/// dot-product itself.
+/// dot-product itself. Used by the Llama decoder's <see cref="DecoderPass"/> (in both the current and the legacy merged
+/// layout) and by the TorchScript GPT export.
 /// </summary>
 internal static class KvAttention
 {
@@ -44,8 +45,18 @@ internal static class KvAttention
     /// <paramref name="values"/>) along the sequence axis; returns the two graph outputs' names.
     /// </summary>
     public static (string Keys, string Values) AppendToCache(GraphEmitter g, int layer, string keys, string values) =>
-        (g.Op("Concat", [OptimumDecoderLayout.PastKey(layer), keys], OptimumDecoderLayout.PresentKey(layer), NodeAttribute.Int("axis", 2)),
-         g.Op("Concat", [OptimumDecoderLayout.PastValue(layer), values], OptimumDecoderLayout.PresentValue(layer), NodeAttribute.Int("axis", 2)));
+        AppendToCache(g, layer, keys, values, OptimumDecoderLayout.PresentKey(layer), OptimumDecoderLayout.PresentValue(layer), readsPast: true);
+
+    /// <summary>
+    /// The present keys and values of <paramref name="layer"/>, named <paramref name="presentKey"/> and
+    /// <paramref name="presentValue"/> (e.g. a subgraph's own names): Concat(<c>past_key_values.{layer}.key/value</c>,
+    /// the new) along the sequence axis when <paramref name="readsPast"/>, else the new keys and values alone (a pass that
+    /// never reads the past inputs).
+    /// </summary>
+    public static (string Keys, string Values) AppendToCache(
+        GraphEmitter g, int layer, string keys, string values, string presentKey, string presentValue, bool readsPast) =>
+        (Present(g, OptimumDecoderLayout.PastKey(layer), keys, presentKey, readsPast),
+         Present(g, OptimumDecoderLayout.PastValue(layer), values, presentValue, readsPast));
 
     /// <summary>
     /// <c>softmax(Q·Kᵀ/√dim + bias)·V</c> per head, <c>[batch, heads, seq, dim]</c>: the scores and the softmax in FLOAT
@@ -66,4 +77,9 @@ internal static class KvAttention
     /// <summary>A FLOAT <paramref name="x"/> back in <paramref name="precision"/>.</summary>
     public static string FromFloat(GraphEmitter g, string x, DecoderPrecision precision) =>
         precision == DecoderPrecision.Float32 ? x : g.Op("Cast", [x], attributes: NodeAttribute.Int("to", (long)precision.ElementKind()));
+
+    private static string Present(GraphEmitter g, string past, string current, string name, bool readsPast) =>
+        readsPast
+            ? g.Op("Concat", [past, current], name, NodeAttribute.Int("axis", 2))
+            : g.Op("Identity", [current], name);
 }

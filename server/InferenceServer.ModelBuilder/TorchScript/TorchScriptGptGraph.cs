@@ -13,9 +13,9 @@ namespace InferenceServer.ModelBuilder.TorchScript;
 /// <c>x = Proj(gelu(Fc(b))) + LayerNorm₂(b)</c> with the exact (erf) GELU;</item>
 /// <item>the de-embedding MatMul plus bias → <c>logits</c>.</item>
 /// </list>
-/// Attention is <see cref="KvAttention"/>'s, as in <see cref="DecoderGraph"/>: scores <c>QKᵀ/√head_dim</c>, causal over
-/// the concatenated columns and masked by <c>attention_mask</c> (−10⁹), so ragged left-padded batches decode as each
-/// sequence alone.
+/// Attention is <see cref="KvAttention"/>'s, as in the Llama decoder's <see cref="DecoderPass"/>: scores
+/// <c>QKᵀ/√head_dim</c>, causal over the concatenated columns and masked by <c>attention_mask</c> (−10⁹), so ragged
+/// left-padded batches decode as each sequence alone.
 /// </summary>
 public static class TorchScriptGptGraph
 {

@@ -160,7 +160,7 @@ internal static class GenerateEndpoints
         {
             throw InferenceException.InvalidArgument("the request needs \"text_input\", the prompt as a string");
         }
-        return (fields.ToRequest(text, null, "generate", id), fields.Stream);
+        return (fields.ToRequest(text, null, null, "generate", id), fields.Stream);
     }
 
     private sealed record GenerateReply(string ModelName, string ModelVersion, string Id);

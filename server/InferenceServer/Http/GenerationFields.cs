@@ -14,6 +14,9 @@ internal sealed class GenerationFields
     /// <summary>The key under which an error carries the offending field's name (OpenAI's <c>param</c>).</summary>
     public const string ParamKey = "inference.param";
 
+    /// <summary>The key under which an error carries a machine-readable code (OpenAI's <c>code</c>), such as <c>context_length_exceeded</c>.</summary>
+    public const string CodeKey = "inference.code";
+
     /// <summary>OpenAI's and the contract's limit on stop sequences.</summary>
     public const int MaxStopSequences = 4;
 
@@ -83,10 +86,11 @@ internal sealed class GenerationFields
         return sampling;
     }
 
-    /// <summary>Builds the request (exactly one of <paramref name="prompt"/> and <paramref name="messages"/>).</summary>
-    public GenerationRequest ToRequest(string? prompt, IReadOnlyList<ChatMessage>? messages, string operation, string id) => new()
+    /// <summary>Builds the request (exactly one of <paramref name="prompt"/>, <paramref name="promptTokenIds"/> and <paramref name="messages"/>).</summary>
+    public GenerationRequest ToRequest(string? prompt, IReadOnlyList<int>? promptTokenIds, IReadOnlyList<ChatMessage>? messages, string operation, string id) => new()
     {
         Prompt = prompt,
+        PromptTokenIds = promptTokenIds,
         Messages = messages,
         MaxTokens = MaxTokens,
         Sampling = Sampling(),

@@ -15,6 +15,7 @@ internal static class MetricsEndpoint
             var metrics = context.RequestServices.GetRequiredService<ServerMetrics>();
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             await metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted);
+            await metrics.Vllm.WriteAsync(context.Response.Body, context.RequestAborted);
         });
         return app;
     }

@@ -83,6 +83,10 @@ internal static class RestEndpoints
         // Triton's configuration, plus where each value came from (a configuration file, the model itself, a default).
         return WriteJsonAsync(context, 200, w => ProtoJson.Write(w, ProtocolMessages.ModelConfig(config), extra: w =>
         {
+            if (config.Generation is { } generation)
+            {
+                GenerationConfigJson.Write(w, generation);
+            }
             w.WriteStartObject("provenance");
             foreach (var (key, source) in config.Provenance)
             {

@@ -14,16 +14,18 @@ public sealed class ConfigurationIsALeafTests
     [Fact]
     public void Configuration_types_use_nothing_of_core_but_datatype()
     {
-        var types = typeof(ModelConfig).Assembly.GetTypes().Where(t => t.Namespace == "InferenceServer.Configuration").ToArray();
+        // Configuration's folders (HuggingFace/) are namespaces of it and follow the same rule.
+        var types = typeof(ModelConfig).Assembly.GetTypes().Where(t => IsConfiguration(t.Namespace)).ToArray();
         Assert.Contains(typeof(ModelConfigFile), types);
         Assert.Contains(typeof(GenerationSettings), types);
+        Assert.Contains(typeof(InferenceServer.Configuration.HuggingFace.HuggingFaceFiles), types);
         var offending = new List<string>();
         foreach (var type in types)
         {
             foreach (var used in UsedTypes(type))
             {
                 if (used.Namespace is { } ns && ns.StartsWith("InferenceServer", StringComparison.Ordinal)
-                    && ns != "InferenceServer.Configuration" && used != typeof(InferenceServer.Tensors.DataType))
+                    && !IsConfiguration(ns) && used != typeof(InferenceServer.Tensors.DataType))
                 {
                     offending.Add($"{type.FullName} uses {used.FullName}");
                 }
@@ -39,6 +41,9 @@ public sealed class ConfigurationIsALeafTests
         var used = UsedTypes(typeof(InferenceServer.Generation.GenerationModel)).ToArray();
         Assert.Contains(typeof(InferenceServer.Generation.ITokenizer), used);
     }
+
+    private static bool IsConfiguration(string? ns) =>
+        ns is not null && (ns == "InferenceServer.Configuration" || ns.StartsWith("InferenceServer.Configuration.", StringComparison.Ordinal));
 
     private static IEnumerable<Type> UsedTypes(Type type)
     {

@@ -32,15 +32,15 @@ public sealed class DecoderCommandTests : IDisposable
     public void Decoder_command_writes_the_model_directory_byte_for_byte_deterministically()
     {
         string first = Path.Combine(_dir, "first"), second = Path.Combine(_dir, "second");
-        string[] args = ["--layers", "1", "--d-model", "32", "--heads", "4", "--kv-heads", "1", "--vocab", "64", "--external-data"];
+        string[] args = ["--layers", "1", "--d-model", "32", "--heads", "4", "--kv-heads", "1", "--vocab", "300", "--external-data"];
         using (var stdout = new StringWriter())
         {
             Assert.Equal(0, DecoderCommand.Run([.. args, "--out", first], stdout, TextWriter.Null));
-            Assert.Equal(4, stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+            Assert.Equal(6, stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
         }
 
         Assert.Equal(0, DecoderCommand.Run([.. args, "--out", second], TextWriter.Null, TextWriter.Null));
-        string[] files = ["model.onnx", "model.onnx_data", "config.json", "generation_config.json"];
+        string[] files = ["model.onnx", "model.onnx_data", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"];
         Assert.Equal(files.Order(), Directory.GetFiles(first).Select(Path.GetFileName).Order());
         Assert.All(files, f => Assert.Equal(File.ReadAllBytes(Path.Combine(first, f)), File.ReadAllBytes(Path.Combine(second, f))));
 
@@ -57,7 +57,7 @@ public sealed class DecoderCommandTests : IDisposable
     [InlineData("--heads", "3")]
     [InlineData("--kv-heads", "3")]
     [InlineData("--layers", "0")]
-    [InlineData("--bos-id", "256")]
+    [InlineData("--bos-id", "512")]
     [InlineData("--unknown", "1")]
     [InlineData("--vocab", "many")]
     public void Decoder_command_rejects_bad_arguments_with_exit_code_2(string name, string value)

@@ -10,7 +10,10 @@ internal sealed record DecoderStep(float[] Logits, int Batch, int Sequence, int 
     public float[] At(int b, int s) => Logits.AsSpan((b * Sequence + s) * Vocab, Vocab).ToArray();
 }
 
-/// <summary>An in-process ONNX Runtime session over a written decoder, fed and read in the Optimum layout.</summary>
+/// <summary>
+/// An in-process ONNX Runtime session over a written decoder, fed and read in the Optimum layout (<see cref="Run"/>) or
+/// the legacy merged layout (<see cref="RunMerged"/>).
+/// </summary>
 internal sealed class DecoderSession : IDisposable
 {
     private readonly InferenceSession _session;
@@ -41,22 +44,35 @@ internal sealed class DecoderSession : IDisposable
     public static DecoderSession Create(DecoderOptions options) => new(options, DecoderModelWriter.EmbeddedModelBytes(options));
 
     /// <summary>
-    /// One call. All rows have the same number of new tokens; <paramref name="mask"/> rows are
+    /// One call in the current layout. All rows have the same number of new tokens; <paramref name="mask"/> rows are
     /// <c>past.Length + ids</c> long.
     /// </summary>
     public DecoderStep Run(long[][] ids, long[][] mask, long[][] positions, KvCache past)
     {
-        int batch = ids.Length;
-        int sequence = ids[0].Length;
-        Assert.All(ids, r => Assert.Equal(sequence, r.Length));
-        Assert.All(positions, r => Assert.Equal(sequence, r.Length));
-        Assert.All(mask, r => Assert.Equal(past.Length + sequence, r.Length));
-        Assert.Equal(batch, past.Batch);
+        Assert.All(positions, r => Assert.Equal(ids[0].Length, r.Length));
+        return Call(ids, mask, past, past.Length, (OptimumDecoderLayout.PositionIds, Int64(positions)));
+    }
 
-        var names = new List<string>();
-        var values = new List<OrtValue>();
+    /// <summary>
+    /// One call of a legacy merged decoder (<see cref="LegacyOptimumDecoderLayout"/>): no positions (the graph counts
+    /// them from the past's length) and <c>use_cache_branch = [<paramref name="useCacheBranch"/>]</c>. The mask covers
+    /// the past and the new tokens on the cache branch, the new tokens only on the first-step branch (which ignores the past).
+    /// </summary>
+    public DecoderStep RunMerged(long[][] ids, long[][] mask, KvCache past, bool useCacheBranch) =>
+        Call(ids, mask, past, useCacheBranch ? past.Length : 0, (LegacyOptimumDecoderLayout.UseCacheBranch, OrtValue.CreateTensorValueFromMemory(new[] { useCacheBranch }, [1])));
+
+    private DecoderStep Call(long[][] ids, long[][] mask, KvCache past, int maskedPast, (string Name, OrtValue Value) layoutInput)
+    {
+        var names = new List<string> { layoutInput.Name };
+        var values = new List<OrtValue> { layoutInput.Value };
         try
         {
+            int batch = ids.Length;
+            int sequence = ids[0].Length;
+            Assert.All(ids, r => Assert.Equal(sequence, r.Length));
+            Assert.All(mask, r => Assert.Equal(maskedPast + sequence, r.Length));
+            Assert.Equal(batch, past.Batch);
+
             void Add(string name, OrtValue value)
             {
                 names.Add(name);
@@ -65,7 +81,6 @@ internal sealed class DecoderSession : IDisposable
 
             Add(OptimumDecoderLayout.InputIds, Int64(ids));
             Add(OptimumDecoderLayout.AttentionMask, Int64(mask));
-            Add(OptimumDecoderLayout.PositionIds, Int64(positions));
             for (int i = 0; i < Shape.Layers; i++)
             {
                 Add(OptimumDecoderLayout.PastKey(i), Floats(past.Keys[i], past.Shape));

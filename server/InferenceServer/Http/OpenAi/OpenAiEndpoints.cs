@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
 using InferenceServer.Generation;
 using InferenceServer.Inference;
 using InferenceServer.Protocol;
@@ -52,74 +53,135 @@ internal static partial class OpenAiEndpoints
             request = chat ? OpenAiRequestReader.ReadChat(body.Memory, id, depth) : OpenAiRequestReader.ReadCompletion(body.Memory, id, depth);
         }
         Observability.AccessLogEntry.SetModel(context, request.Model, null);
-        request.Generation.Tenant = Protocol.RequestMetadata.TenantOf(context);
-        GenerationStream stream;
+        var tenant = Protocol.RequestMetadata.TenantOf(context);
+        var generations = request.Generations;
+        // Several prompts run as several generations, one choice each; when one fails or the response ends early, the
+        // others are cancelled so that their slots are freed. One prompt needs no token of its own.
+        using var several = generations.Count > 1 ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken) : null;
+        var generationToken = several?.Token ?? cancellationToken;
+        var streams = new GenerationStream[generations.Count];
+        var started = 0;
         try
         {
-            stream = await Generator(context).GenerateAsync(request.Model, null, request.Generation, cancellationToken);
+            for (; started < streams.Length; started++)
+            {
+                generations[started].Tenant = tenant;
+                streams[started] = await Generator(context).GenerateAsync(request.Model, null, generations[started], generationToken);
+            }
         }
-        catch (InferenceException e) when (e.Kind == InferenceErrorKind.NotFound)
+        catch (Exception e)
         {
-            e.Data[GenerationFields.ParamKey] = "model";
+            several?.Cancel();
+            if (e is InferenceException { Kind: InferenceErrorKind.NotFound })
+            {
+                e.Data[GenerationFields.ParamKey] = "model";
+            }
+            else if (e is InferenceException { Kind: InferenceErrorKind.InvalidArgument } invalid && invalid.Data[PromptAdmission.PromptErrorKey] is string code)
+            {
+                // The prompt itself was refused (too long, an id outside the vocabulary, ...): name it, and which one of several.
+                var named = several is null ? invalid : new InferenceException(InferenceErrorKind.InvalidArgument, $"prompt[{started}]: {invalid.Message}", invalid);
+                named.Data[GenerationFields.ParamKey] = chat ? "messages" : "prompt";
+                named.Data[GenerationFields.CodeKey] = code == PromptAdmission.ContextLengthExceeded ? code : null;
+                if (several is not null)
+                {
+                    throw named;
+                }
+            }
             throw;
         }
-        Observability.AccessLogEntry.SetModel(context, stream.ModelName, stream.ModelVersion);
-        var reply = new OpenAiReply(chat, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), stream.ModelName);
-        if (!request.Stream)
+        Observability.AccessLogEntry.SetModel(context, streams[0].ModelName, streams[0].ModelVersion);
+        var reply = new OpenAiReply(chat, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), streams[0].ModelName);
+        try
         {
-            var result = await GenerationResult.ReadAsync(stream, cancellationToken);
-            await JsonResponse.WriteAsync(context, 200, (reply, result), static (w, s) => OpenAiResponseWriter.Completion(w, s.reply, s.result));
-            return;
+            if (!request.Stream)
+            {
+                var results = streams.Length == 1
+                    ? [await GenerationResult.ReadAsync(streams[0], cancellationToken)]
+                    : await ReadAllAsync(streams, several!);
+                await JsonResponse.WriteAsync(context, 200, (reply, results), static (w, s) => OpenAiResponseWriter.Completion(w, s.reply, s.results));
+                return;
+            }
+            await StreamAsync(context, reply, streams, several, request.IncludeUsage);
         }
-        await StreamAsync(context, reply, stream, request.IncludeUsage);
+        finally
+        {
+            // Every generation has finished unless the response failed part way; those still running stop and free their slots.
+            several?.Cancel();
+        }
+    }
+
+    /// <summary>Reads several generations to their ends; the first failure cancels the rest and is the one reported.</summary>
+    private static async Task<GenerationResult[]> ReadAllAsync(GenerationStream[] streams, CancellationTokenSource several)
+    {
+        var reads = new Task<GenerationResult>[streams.Length];
+        for (var i = 0; i < streams.Length; i++)
+        {
+            reads[i] = ReadOneAsync(streams[i], several);
+        }
+        return await Task.WhenAll(reads);
+
+        static async Task<GenerationResult> ReadOneAsync(GenerationStream stream, CancellationTokenSource several)
+        {
+            try
+            {
+                return await GenerationResult.ReadAsync(stream, several.Token);
+            }
+            catch
+            {
+                // The others end as cancelled; Task.WhenAll reports this fault before their cancellations.
+                several.Cancel();
+                throw;
+            }
+        }
     }
 
     /// <summary>
-    /// The streamed form: a chunk per piece of text, the finish reason on the last, optionally a usage chunk, then
-    /// <c>[DONE]</c>. An engine failure after the first byte can only be reported in-band, as an error event.
+    /// The streamed form: a chunk per piece of text (with several prompts, pieces of different choices interleave as
+    /// they are made, each naming its choice's index), each choice's finish reason on its last chunk, optionally a usage
+    /// chunk over every choice, then <c>[DONE]</c>. An engine failure after the first byte can only be reported in-band,
+    /// as an error event.
     /// </summary>
-    private static async Task StreamAsync(HttpContext context, OpenAiReply reply, GenerationStream stream, bool includeUsage)
+    private static async Task StreamAsync(HttpContext context, OpenAiReply reply, GenerationStream[] streams, CancellationTokenSource? several, bool includeUsage)
     {
         var cancellationToken = context.RequestAborted;
         using var events = new ServerSentEvents(context.Response);
         await events.StartAsync(cancellationToken);
+        var choices = new StreamedChoices(reply, streams.Length, includeUsage);
         try
         {
             if (reply.Chat)
             {
-                await events.WriteAsync(new OpenAiDelta(reply, null, FinishReason.None, FirstChatChunk: true, includeUsage), OpenAiResponseWriter.Chunk, cancellationToken);
+                await events.WriteAsync(new OpenAiDelta(reply, 0, null, FinishReason.None, FirstChatChunk: true, includeUsage), OpenAiResponseWriter.Chunk, cancellationToken);
             }
-            var finish = FinishReason.None;
-            var completionTokens = 0;
-            await foreach (var chunk in stream.Chunks.ReadAllAsync(cancellationToken))
+            if (streams.Length == 1)
             {
-                completionTokens = chunk.CompletionTokens;
-                finish = chunk.FinishReason;
-                if (finish == FinishReason.Cancelled || (chunk.Text.Length == 0 && finish == FinishReason.None))
+                // One prompt: its chunks straight from the engine's channel.
+                var chunks = streams[0].Chunks;
+                await foreach (var chunk in chunks.ReadAllAsync(cancellationToken))
                 {
-                    if (finish == FinishReason.Cancelled)
+                    if (choices.Take(0, chunk, out var last) is { } delta)
+                    {
+                        // A client that fell behind gets the pieces already made in one send.
+                        await events.WriteAsync(delta, OpenAiResponseWriter.Chunk, cancellationToken, flush: last || !chunks.TryPeek(out _));
+                    }
+                    if (last)
                     {
                         break;
                     }
-                    continue;
                 }
-                // A client that fell behind gets the pieces already made in one send.
-                await events.WriteAsync(new OpenAiDelta(reply, chunk.Text, finish, FirstChatChunk: false, includeUsage), OpenAiResponseWriter.Chunk, cancellationToken,
-                    flush: finish != FinishReason.None || !stream.Chunks.TryPeek(out _));
-                if (finish != FinishReason.None)
+                if (choices.End(0, cancellationToken) is { } end)
                 {
-                    break;
+                    await events.WriteAsync(end, OpenAiResponseWriter.Chunk, cancellationToken);
                 }
             }
-            if (finish is FinishReason.None or FinishReason.Cancelled)
+            else
             {
-                // Throws for a cancelled generation; a stream that ended without a reason gets its "stop" chunk here.
-                finish = GenerationResult.Finished(finish, cancellationToken);
-                await events.WriteAsync(new OpenAiDelta(reply, null, finish, FirstChatChunk: false, includeUsage), OpenAiResponseWriter.Chunk, cancellationToken);
+                await InterleaveAsync(events, streams, choices, several!.Token, cancellationToken);
             }
             if (includeUsage)
             {
-                await events.WriteAsync((reply, new GenerationUsage(stream.PromptTokens, completionTokens)), OpenAiResponseWriter.UsageChunk, cancellationToken);
+                var usage = new GenerationUsage(streams.Sum(s => s.PromptTokens), choices.CompletionTokens);
+                await events.WriteAsync((reply, usage), OpenAiResponseWriter.UsageChunk, cancellationToken);
             }
             await events.WriteDoneAsync(cancellationToken);
         }
@@ -131,6 +193,103 @@ internal static partial class OpenAiEndpoints
         {
             var error = Translate(context, e);
             await events.WriteAsync(error, OpenAiResponseWriter.Error, CancellationToken.None);
+        }
+    }
+
+    /// <summary>
+    /// Streams several generations as one: a reader per generation forwards its chunks, in order, into one channel
+    /// whose chunks are written as they arrive. A generation's failure is rethrown here.
+    /// </summary>
+    private static async Task InterleaveAsync(
+        ServerSentEvents events, GenerationStream[] streams, StreamedChoices choices, CancellationToken generationToken, CancellationToken cancellationToken)
+    {
+        var merged = Channel.CreateUnbounded<IndexedChunk>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
+        for (var i = 0; i < streams.Length; i++)
+        {
+            _ = ForwardAsync(i, streams[i].Chunks, merged.Writer, generationToken);
+        }
+        var ended = 0;
+        while (ended < streams.Length)
+        {
+            var item = await merged.Reader.ReadAsync(cancellationToken);
+            if (item.Error is { } error)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+            }
+            if (item.Chunk is { } chunk)
+            {
+                if (choices.Take(item.Index, chunk, out var last) is { } delta)
+                {
+                    await events.WriteAsync(delta, OpenAiResponseWriter.Chunk, cancellationToken, flush: last || !merged.Reader.TryPeek(out _));
+                }
+                continue;
+            }
+            if (choices.End(item.Index, cancellationToken) is { } end)
+            {
+                await events.WriteAsync(end, OpenAiResponseWriter.Chunk, cancellationToken);
+            }
+            ended++;
+        }
+
+        static async Task ForwardAsync(int index, ChannelReader<GenerationChunk> source, ChannelWriter<IndexedChunk> sink, CancellationToken token)
+        {
+            try
+            {
+                await foreach (var chunk in source.ReadAllAsync(token))
+                {
+                    sink.TryWrite(new IndexedChunk(index, chunk, null));
+                    if (chunk.FinishReason != FinishReason.None)
+                    {
+                        break;
+                    }
+                }
+                sink.TryWrite(new IndexedChunk(index, null, null));
+            }
+            catch (Exception e)
+            {
+                sink.TryWrite(new IndexedChunk(index, null, e));
+            }
+        }
+    }
+
+    /// <summary>A chunk of choice <see cref="Index"/>, its end (neither set), or its failure.</summary>
+    private readonly record struct IndexedChunk(int Index, GenerationChunk? Chunk, Exception? Error);
+
+    /// <summary>The streamed choices: each one's finish reason and tokens so far, and the stream chunk each engine chunk becomes.</summary>
+    private sealed class StreamedChoices(OpenAiReply reply, int count, bool usageNull)
+    {
+        private readonly FinishReason[] _finish = new FinishReason[count];
+        private readonly int[] _completionTokens = new int[count];
+
+        /// <summary>Completion tokens over every choice.</summary>
+        public int CompletionTokens => _completionTokens.Sum();
+
+        /// <summary>
+        /// Takes a chunk of choice <paramref name="index"/>: the stream chunk to send for it (none for an empty piece or a
+        /// cancellation), and whether it was the choice's last (<paramref name="last"/>).
+        /// </summary>
+        public OpenAiDelta? Take(int index, GenerationChunk chunk, out bool last)
+        {
+            _completionTokens[index] = chunk.CompletionTokens;
+            var finish = _finish[index] = chunk.FinishReason;
+            last = finish != FinishReason.None;
+            return finish == FinishReason.Cancelled || (chunk.Text.Length == 0 && finish == FinishReason.None)
+                ? null
+                : new OpenAiDelta(reply, index, chunk.Text, finish, FirstChatChunk: false, usageNull);
+        }
+
+        /// <summary>
+        /// Choice <paramref name="index"/> has no more chunks: the "stop" chunk of one that ended without a reason, or
+        /// none when its last chunk was sent. Throws for a cancelled generation (<see cref="GenerationResult.Finished"/>).
+        /// </summary>
+        public OpenAiDelta? End(int index, CancellationToken cancellationToken)
+        {
+            if (_finish[index] is not (FinishReason.None or FinishReason.Cancelled))
+            {
+                return null;
+            }
+            _finish[index] = GenerationResult.Finished(_finish[index], cancellationToken);
+            return new OpenAiDelta(reply, index, null, _finish[index], FirstChatChunk: false, usageNull);
         }
     }
 
@@ -183,7 +342,7 @@ internal static partial class OpenAiEndpoints
                 {
                     404 when param == "model" => "model_not_found",
                     429 => "rate_limit_exceeded",
-                    _ => null,
+                    _ => inference.Data[GenerationFields.CodeKey] as string,
                 });
             case JsonException json:
                 return new OpenAiError(400, "malformed JSON: " + json.Message, TypeOf(400));

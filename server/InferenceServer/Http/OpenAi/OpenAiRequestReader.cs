@@ -4,8 +4,14 @@ using InferenceServer.Inference;
 
 namespace InferenceServer.Http.OpenAi;
 
-/// <summary>A parsed OpenAI completions or chat completions request.</summary>
-internal sealed record OpenAiRequest(string Model, GenerationRequest Generation, bool Stream, bool IncludeUsage);
+/// <summary>
+/// A parsed OpenAI completions or chat completions request: one generation per prompt (a completions request may hold
+/// several; choice i answers prompt i), all with the same fields.
+/// </summary>
+internal sealed record OpenAiRequest(string Model, IReadOnlyList<GenerationRequest> Generations, bool Stream, bool IncludeUsage);
+
+/// <summary>One prompt of a completions request: text, or token ids.</summary>
+internal readonly record struct OpenAiPrompt(string? Text, int[]? TokenIds);
 
 /// <summary>
 /// Parses the bodies of <c>POST /v1/completions</c> and <c>POST /v1/chat/completions</c> into a
@@ -34,7 +40,7 @@ internal static class OpenAiRequestReader
         }
 
         string? model = null;
-        string? prompt = null;
+        List<OpenAiPrompt>? prompts = null;
         List<ChatMessage>? messages = null;
         int? maxCompletionTokens = null;
         JsonElement? streamOptions = null;
@@ -48,7 +54,7 @@ internal static class OpenAiRequestReader
                     model = value.ValueKind == JsonValueKind.String ? value.GetString() : throw GenerationFields.Invalid("model", "\"model\" must be a string");
                     break;
                 case "prompt" when !chat:
-                    prompt = ReadPrompt(value);
+                    prompts = ReadPrompts(value);
                     break;
                 case "messages" when chat:
                     messages = ReadMessages(value);
@@ -114,9 +120,9 @@ internal static class OpenAiRequestReader
         {
             throw GenerationFields.Invalid("messages", "the request needs \"messages\", a non-empty array of {\"role\", \"content\"}");
         }
-        if (!chat && prompt is null)
+        if (!chat && prompts is null)
         {
-            throw GenerationFields.Invalid("prompt", "the request needs \"prompt\", a string");
+            throw GenerationFields.Invalid("prompt", "the request needs \"prompt\": a string, an array of strings, an array of token ids or an array of arrays of token ids");
         }
         // The newer name wins when a client sends both.
         fields.MaxTokens = maxCompletionTokens ?? fields.MaxTokens;
@@ -138,25 +144,91 @@ internal static class OpenAiRequestReader
                 includeUsage = GenerationFields.ReadBool("stream_options.include_usage", include) ?? false;
             }
         }
-        var generation = fields.ToRequest(prompt, messages, chat ? "chat" : "text_completion", id);
-        return new OpenAiRequest(model, generation, stream, includeUsage);
+        var generations = chat
+            ? [fields.ToRequest(null, null, messages, "chat", id)]
+            : prompts!.ConvertAll(p => fields.ToRequest(p.Text, p.TokenIds, null, "text_completion", id));
+        return new OpenAiRequest(model, generations, stream, includeUsage);
     }
 
-    private static string ReadPrompt(JsonElement value)
+    /// <summary>
+    /// The prompts, in the forms the OpenAI API and vLLM accept: a string; an array of strings (one prompt each); an
+    /// array of token ids (one prompt); an array of arrays of token ids (one prompt each). A token id is a non-negative
+    /// integer (whether it is inside the model's vocabulary is checked when the model is known). Anything else (an empty
+    /// array or prompt, mixed elements, floats, strings among ids, deeper nesting) is InvalidArgument naming the element.
+    /// </summary>
+    private static List<OpenAiPrompt> ReadPrompts(JsonElement value)
     {
-        switch (value.ValueKind)
+        const string forms = "a string, an array of strings, an array of token ids or an array of arrays of token ids";
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            return [new OpenAiPrompt(value.GetString()!, null)];
+        }
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            throw GenerationFields.Invalid("prompt", $"\"prompt\" must be {forms}, not {GenerationFields.Describe(value)}");
+        }
+        var count = value.GetArrayLength();
+        if (count == 0)
+        {
+            throw GenerationFields.Invalid("prompt", $"\"prompt\" is an empty array; send {forms}");
+        }
+        var first = value[0];
+        switch (first.ValueKind)
         {
             case JsonValueKind.String:
-                return value.GetString()!;
-            case JsonValueKind.Array when value.GetArrayLength() == 1 && value[0].ValueKind == JsonValueKind.String:
-                return value[0].GetString()!;
-            case JsonValueKind.Array when value.GetArrayLength() > 1 && value[0].ValueKind == JsonValueKind.String:
-                throw GenerationFields.Invalid("prompt", $"\"prompt\" holds {value.GetArrayLength()} prompts; send one prompt per request");
-            case JsonValueKind.Array when value.GetArrayLength() > 0 && value[0].ValueKind is JsonValueKind.Number or JsonValueKind.Array:
-                throw GenerationFields.Invalid("prompt", "token-id prompts are not supported; send the prompt as a string");
+            {
+                var prompts = new List<OpenAiPrompt>(count);
+                var i = 0;
+                foreach (var item in value.EnumerateArray())
+                {
+                    prompts.Add(item.ValueKind == JsonValueKind.String
+                        ? new OpenAiPrompt(item.GetString()!, null)
+                        : throw GenerationFields.Invalid("prompt", $"prompt[{i}] must be a string like prompt[0] (an array of strings is one prompt each), not {GenerationFields.Describe(item)}"));
+                    i++;
+                }
+                return prompts;
+            }
+            case JsonValueKind.Number:
+                return [new OpenAiPrompt(null, ReadTokenIds(value, "prompt"))];
+            case JsonValueKind.Array:
+            {
+                var prompts = new List<OpenAiPrompt>(count);
+                var i = 0;
+                foreach (var item in value.EnumerateArray())
+                {
+                    prompts.Add(item.ValueKind == JsonValueKind.Array
+                        ? new OpenAiPrompt(null, ReadTokenIds(item, $"prompt[{i}]"))
+                        : throw GenerationFields.Invalid("prompt", $"prompt[{i}] must be an array of token ids like prompt[0] (an array of arrays is one token prompt each), not {GenerationFields.Describe(item)}"));
+                    i++;
+                }
+                return prompts;
+            }
             default:
-                throw GenerationFields.Invalid("prompt", $"\"prompt\" must be a string or an array of one string, not {GenerationFields.Describe(value)}");
+                throw GenerationFields.Invalid("prompt", $"prompt[0] must be a string, a token id or an array of token ids, not {GenerationFields.Describe(first)}");
         }
+    }
+
+    /// <summary>One token prompt: a non-empty array of non-negative integers; <paramref name="path"/> names it in errors.</summary>
+    private static int[] ReadTokenIds(JsonElement array, string path)
+    {
+        var ids = new int[array.GetArrayLength()];
+        if (ids.Length == 0)
+        {
+            throw GenerationFields.Invalid("prompt", $"{path} is an empty array of token ids; a token prompt needs at least one id");
+        }
+        var i = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind == JsonValueKind.Number && item.TryGetInt32(out var id) && id >= 0)
+            {
+                ids[i++] = id;
+                continue;
+            }
+            throw GenerationFields.Invalid("prompt", item.ValueKind == JsonValueKind.Number && item.TryGetInt64(out var large) && large > 0
+                ? $"{path}[{i}] is {large}, a token id outside any vocabulary"
+                : $"{path}[{i}] must be a token id (a non-negative integer), not {GenerationFields.Describe(item)}");
+        }
+        return ids;
     }
 
     private static List<ChatMessage> ReadMessages(JsonElement value)

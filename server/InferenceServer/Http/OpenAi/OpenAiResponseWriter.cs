@@ -7,8 +7,8 @@ namespace InferenceServer.Http.OpenAi;
 /// <summary>What every object of one OpenAI response shares: the kind, the id, the creation time and the model.</summary>
 internal sealed record OpenAiReply(bool Chat, string Id, long Created, string Model);
 
-/// <summary>One streamed chunk: a text delta (null for none), its finish reason, and whether usage is written as null.</summary>
-internal readonly record struct OpenAiDelta(OpenAiReply Reply, string? Text, FinishReason FinishReason, bool FirstChatChunk, bool UsageNull);
+/// <summary>One streamed chunk of choice <see cref="Index"/>: a text delta (null for none), its finish reason, and whether usage is written as null.</summary>
+internal readonly record struct OpenAiDelta(OpenAiReply Reply, int Index, string? Text, FinishReason FinishReason, bool FirstChatChunk, bool UsageNull);
 
 /// <summary>Writes the OpenAI API's JSON objects: model lists, completions, stream chunks and errors, field for field as OpenAI writes them.</summary>
 internal static class OpenAiResponseWriter
@@ -40,30 +40,40 @@ internal static class OpenAiResponseWriter
         w.WriteEndObject();
     }
 
-    /// <summary>A whole <c>text_completion</c> or <c>chat.completion</c>.</summary>
-    public static void Completion(Utf8JsonWriter w, OpenAiReply reply, GenerationResult result)
+    /// <summary>
+    /// A whole <c>text_completion</c> or <c>chat.completion</c>: choice i is <paramref name="results"/>[i] (one per
+    /// prompt); the usage adds up every choice's, as OpenAI and vLLM count it.
+    /// </summary>
+    public static void Completion(Utf8JsonWriter w, OpenAiReply reply, IReadOnlyList<GenerationResult> results)
     {
         w.WriteStartObject();
         Header(w, reply, reply.Chat ? "chat.completion" : "text_completion");
         w.WriteStartArray("choices");
-        w.WriteStartObject();
-        w.WriteNumber("index", 0);
-        if (reply.Chat)
+        int promptTokens = 0, completionTokens = 0;
+        for (var i = 0; i < results.Count; i++)
         {
-            w.WriteStartObject("message");
-            w.WriteString("role", "assistant");
-            w.WriteString("content", result.Text);
+            var result = results[i];
+            promptTokens += result.Usage.PromptTokens;
+            completionTokens += result.Usage.CompletionTokens;
+            w.WriteStartObject();
+            w.WriteNumber("index", i);
+            if (reply.Chat)
+            {
+                w.WriteStartObject("message");
+                w.WriteString("role", "assistant");
+                w.WriteString("content", result.Text);
+                w.WriteEndObject();
+            }
+            else
+            {
+                w.WriteString("text", result.Text);
+            }
+            w.WriteNull("logprobs");
+            w.WriteString("finish_reason", result.FinishReason.Name());
             w.WriteEndObject();
         }
-        else
-        {
-            w.WriteString("text", result.Text);
-        }
-        w.WriteNull("logprobs");
-        w.WriteString("finish_reason", result.FinishReason.Name());
-        w.WriteEndObject();
         w.WriteEndArray();
-        Usage(w, result.Usage);
+        Usage(w, new GenerationUsage(promptTokens, completionTokens));
         w.WriteEndObject();
     }
 
@@ -75,7 +85,7 @@ internal static class OpenAiResponseWriter
         Header(w, reply, reply.Chat ? "chat.completion.chunk" : "text_completion");
         w.WriteStartArray("choices");
         w.WriteStartObject();
-        w.WriteNumber("index", 0);
+        w.WriteNumber("index", delta.Index);
         if (reply.Chat)
         {
             w.WriteStartObject("delta");

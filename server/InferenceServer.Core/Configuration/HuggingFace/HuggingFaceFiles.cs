@@ -1,0 +1,170 @@
+using System.Text.Json;
+
+namespace InferenceServer.Configuration.HuggingFace;
+
+/// <summary>
+/// The configuration a Hugging Face export (<c>optimum-cli export onnx</c>, or a hub repository such as onnx-community's)
+/// carries in its version directory: <c>generation_config.json</c>, <c>config.json</c>, <c>tokenizer_config.json</c> and
+/// <c>tokenizer.json</c>, read into <see cref="ConfigLayer"/>s of the <c>generation</c> section that rank below the model's
+/// <c>config.yaml</c>. See docs/model-repository.md, "Hugging Face / Optimum exports".
+/// </summary>
+/// <remarks>
+/// What is read, each layer named by the file its values come from:
+/// <list type="bullet">
+/// <item><c>generation_config.json</c>: <c>eos_token_id</c> (an id or a list) → <c>generation.stop_token_ids</c> (all of
+/// them); <c>pad_token_id</c> → <c>generation.pad_token_id</c>.</item>
+/// <item><c>config.json</c>: <c>max_position_embeddings</c> (GPT-2: <c>n_positions</c>) → <c>generation.max_model_len</c>;
+/// its <c>eos_token_id</c> and <c>pad_token_id</c> where <c>generation_config.json</c> has none.</item>
+/// <item><c>tokenizer.json</c> → <c>generation.tokenizer</c> of kind <c>tokenizer_json</c>, completed by
+/// <c>tokenizer_config.json</c>: <c>eos_token</c> (its text), <c>bos_token</c> and <c>add_bos_token</c>. Without an
+/// <c>eos_token</c> text the first <c>eos_token_id</c> is the tokenizer's end of sequence; without
+/// <c>add_bos_token</c> the BOS is added when <c>tokenizer.json</c>'s post-processor template starts with a special token,
+/// as the Hugging Face tokenizer does.</item>
+/// </list>
+/// The tokenizer's layer is named by every file it was assembled from (<c>tokenizer.json + tokenizer_config.json</c>).
+/// Token ids may be null, and a negative <c>pad_token_id</c> (as some exports write) means none. Every layer is
+/// <see cref="ConfigLayer.FromModelFormat"/>: these files complete the generation settings of a model that is generative
+/// (a KV-cache decoder, or one whose <c>config.yaml</c> has a <c>generation</c> section) but do not make a model generative.
+/// </remarks>
+public static class HuggingFaceFiles
+{
+    /// <summary>The model's architecture (<c>transformers</c>' <c>PretrainedConfig</c>).</summary>
+    public const string ConfigFileName = "config.json";
+
+    /// <summary>The model's generation defaults (<c>GenerationConfig</c>).</summary>
+    public const string GenerationConfigFileName = "generation_config.json";
+
+    /// <summary>The tokenizer's settings: special tokens and whether a BOS is added.</summary>
+    public const string TokenizerConfigFileName = "tokenizer_config.json";
+
+    /// <summary>The tokenizer itself (the <c>tokenizers</c> library's format).</summary>
+    public const string TokenizerFileName = "tokenizer.json";
+
+    /// <summary>
+    /// Reads the Hugging Face files of <paramref name="versionDirectory"/> into configuration layers, the highest
+    /// precedence first (none when it holds none of the files). File paths in the layers (the tokenizer's) are relative
+    /// to <paramref name="modelDirectory"/>, as every tokenizer file of a model's configuration is. Throws
+    /// <see cref="ModelConfigException"/> naming the file and the problem when a file is not valid JSON or holds a value
+    /// of the wrong kind.
+    /// </summary>
+    public static IReadOnlyList<ConfigLayer> Read(string versionDirectory, string modelDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(versionDirectory);
+        ArgumentNullException.ThrowIfNull(modelDirectory);
+        using var generationConfig = HuggingFaceJson.ReadObject(Path.Combine(versionDirectory, GenerationConfigFileName), GenerationConfigFileName);
+        using var config = HuggingFaceJson.ReadObject(Path.Combine(versionDirectory, ConfigFileName), ConfigFileName);
+        using var tokenizerConfig = HuggingFaceJson.ReadObject(Path.Combine(versionDirectory, TokenizerConfigFileName), TokenizerConfigFileName);
+        var fromGenerationConfig = SpecialIds.Read(generationConfig, GenerationConfigFileName);
+        var fromConfig = SpecialIds.Read(config, ConfigFileName);
+
+        var layers = new List<ConfigLayer>();
+        Add(layers, GenerationConfigFileName, new ModelConfigFile.GenerationEntry
+        {
+            StopTokenIds = fromGenerationConfig.Eos,
+            PadTokenId = fromGenerationConfig.Pad,
+        });
+        var tokenizerPath = Path.Combine(versionDirectory, TokenizerFileName);
+        if (File.Exists(tokenizerPath))
+        {
+            var (spec, sources) = ReadTokenizer(tokenizerPath, tokenizerConfig, fromGenerationConfig, fromConfig);
+            spec.File = Path.GetRelativePath(modelDirectory, tokenizerPath).Replace(Path.DirectorySeparatorChar, '/');
+            Add(layers, string.Join(" + ", sources), new ModelConfigFile.GenerationEntry { Tokenizer = spec });
+        }
+        if (config is not null)
+        {
+            var root = config.RootElement;
+            Add(layers, ConfigFileName, new ModelConfigFile.GenerationEntry
+            {
+                MaxModelLen = HuggingFaceJson.Int(root, "max_position_embeddings", ConfigFileName) ?? HuggingFaceJson.Int(root, "n_positions", ConfigFileName),
+                StopTokenIds = fromConfig.Eos,
+                PadTokenId = fromConfig.Pad,
+            });
+        }
+        return layers;
+    }
+
+    private static void Add(List<ConfigLayer> layers, string source, ModelConfigFile.GenerationEntry generation)
+    {
+        if (generation.StopTokenIds is not null || generation.PadTokenId is not null || generation.MaxModelLen is not null || generation.Tokenizer is not null)
+        {
+            layers.Add(new ConfigLayer(source, new ModelConfigFile { Generation = generation }) { FromModelFormat = true });
+        }
+    }
+
+    /// <summary>The tokenizer spec of tokenizer.json with its special tokens, and the files that gave its values.</summary>
+    private static (TokenizerSpec Spec, List<string> Sources) ReadTokenizer(
+        string tokenizerPath, JsonDocument? tokenizerConfig, SpecialIds fromGenerationConfig, SpecialIds fromConfig)
+    {
+        var spec = new TokenizerSpec { Kind = TokenizerSpec.TokenizerJson };
+        var sources = new List<string> { TokenizerFileName };
+        void From(string file)
+        {
+            if (!sources.Contains(file))
+            {
+                sources.Add(file);
+            }
+        }
+
+        string? bosText = null;
+        bool? addBos = null;
+        if (tokenizerConfig is not null)
+        {
+            var root = tokenizerConfig.RootElement;
+            spec.EosToken = HuggingFaceJson.TokenText(root, "eos_token", TokenizerConfigFileName);
+            bosText = HuggingFaceJson.TokenText(root, "bos_token", TokenizerConfigFileName);
+            addBos = HuggingFaceJson.Bool(root, "add_bos_token", TokenizerConfigFileName);
+            if (spec.EosToken is not null || bosText is not null || addBos is not null)
+            {
+                From(TokenizerConfigFileName);
+            }
+        }
+
+        var tokenizer = TokenizerJsonSummary.Read(tokenizerPath, TokenizerFileName);
+        if (bosText is null && (fromGenerationConfig.Bos ?? fromConfig.Bos) is { } bosId && tokenizer.AddedTokens.TryGetValue(bosId, out var bosById))
+        {
+            bosText = bosById;
+            From(fromGenerationConfig.Bos is not null ? GenerationConfigFileName : ConfigFileName);
+        }
+        if (addBos is { } explicitly)
+        {
+            // tokenizer_config.json's flag rules, as transformers' Llama-style fast tokenizers rebuild their template from it.
+            spec.AddBos = explicitly;
+            spec.BosToken = bosText ?? tokenizer.TemplateBos;
+        }
+        else if (tokenizer.TemplateBos is { } templateBos)
+        {
+            spec.AddBos = true;
+            spec.BosToken = templateBos;
+        }
+        else if (bosText is not null)
+        {
+            // A BOS the tokenizer defines but its template does not add (GPT-2): named, not added.
+            spec.AddBos = false;
+            spec.BosToken = bosText;
+        }
+
+        if (spec.EosToken is null && (fromGenerationConfig.Eos ?? fromConfig.Eos) is { } eosIds)
+        {
+            spec.EosTokenId = eosIds[0];
+            From(fromGenerationConfig.Eos is not null ? GenerationConfigFileName : ConfigFileName);
+        }
+        return (spec, sources);
+    }
+
+    /// <summary>The special token ids of generation_config.json or config.json.</summary>
+    private readonly record struct SpecialIds(List<int>? Eos, int? Bos, long? Pad)
+    {
+        public static SpecialIds Read(JsonDocument? document, string file)
+        {
+            if (document is null)
+            {
+                return default;
+            }
+            var root = document.RootElement;
+            return new SpecialIds(
+                HuggingFaceJson.Ids(root, "eos_token_id", file),
+                HuggingFaceJson.OptionalId(root, "bos_token_id", file),
+                HuggingFaceJson.OptionalId(root, "pad_token_id", file));
+        }
+    }
+}

@@ -1,0 +1,63 @@
+using System.Text.Json;
+using InferenceServer.Configuration;
+using InferenceServer.Generation;
+using InferenceServer.Tensors;
+
+namespace InferenceServer.Http;
+
+/// <summary>
+/// The resolved generation settings of a generative model in <c>GET /v2/models/{m}/config</c> (Triton's configuration has
+/// no field for them): what the tokenizer and context are, and for a KV-cache decoder what was read from its graph and
+/// how each instance's cache is laid out. <c>provenance</c> beside it says where each value came from.
+/// </summary>
+internal static class GenerationConfigJson
+{
+    public static void Write(Utf8JsonWriter w, GenerationSettings generation)
+    {
+        w.WriteStartObject("generation");
+        w.WriteString("tokenizer", generation.Tokenizer.Kind);
+        if (generation.Tokenizer.File is { } file)
+        {
+            w.WriteString("tokenizer_file", file);
+        }
+        if (generation.MaxModelLen is { } maxModelLen)
+        {
+            w.WriteNumber("max_model_len", maxModelLen);
+        }
+        else
+        {
+            w.WriteNumber("context_window", generation.ContextWindow);
+        }
+        w.WriteNumber("max_running_sequences", generation.MaxRunningSequences);
+        w.WriteNumber("max_waiting_sequences", generation.MaxWaitingSequences);
+        w.WriteNumber("default_max_tokens", generation.DefaultMaxTokens);
+        w.WriteNumber("max_tokens_limit", generation.MaxTokensLimit);
+        w.WriteStartArray("stop_token_ids");
+        foreach (var id in generation.StopTokenIds)
+        {
+            w.WriteNumberValue(id);
+        }
+        w.WriteEndArray();
+        w.WriteString("logits", generation.LogitsType.ConfigName());
+        if (generation.KvCache is { } kv)
+        {
+            var plan = KvCachePlan.Create(generation);
+            w.WriteStartObject("kv_cache");
+            w.WriteNumber("layers", kv.Layers);
+            w.WriteNumber("kv_heads", kv.KvHeads);
+            w.WriteNumber("head_size", kv.HeadSize);
+            w.WriteString("data_type", kv.CacheType.ConfigName());
+            w.WriteBoolean("position_ids", kv.HasPositionIds);
+            w.WriteBoolean("use_cache_branch", kv.HasUseCacheBranch);
+            w.WriteNumber("bytes_per_token", kv.BytesPerToken);
+            w.WriteNumber("kv_cache_bytes", generation.KvCacheBytes);
+            w.WriteNumber("allocated_bytes_per_instance", plan.Bytes);
+            w.WriteNumber("regions", plan.Regions);
+            w.WriteNumber("region_tokens", plan.RegionTokens);
+            w.WriteNumber("prefill_tokens", plan.PrefillTokens);
+            w.WriteNumber("max_sequence_tokens", plan.MaxSequenceTokens);
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+    }
+}

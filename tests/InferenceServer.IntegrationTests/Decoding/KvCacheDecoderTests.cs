@@ -1,0 +1,273 @@
+using System.Runtime.InteropServices;
+using InferenceServer.Backends;
+using InferenceServer.Backends.OnnxRuntime;
+using InferenceServer.Configuration;
+using InferenceServer.Generation;
+using InferenceServer.ModelBuilder.Decoders;
+using InferenceServer.Tensors;
+using InferenceServer.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace InferenceServer.Tests.Integration.Decoding;
+
+/// <summary>
+/// The KV-cache decoder on a generated Llama-style decoder (grouped-query heads, ONNX Runtime): at every step each
+/// sequence's logits equal a full recomputation of its tokens through the same graph (empty past), with sequences of
+/// different lengths in one run, joining and leaving mid-run, in either cache layout (one padded batch region, or one
+/// region per sequence for graphs without position_ids).
+/// </summary>
+public sealed class KvCacheDecoderTests(ITestOutputHelper output)
+{
+    /// <summary>How far KV decoding's logits may be from full recomputation (FP32, summation order differs).</summary>
+    internal const float Tolerance = 1e-4f;
+
+    private static readonly DecoderOptions Small = new() { Layers = 2, DModel = 64, Heads = 4, KvHeads = 2, Vocab = 256, MaxPositions = 256, Tokenizer = false };
+
+    /// <summary>The graphs the engine drives: the current Optimum layout in FP32 and FP16, and the older merged export (no position_ids).</summary>
+    public static TheoryData<string> Layouts => ["fp32", "fp16", "legacy-merged"];
+
+    [Theory]
+    [MemberData(nameof(Layouts))]
+    public void Ragged_sequences_joining_and_leaving_mid_run_equal_full_recomputation_at_every_step(string layout)
+    {
+        var options = layout switch
+        {
+            "fp16" => Small with { Precision = DecoderPrecision.Float16 },
+            "legacy-merged" => Small with { LegacyMerged = true },
+            _ => Small,
+        };
+        // FP16 rounds every activation; the cached and the recomputed paths round differently.
+        var tolerance = layout == "fp16" ? 0.05f : Tolerance;
+        using var model = Load(options, out var settings);
+        var plan = KvCachePlan.Create(settings);
+        using var decoder = new KvCacheDecoder(model, settings, plan);
+        var random = new Random(5);
+        // Prompt lengths and when each joins and leaves: joins shorter and longer than the batch's length, a leave of
+        // the longest row (the rectangle shortens) and of a middle one (rows move down).
+        (int Prompt, int Join, int Leave)[] plans = [(5, 0, 30), (12, 0, 9), (3, 2, 25), (20, 4, 18), (7, 10, 26), (40, 12, 28)];
+        var sequences = plans.Select(p => new TestSequence(Enumerable.Range(0, p.Prompt).Select(_ => random.Next(3, Small.Vocab)).ToList(), p.Prompt + 40)).ToArray();
+        var batch = new List<DecoderSequence>();
+        var logits = new float[settings.MaxRunningSequences * settings.LogitsWidth];
+        var worst = 0f;
+        for (var step = 0; step < 30; step++)
+        {
+            for (var i = 0; i < plans.Length; i++)
+            {
+                if (plans[i].Leave == step && batch.Remove(sequences[i]))
+                {
+                    sequences[i].DecoderState!.Dispose();
+                }
+                if (plans[i].Join == step)
+                {
+                    Assert.True(decoder.TryReserve(sequences[i]), $"sequence {i} found no memory");
+                    batch.Add(sequences[i]);
+                }
+            }
+            var timings = default(ExecutionTimings);
+            decoder.Step(batch, logits, ref timings);
+            for (var b = 0; b < batch.Count; b++)
+            {
+                var row = logits.AsSpan(b * settings.LogitsWidth, settings.LogitsWidth);
+                var expected = FullRecomputation(model, plan.Layout, batch[b].Tokens);
+                worst = Math.Max(worst, MaxDifference(expected, row));
+                Assert.True(MaxDifference(expected, row) <= tolerance, $"step {step}, row {b}: logits differ from full recomputation by {MaxDifference(expected, row)}");
+                Assert.Equal(batch[b].Tokens.Count, batch[b].Processed);
+                batch[b].Tokens.Add(ArgMax(row));
+            }
+        }
+        output.WriteLine($"largest difference from full recomputation: {worst:G3}");
+        Assert.NotEqual(0, decoder.CacheTokens.Used);
+        batch.ForEach(s => s.DecoderState!.Dispose());
+        Assert.Equal(0, decoder.CacheTokens.Used);
+    }
+
+    [Theory]
+    [InlineData(new[] { 5, 12, 3 }, 1)]
+    [InlineData(new[] { 5, 12, 3 }, 0)]
+    [InlineData(new[] { 5, 12, 3 }, 2)]
+    [InlineData(new[] { 12, 5 }, 0)]
+    public void A_row_leaving_keeps_the_others_equal_to_full_recomputation(int[] prompts, int leaving)
+    {
+        using var model = Load(Small, out var settings);
+        var plan = KvCachePlan.Create(settings);
+        using var decoder = new KvCacheDecoder(model, settings, plan);
+        var random = new Random(7);
+        var batch = prompts.Select(p => (DecoderSequence)new TestSequence(Enumerable.Range(0, p).Select(_ => random.Next(3, Small.Vocab)).ToList(), p + 20)).ToList();
+        batch.ForEach(s => Assert.True(decoder.TryReserve(s)));
+        var logits = new float[settings.MaxRunningSequences * settings.LogitsWidth];
+        for (var step = 0; step < 4; step++)
+        {
+            if (step == 2)
+            {
+                batch[leaving].DecoderState!.Dispose();
+                batch.RemoveAt(leaving);
+            }
+            var timings = default(ExecutionTimings);
+            decoder.Step(batch, logits, ref timings);
+            for (var b = 0; b < batch.Count; b++)
+            {
+                var row = logits.AsSpan(b * settings.LogitsWidth, settings.LogitsWidth);
+                var difference = MaxDifference(FullRecomputation(model, plan.Layout, batch[b].Tokens), row);
+                Assert.True(difference <= Tolerance, $"step {step}, row {b}: logits differ from full recomputation by {difference}");
+                batch[b].Tokens.Add(ArgMax(row));
+            }
+        }
+    }
+
+    [Fact]
+    public void A_decode_step_allocates_no_managed_memory_that_grows_with_the_batch_or_the_context()
+    {
+        using var model = Load(Small, out var settings, running: 16);
+        var plan = KvCachePlan.Create(settings);
+        using var decoder = new KvCacheDecoder(model, settings, plan);
+        var logits = new float[settings.MaxRunningSequences * settings.LogitsWidth];
+        long PerStep(int rows, int steps)
+        {
+            var batch = Enumerable.Range(0, rows).Select(r => (DecoderSequence)new TestSequence([3 + r, 4, 5], 200)).ToList();
+            batch.ForEach(s => Assert.True(decoder.TryReserve(s)));
+            var timings = default(ExecutionTimings);
+            decoder.Step(batch, logits, ref timings);
+            batch.ForEach(s => s.Tokens.Add(7));
+            long first = 0, total = 0;
+            for (var step = 0; step < steps; step++)
+            {
+                var before = GC.GetAllocatedBytesForCurrentThread();
+                decoder.Step(batch, logits, ref timings);
+                var bytes = GC.GetAllocatedBytesForCurrentThread() - before;
+                first = step == 0 ? bytes : first;
+                total += bytes;
+                batch.ForEach(s => s.Tokens.Add(7));
+            }
+            batch.ForEach(s => s.DecoderState!.Dispose());
+            return total / steps;
+        }
+        var oneRow = PerStep(1, 40);
+        var sixteenRows = PerStep(16, 40);
+        var longer = PerStep(16, 160);
+        output.WriteLine($"managed bytes per decode step: 1 row {oneRow}, 16 rows {sixteenRows}, 16 rows over 160 steps {longer}");
+        // What a step allocates is the engine binding's own per-run objects (one value per input and output), not
+        // buffers: it does not grow with rows or with the context.
+        Assert.True(sixteenRows <= oneRow + 64, $"16 rows allocate {sixteenRows} bytes per step, 1 row {oneRow}");
+        Assert.True(longer <= sixteenRows + 64, $"a longer context allocates {longer} bytes per step, a short one {sixteenRows}");
+    }
+
+    [Fact]
+    public void A_sequence_that_does_not_fit_beside_the_running_ones_waits_and_a_leaving_one_frees_its_memory_at_once()
+    {
+        // Room for 2 x 64 tokens: two sequences reserving 60 fit, a third does not until one leaves.
+        using var model = Load(Small, out var settings, kvCacheBytes: null, running: 4);
+        var perToken = settings.KvCache!.BytesPerToken;
+        settings = settings with { KvCacheBytes = 2 * ((2 * 64) + 64) * perToken, MaxModelLen = 64 };
+        var plan = KvCachePlan.Create(settings);
+        Assert.Equal(128, plan.RegionTokens);
+        using var decoder = new KvCacheDecoder(model, settings, plan);
+        var a = new TestSequence([5, 6, 7], 60);
+        var b = new TestSequence([8, 9], 60);
+        var c = new TestSequence([10], 60);
+        Assert.True(decoder.TryReserve(a));
+        Assert.True(decoder.TryReserve(b));
+        Assert.False(decoder.TryReserve(c));
+        Assert.Equal((120L, 128L), decoder.CacheTokens);
+        a.DecoderState!.Dispose();
+        Assert.True(decoder.TryReserve(c));
+        Assert.Equal(64, decoder.MaxSequenceTokens);
+    }
+
+    internal static IBackendModel Load(DecoderOptions options, out GenerationSettings settings, long? kvCacheBytes = null, int running = 8)
+    {
+        var directory = Paths.NewTempDirectory("kv-decoder");
+        DecoderModelWriter.Write(options, directory);
+        var file = options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName : OptimumDecoderLayout.ModelFileName;
+        var model = new OnnxRuntimeBackend().Load(new BackendLoadRequest("decoder", 1, Path.Combine(directory, file), "cpu", false, new Dictionary<string, string>()));
+        var layout = KvCacheLayout.Recognize(model.Signature.Inputs, model.Signature.Outputs, batchStripped: false)!;
+        settings = new GenerationSettings
+        {
+            Tokenizer = new TokenizerSpec { Kind = TokenizerSpec.Characters, Vocabulary = "abc" },
+            ContextWindow = options.MaxPositions,
+            InputName = KvCacheLayout.InputIdsName,
+            LogitsName = KvCacheLayout.LogitsName,
+            LogitsPerPosition = true,
+            LogitsType = layout.CacheType,
+            LogitsWidth = options.Vocab,
+            MaxRunningSequences = running,
+            MaxWaitingSequences = 8,
+            KvCache = layout,
+            MaxModelLen = options.MaxPositions,
+            KvCacheBytes = kvCacheBytes ?? GenerationSettings.DefaultKvCacheBytes,
+        };
+        return model;
+    }
+
+    /// <summary>The next-token logits of <paramref name="tokens"/> computed from scratch: the whole sequence with an empty past.</summary>
+    internal static float[] FullRecomputation(IBackendModel model, KvCacheLayout layout, IReadOnlyList<int> tokens)
+    {
+        var n = tokens.Count;
+        using var run = new EngineRun();
+        var inputs = new List<Tensor>
+        {
+            Int64(KvCacheLayout.InputIdsName, tokens.Select(t => (long)t).ToArray(), n),
+            Int64(KvCacheLayout.AttentionMaskName, Enumerable.Repeat(1L, n).ToArray(), n),
+        };
+        if (layout.HasPositionIds)
+        {
+            inputs.Add(Int64(KvCacheLayout.PositionIdsName, Enumerable.Range(0, n).Select(i => (long)i).ToArray(), n));
+        }
+        if (layout.HasUseCacheBranch)
+        {
+            inputs.Add(new Tensor(KvCacheLayout.UseCacheBranchName, DataType.Bool, [1], TensorBuffer.CopyOf([0])));
+        }
+        foreach (var name in layout.PastKeys.Concat(layout.PastValues))
+        {
+            inputs.Add(new Tensor(name, layout.CacheType, [1, layout.KvHeads, 0, layout.HeadSize], TensorBuffer.Rent(0)));
+        }
+        run.Inputs.AddRange(inputs);
+        run.AddOutput(KvCacheLayout.LogitsName);
+        var timings = default(ExecutionTimings);
+        try
+        {
+            model.Execute(run, ref timings);
+        }
+        finally
+        {
+            inputs.ForEach(t => t.Dispose());
+        }
+        using var logits = run.Outputs[0].TakeResult();
+        var width = (int)logits.Shape[^1];
+        var last = new float[width];
+        LogitsRows.Copy(logits, 0, n, n - 1, last);
+        return last;
+    }
+
+    internal static int ArgMax(ReadOnlySpan<float> values)
+    {
+        var best = 0;
+        for (var i = 1; i < values.Length; i++)
+        {
+            best = values[i] > values[best] ? i : best;
+        }
+        return best;
+    }
+
+    internal static float MaxDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        var worst = 0f;
+        for (var i = 0; i < a.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(a[i] - b[i]));
+        }
+        return worst;
+    }
+
+    private static Tensor Int64(string name, long[] values, int n) =>
+        new(name, DataType.Int64, [1, n], TensorBuffer.CopyOf(MemoryMarshal.AsBytes(values.AsSpan())));
+
+    /// <summary>A sequence the test drives by hand.</summary>
+    internal sealed class TestSequence : DecoderSequence
+    {
+        public TestSequence(List<int> prompt, int maxLength)
+        {
+            Tokens.AddRange(prompt);
+            MaxLength = maxLength;
+        }
+    }
+}
