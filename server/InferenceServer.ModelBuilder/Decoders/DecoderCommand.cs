@@ -86,37 +86,13 @@ public static class DecoderCommand
         return (options, outDir);
     }
 
-    /// <summary>Runs the command: writes the model and prints one line per file; returns the process exit code.</summary>
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
-    {
-        ArgumentNullException.ThrowIfNull(stdout);
-        ArgumentNullException.ThrowIfNull(stderr);
-        if (args.Count > 0 && args[0] is "--help" or "-h")
+    /// <summary>Runs the command: writes the model and prints one line per file; returns the process exit code (2: bad arguments, 1: a file error).</summary>
+    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr) =>
+        ModelCommand.Run("decoder", Usage, args, stdout, stderr, a =>
         {
-            stdout.Write(Usage);
-            return 0;
-        }
-
-        DecoderOptions options;
-        string outDir;
-        try
-        {
-            (options, outDir) = Parse(args);
-        }
-        catch (ArgumentException e)
-        {
-            stderr.WriteLine($"decoder: {e.Message}");
-            stderr.Write(Usage);
-            return 2;
-        }
-
-        foreach (string path in DecoderModelWriter.Write(options, outDir))
-        {
-            stdout.WriteLine(path);
-        }
-
-        return 0;
-    }
+            var (options, outDir) = Parse(a);
+            return () => DecoderModelWriter.Write(options, outDir);
+        });
 
     private static DecoderOptions SetOut(DecoderOptions options, ref string? outDir, string value)
     {

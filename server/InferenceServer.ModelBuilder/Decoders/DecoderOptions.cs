@@ -88,6 +88,9 @@ public sealed record DecoderOptions
     /// <summary>Query heads per KV head: <c>Heads / KvHeads</c>.</summary>
     public int QueryGroupSize => Heads / KvHeads;
 
+    /// <summary>The shapes of the model's Optimum inputs and outputs.</summary>
+    public OptimumDecoderShape Shape => new(Layers, KvHeads, HeadDim, Vocab, Precision);
+
     /// <summary>Checks that the numbers make a model.</summary>
     /// <exception cref="ArgumentException">A number is out of range or the head counts do not divide.</exception>
     public void Validate()

@@ -29,7 +29,8 @@ internal sealed record DecoderPassValues
 
 /// <summary>
 /// One forward pass of a Llama-style decoder over a call's new tokens, emitted with standard opset-17 operators only
-/// (no contrib ops); every layout's graph is made of it (<see cref="DecoderGraph"/>, <see cref="LegacyMergedDecoderGraph"/>):
+/// (no contrib ops); every layout's graph is made of it (<see cref="DecoderGraph"/>, <see cref="LegacyMergedDecoderGraph"/>),
+/// and its attention of the pieces every decoder graph shares (<see cref="KvAttention"/>):
 /// <list type="number">
 /// <item>token embedding (Gather of <c>input_ids</c>);</item>
 /// <item>per layer: RMSNorm → Q/K/V MatMuls (<c>Heads</c> query heads, <c>KvHeads</c> KV heads) → rotary embedding
@@ -50,7 +51,7 @@ internal static class DecoderPass
     public static void Emit(GraphEmitter g, DecoderOptions o, DecoderPassValues values)
     {
         g.Scope = "/model/mask";
-        string bias = AttentionBias(g);
+        string bias = KvAttention.MaskBias(g);
 
         g.Scope = "/model/rotary_emb";
         string cos = g.Op("Unsqueeze", [g.Op("Gather", [DecoderWeights.RopeCosName, values.Positions]), g.Int64s(1)]);
@@ -83,53 +84,22 @@ internal static class DecoderPass
         g.Op("MatMul", [final, DecoderWeights.LmHead], values.Logits);
     }
 
-    /// <summary>FLOAT <c>[batch, 1, sequence, past + sequence]</c>: 0 where a query may see a key, <see cref="DecoderGraph.MaskedScore"/> elsewhere.</summary>
-    private static string AttentionBias(GraphEmitter g)
-    {
-        string one = g.Int64Scalar(1);
-        string sequence = g.Op("Gather", [g.Op("Shape", [OptimumDecoderLayout.InputIds]), one]);
-        string total = g.Op("Gather", [g.Op("Shape", [OptimumDecoderLayout.AttentionMask]), one]);
-        string past = g.Op("Sub", [total, sequence]);
-        string keyColumns = g.Op("Range", [g.Int64Scalar(0), total, one]);
-        string queryColumns = g.Op("Range", [past, total, one]);
-        string causal = g.Op("LessOrEqual", [g.Op("Unsqueeze", [keyColumns, g.Int64s(0)]), g.Op("Unsqueeze", [queryColumns, g.Int64s(1)])]);
-        string real = g.Op("Cast", [OptimumDecoderLayout.AttentionMask], attributes: NodeAttribute.Int("to", (long)TensorElementKind.Bool));
-        string allowed = g.Op("And", [causal, g.Op("Unsqueeze", [real, g.Int64s(1, 2)])]);
-        return g.Op("Where", [allowed, g.FloatScalar(0f), g.FloatScalar(DecoderGraph.MaskedScore)]);
-    }
-
     private static string Attention(GraphEmitter g, string h, int layer, string bias, string cos, string sin, DecoderOptions o, DecoderPassValues values)
     {
         int dim = o.HeadDim;
-        string q = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.q_proj.weight")]), o.Heads, dim);
-        string k = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.k_proj.weight")]), o.KvHeads, dim);
-        string v = Heads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.v_proj.weight")]), o.KvHeads, dim);
+        string q = KvAttention.SplitHeads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.q_proj.weight")]), o.Heads, dim);
+        string k = KvAttention.SplitHeads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.k_proj.weight")]), o.KvHeads, dim);
+        string v = KvAttention.SplitHeads(g, g.Op("MatMul", [h, DecoderWeights.Layer(layer, "self_attn.v_proj.weight")]), o.KvHeads, dim);
         q = Rotary(g, q, cos, sin, dim);
         k = Rotary(g, k, cos, sin, dim);
 
-        string presentKey = Present(g, OptimumDecoderLayout.PastKey(layer), k, values.PresentKey(layer), values.ReadsPast);
-        string presentValue = Present(g, OptimumDecoderLayout.PastValue(layer), v, values.PresentValue(layer), values.ReadsPast);
+        var (presentKey, presentValue) = KvAttention.AppendToCache(g, layer, k, v, values.PresentKey(layer), values.PresentValue(layer), values.ReadsPast);
         string keys = RepeatKvHeads(g, presentKey, o);
         string vals = RepeatKvHeads(g, presentValue, o);
-
-        string scores = g.Op("MatMul", [q, g.Op("Transpose", [keys], attributes: NodeAttribute.Ints("perm", 0, 1, 3, 2))]);
-        scores = g.Op("Mul", [ToFloat(g, scores, o), g.FloatScalar((float)(1.0 / Math.Sqrt(dim)))]);
-        string weights = g.Op("Softmax", [g.Op("Add", [scores, bias])], attributes: NodeAttribute.Int("axis", -1));
-        string context = g.Op("MatMul", [FromFloat(g, weights, o), vals]);
-        context = g.Op("Transpose", [context], attributes: NodeAttribute.Ints("perm", 0, 2, 1, 3));
-        context = g.Op("Reshape", [context, g.Int64s(0, 0, o.Heads * dim)]);
+        string context = KvAttention.ScaledDotProduct(g, q, keys, vals, bias, dim, o.Precision);
+        context = KvAttention.MergeHeads(g, context, o.Heads * dim);
         return g.Op("MatMul", [context, DecoderWeights.Layer(layer, "self_attn.o_proj.weight")]);
     }
-
-    /// <summary>The present cache <paramref name="name"/>: the past then the new columns, or the new alone.</summary>
-    private static string Present(GraphEmitter g, string past, string current, string name, bool readsPast) =>
-        readsPast
-            ? g.Op("Concat", [past, current], name, NodeAttribute.Int("axis", 2))
-            : g.Op("Identity", [current], name);
-
-    /// <summary><c>[batch, seq, heads·dim]</c> → <c>[batch, heads, seq, dim]</c>.</summary>
-    private static string Heads(GraphEmitter g, string projected, int heads, int dim) =>
-        g.Op("Transpose", [g.Op("Reshape", [projected, g.Int64s(0, 0, heads, dim)])], attributes: NodeAttribute.Ints("perm", 0, 2, 1, 3));
 
     /// <summary><c>x·cos + rotate_half(x)·sin</c> with <c>rotate_half([a, b]) = [−b, a]</c> over the last axis.</summary>
     private static string Rotary(GraphEmitter g, string x, string cos, string sin, int dim)
@@ -154,15 +124,9 @@ internal static class DecoderPass
     /// <summary><c>x / √(mean(x²) + eps) · weight</c> over the last axis, computed in FLOAT.</summary>
     private static string RmsNorm(GraphEmitter g, string x, string weight, DecoderOptions o)
     {
-        string xf = ToFloat(g, x, o);
+        string xf = KvAttention.ToFloat(g, x, o.Precision);
         string meanSquare = g.Op("ReduceMean", [g.Op("Mul", [xf, xf])], attributes: [NodeAttribute.Ints("axes", -1), NodeAttribute.Int("keepdims", 1)]);
         string rms = g.Op("Sqrt", [g.Op("Add", [meanSquare, g.FloatScalar(o.RmsNormEps)])]);
-        return g.Op("Mul", [FromFloat(g, g.Op("Div", [xf, rms]), o), weight]);
+        return g.Op("Mul", [KvAttention.FromFloat(g, g.Op("Div", [xf, rms]), o.Precision), weight]);
     }
-
-    private static string ToFloat(GraphEmitter g, string x, DecoderOptions o) =>
-        o.Precision == DecoderPrecision.Float32 ? x : g.Op("Cast", [x], attributes: NodeAttribute.Int("to", (long)TensorElementKind.Float));
-
-    private static string FromFloat(GraphEmitter g, string x, DecoderOptions o) =>
-        o.Precision == DecoderPrecision.Float32 ? x : g.Op("Cast", [x], attributes: NodeAttribute.Int("to", (long)o.Precision.ElementKind()));
 }

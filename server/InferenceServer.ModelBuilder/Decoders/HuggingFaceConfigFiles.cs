@@ -66,8 +66,9 @@ public static class HuggingFaceConfigFiles
     }
 
     /// <summary>
-    /// A JSON object written by <paramref name="body"/>: UTF-8, indented, ending in a newline, with characters such as
-    /// <c>&lt;</c> and non-ASCII ones written as themselves (as Python's <c>json.dump(..., ensure_ascii=False)</c> does).
+    /// A JSON object written by <paramref name="body"/>: UTF-8, indented with <c>\n</c> line ends, ending in a newline,
+    /// with characters such as <c>&lt;</c> and non-ASCII ones written as themselves (as Python's
+    /// <c>json.dump(..., ensure_ascii=False)</c> does).
     /// </summary>
     internal static string Json(Action<Utf8JsonWriter> body)
     {

@@ -26,11 +26,7 @@ public static class LegacyMergedDecoderGraph
     {
         var (builder, g) = DecoderGraph.Start(weights, "merged", "older Optimum's merged layout (decoder_model_merged.onnx, use_cache_branch)");
         var o = weights.Options;
-        const string batch = OptimumDecoderLayout.BatchDim;
-        builder.Input(OptimumDecoderLayout.InputIds, TensorElementKind.Int64, batch, OptimumDecoderLayout.SequenceDim)
-            .Input(OptimumDecoderLayout.AttentionMask, TensorElementKind.Int64, batch, OptimumDecoderLayout.TotalSequenceDim);
-        DecoderGraph.DeclarePastInputs(builder, o);
-        builder.Input(LegacyOptimumDecoderLayout.UseCacheBranch, TensorElementKind.Bool, 1);
+        LegacyOptimumDecoderLayout.Declare(builder, o.Shape);
 
         var withPast = Branch(g, o, WithPastBranch, readsPast: true);
         var noPast = Branch(g, o, NoPastBranch, readsPast: false);
@@ -41,7 +37,6 @@ public static class LegacyMergedDecoderGraph
             [.. outputs],
             NodeAttribute.Graph("then_branch", withPast),
             NodeAttribute.Graph("else_branch", noPast));
-        DecoderGraph.DeclareOutputs(builder, o, outputs);
         return builder;
     }
 
@@ -58,7 +53,7 @@ public static class LegacyMergedDecoderGraph
             PresentValue = i => $"{name}/{OptimumDecoderLayout.PresentValue(i)}",
         };
         DecoderPass.Emit(g, o, values);
-        DecoderGraph.DeclareOutputs(g.Builder, o, values.OutputNames(o.Layers));
+        OptimumDecoderLayout.DeclareOutputs(g.Builder, o.Shape, values.OutputNames(o.Layers));
         return g.Builder;
     }
 

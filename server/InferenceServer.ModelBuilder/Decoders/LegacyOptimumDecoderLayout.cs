@@ -40,6 +40,19 @@ public static class LegacyOptimumDecoderLayout
     /// <summary>Name of the external-data file beside <see cref="ModelFileName"/> when the weights are kept outside.</summary>
     public const string ExternalDataFileName = "decoder_model_merged.onnx_data";
 
+    /// <summary>
+    /// Declares the layout's graph inputs and outputs on <paramref name="builder"/>, in graph order: those of
+    /// <see cref="OptimumDecoderLayout"/> without <c>position_ids</c>, then <see cref="UseCacheBranch"/>.
+    /// </summary>
+    public static void Declare(OnnxGraphBuilder builder, OptimumDecoderShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(shape);
+        OptimumDecoderLayout.DeclareInputs(builder, shape, positionIds: false);
+        builder.Input(UseCacheBranch, TensorElementKind.Bool, 1);
+        OptimumDecoderLayout.DeclareOutputs(builder, shape, OutputNames(shape.Layers));
+    }
+
     /// <summary>All input names in graph order for a model of <paramref name="layers"/> layers.</summary>
     public static IReadOnlyList<string> InputNames(int layers) =>
         [.. OptimumDecoderLayout.InputNames(layers).Where(name => name != OptimumDecoderLayout.PositionIds), UseCacheBranch];

@@ -20,17 +20,23 @@ internal sealed class DecoderSession : IDisposable
 
     public DecoderSession(DecoderOptions options, byte[] model)
     {
-        Options = options;
+        Shape = options.Shape;
         _session = new InferenceSession(model, NewSessionOptions());
     }
 
     public DecoderSession(DecoderOptions options, string modelPath)
+        : this(options.Shape, modelPath)
     {
-        Options = options;
+    }
+
+    /// <summary>Opens the model at <paramref name="modelPath"/>, whose interface has the shapes <paramref name="shape"/>.</summary>
+    public DecoderSession(OptimumDecoderShape shape, string modelPath)
+    {
+        Shape = shape;
         _session = new InferenceSession(modelPath, NewSessionOptions());
     }
 
-    public DecoderOptions Options { get; }
+    public OptimumDecoderShape Shape { get; }
 
     public InferenceSession Session => _session;
 
@@ -75,26 +81,26 @@ internal sealed class DecoderSession : IDisposable
 
             Add(OptimumDecoderLayout.InputIds, Int64(ids));
             Add(OptimumDecoderLayout.AttentionMask, Int64(mask));
-            for (int i = 0; i < Options.Layers; i++)
+            for (int i = 0; i < Shape.Layers; i++)
             {
                 Add(OptimumDecoderLayout.PastKey(i), Floats(past.Keys[i], past.Shape));
                 Add(OptimumDecoderLayout.PastValue(i), Floats(past.Values[i], past.Shape));
             }
 
-            var outputNames = OptimumDecoderLayout.OutputNames(Options.Layers).ToArray();
+            var outputNames = OptimumDecoderLayout.OutputNames(Shape.Layers).ToArray();
             using var results = _session.Run(new RunOptions(), names, values, outputNames);
             float[] logits = ReadFloats(results[0]);
             var shape = results[1].GetTensorTypeAndShape().Shape;
-            var present = new KvCache(Options.Layers, batch, Options.KvHeads, checked((int)shape[2]), Options.HeadDim);
+            var present = new KvCache(Shape.Layers, batch, Shape.KvHeads, checked((int)shape[2]), Shape.HeadDim);
             Assert.Equal(present.Shape, shape);
-            for (int i = 0; i < Options.Layers; i++)
+            for (int i = 0; i < Shape.Layers; i++)
             {
                 ReadFloats(results[1 + 2 * i]).CopyTo(present.Keys[i], 0);
                 ReadFloats(results[2 + 2 * i]).CopyTo(present.Values[i], 0);
             }
 
-            Assert.Equal([batch, sequence, Options.Vocab], results[0].GetTensorTypeAndShape().Shape);
-            return new DecoderStep(logits, batch, sequence, Options.Vocab, present);
+            Assert.Equal([batch, sequence, Shape.Vocab], results[0].GetTensorTypeAndShape().Shape);
+            return new DecoderStep(logits, batch, sequence, Shape.Vocab, present);
         }
         finally
         {
@@ -104,7 +110,7 @@ internal sealed class DecoderSession : IDisposable
 
     /// <summary>One sequence from scratch: its tokens at positions 0…n−1, nothing cached, no padding.</summary>
     public DecoderStep RunFull(long[] tokens) =>
-        Run([tokens], [Ones(tokens.Length)], [Enumerable.Range(0, tokens.Length).Select(p => (long)p).ToArray()], KvCache.Empty(Options, 1));
+        Run([tokens], [Ones(tokens.Length)], [Enumerable.Range(0, tokens.Length).Select(p => (long)p).ToArray()], KvCache.Empty(Shape, 1));
 
     public void Dispose() => _session.Dispose();
 
@@ -124,7 +130,7 @@ internal sealed class DecoderSession : IDisposable
 
     private OrtValue Floats(float[] data, long[] shape)
     {
-        if (Options.Precision == DecoderPrecision.Float32)
+        if (Shape.Precision == DecoderPrecision.Float32)
         {
             var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, shape);
             data.CopyTo(value.GetTensorMutableDataAsSpan<float>());
@@ -144,7 +150,7 @@ internal sealed class DecoderSession : IDisposable
     private float[] ReadFloats(OrtValue value)
     {
         var type = value.GetTensorTypeAndShape().ElementDataType;
-        if (Options.Precision == DecoderPrecision.Float32)
+        if (Shape.Precision == DecoderPrecision.Float32)
         {
             Assert.Equal(TensorElementType.Float, type);
             return value.GetTensorDataAsSpan<float>().ToArray();

@@ -29,7 +29,9 @@ internal sealed class KvCache
 
     public long[] Shape => [Batch, KvHeads, Length, HeadDim];
 
-    public static KvCache Empty(DecoderOptions options, int batch) => new(options.Layers, batch, options.KvHeads, 0, options.HeadDim);
+    public static KvCache Empty(DecoderOptions options, int batch) => Empty(options.Shape, batch);
+
+    public static KvCache Empty(OptimumDecoderShape shape, int batch) => new(shape.Layers, batch, shape.KvHeads, 0, shape.HeadDim);
 
     /// <summary>Row <paramref name="b"/> alone, its last <paramref name="keep"/> columns (all by default).</summary>
     public KvCache Row(int b, int? keep = null)
