@@ -1,6 +1,6 @@
 namespace InferenceServer.Perf;
 
-/// <summary><c>bench mlp|resnet50|payload|overhead|generate</c>: one benchmark, every piece in this process, ratios against its targets.</summary>
+/// <summary><c>bench mlp|resnet50|payload|overhead|generate|kv</c>: one benchmark, every piece in this process, ratios against its targets.</summary>
 internal static class BenchCommand
 {
     public static async Task<int> RunAsync(string[] args)
@@ -28,6 +28,7 @@ internal static class BenchCommand
                 "resnet50" => Resnet50Benchmark.RunAsync(options),
                 "payload" => PayloadBenchmark.RunAsync(options),
                 "generate" => GenerateBenchmark.RunAsync(options),
+                "kv" => KvBenchmark.RunAsync(options),
                 _ => OverheadBenchmark.RunAsync(options),
             }).ConfigureAwait(false);
             return 0;

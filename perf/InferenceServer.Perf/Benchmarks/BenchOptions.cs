@@ -5,7 +5,7 @@ namespace InferenceServer.Perf;
 /// <summary>Options of <c>bench NAME</c>; each benchmark supplies its defaults, the command line overrides them.</summary>
 internal sealed record BenchOptions
 {
-    public static readonly string[] Names = ["mlp", "resnet50", "payload", "overhead", "generate"];
+    public static readonly string[] Names = ["mlp", "resnet50", "payload", "overhead", "generate", "kv"];
 
     public required string Name { get; init; }
     public int Runs { get; init; } = 3;
@@ -37,15 +37,41 @@ internal sealed record BenchOptions
     public bool H2Load { get; init; }
     public string GrpcClient { get; init; } = GrpcClientKind.Raw;
 
+    /// <summary>kv: the decoder's shape (null: the benchmark's default, 6 layers, d_model 512, 8 heads, 2 KV heads, vocabulary 32,000).</summary>
+    public int? Layers { get; init; }
+    public int? DModel { get; init; }
+    public int? Heads { get; init; }
+    public int? KvHeads { get; init; }
+    public int? Vocab { get; init; }
+
+    /// <summary>kv: prompt tokens of the throughput cells (default 128).</summary>
+    public int? PromptTokens { get; init; }
+
+    /// <summary>kv: the prompt lengths of the context-scaling cells (default 128,1024), their generated tokens and requests per cell.</summary>
+    public IReadOnlyList<int>? Contexts { get; init; }
+    public int? ContextTokens { get; init; }
+    public int? ContextRequests { get; init; }
+
+    /// <summary>kv: where the raw loop's outputs go (default: both, ONNX Runtime's own memory and bound buffers).</summary>
+    public IReadOnlyList<KvOutputs>? RawOutputs { get; init; }
+
+    /// <summary>kv: the contexts of the engine's allocation measurement (empty: skipped) and its measured steps.</summary>
+    public IReadOnlyList<int>? AllocationContexts { get; init; }
+    public int? AllocationSteps { get; init; }
+
+    /// <summary>kv: also run the engine cells with every row joining and leaving together (no ragged rows, as the raw loop's rounds).</summary>
+    public bool EngineStatic { get; init; }
+
     /// <summary>The servers run as processes of their own (published builds): asked for, or implied by a baseline or a published build.</summary>
     public bool OutOfProcess => ServersOutOfProcess || Baseline is not null || ServerBuild is not null;
 
     public static string Usage() => """
-        Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead|generate [options]
+        Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead|generate|kv [options]
 
           --runs N                 repetitions; tables show medians, ratios are taken within each run (default: 3)
-          --duration-seconds N     measured seconds per load cell (default per benchmark: mlp 4, resnet50 6, payload 4, overhead 4, generate 6)
-          --engine-seconds N       measured seconds per engine batch size (default: mlp 2, resnet50 4, generate 4)
+          --duration-seconds N     measured seconds per load cell (default per benchmark: mlp 4, resnet50 6, payload 4, overhead 4, generate 6, kv 20)
+          --engine-seconds N       measured seconds per engine batch size (default: mlp 2, resnet50 4, generate 4; kv: at least this
+                                   long per raw cell, in whole rounds, and per engine cell, default 10)
           --warmup-seconds N       unmeasured seconds before every cell (default: 1)
           --first-warmup-seconds N unmeasured seconds before a load cell's first measurement (default: 5)
           --max-requests N         cap on requests per cell (default: 10000000)
@@ -53,19 +79,33 @@ internal sealed record BenchOptions
           --out FILE               also write the Markdown report to FILE
           --shared-dir DIR         the shared data folder (resnet50, generate; default: $INFERENCE_SHARED_DIR or ../shared beside the repository)
           --server-log-level LVL   in-process server's log level (default: Warning)
-          --concurrency LIST       closed-loop clients (default: mlp 64, resnet50 8, payload 1, overhead 64; generate: streams 1,4,16,64)
+          --concurrency LIST       closed-loop clients (default: mlp 64, resnet50 8, payload 1, overhead 64; generate: streams 1,4,16,64; kv: 16,
+                                   also the raw loops' sequences in flight)
           --protocol LIST          grpc, rest-binary, rest-json (default: grpc; payload grpc,rest-binary)
           --settings LIST          engine instances x intra-op threads, e.g. 1x2,2x1 (default: mlp and resnet50 1x2,2x1; payload and overhead 1x2;
-                                   generate: one IxT, the server's decode loops x parameters.intra_op_num_threads, default cores x 1)
-          --raw-settings LIST      generate: the raw decode loops' configurations, parallel loops x intra-op threads (default: every
-                                   LxT <= cores, L and T powers of two or the core count; the server's setting is always added)
+                                   generate: one IxT, the server's decode loops x parameters.intra_op_num_threads, default cores x 1;
+                                   kv: the served configurations, default 1 x cores and cores x 1)
+          --raw-settings LIST      generate, kv: the raw decode loops' configurations, parallel loops x intra-op threads (default: every
+                                   LxT <= cores, L and T powers of two or the core count; the server's settings are always added)
           --engine-batches LIST    engine batch sizes (default: mlp 1,4,16,32,64; resnet50 1,2,4,8; generate: the raw decode loop's, 1,4,16,64)
           --max-queue-delay-us N   dynamic_batching max_queue_delay_microseconds (default: 0)
           --max-batch-size N       mlp, resnet50: the served models' max_batch_size (default: mlp 64, resnet50 8)
           --preferred-batch-sizes LIST  mlp, resnet50: dynamic_batching preferred_batch_size (default: none)
           --bytes LIST             payload sizes in bytes, multiples of 4 (default: 602112,7120000)
           --skip-unbatched         mlp: leave out the models without dynamic batching
-          --max-tokens N           generate: max_tokens of every completion (default: 128)
+          --max-tokens N           generate, kv: max_tokens of every completion (default: 128)
+          --layers N, --d-model N, --heads N, --kv-heads N, --vocab N
+                                   kv: the decoder's shape (default: 6, 512, 8, 2, 32000; smaller for a quick run)
+          --prompt-tokens N        kv: prompt tokens of the throughput cells (default: 128)
+          --contexts LIST          kv: prompt lengths of the one-stream context-scaling cells (default: 128,1024)
+          --context-tokens N       kv: tokens generated per context-scaling request (default: 32)
+          --context-requests N     kv: requests (raw: rounds) per context-scaling cell and run, the contexts taking turns (default: 5)
+          --raw-outputs LIST       kv: the raw loop's outputs, ort (ONNX Runtime allocates them) and/or bound (preallocated
+                                   buffers, as the server's engine binds them) (default: both; the baseline is the best cell)
+          --allocation-contexts LIST  kv: contexts of the engine's allocation measurement, or none (default: 128,1024)
+          --allocation-steps N     kv: measured decode steps per allocation context (default: 32)
+          --engine-static          kv: also run the engine (KvCacheDecoder) cells with every row joining and leaving together,
+                                   so no ragged rows: what the padding of rows of different lengths costs
           --baseline REV|DIR       overhead, payload: also measure a baseline server, alternating with the current one run by run
                                    (A/B, B/A, ...): a git revision of this repository (checked out as a detached git worktree in a
                                    temporary folder and published with dotnet publish -c Release) or a folder holding a published
@@ -91,10 +131,11 @@ internal sealed record BenchOptions
         for (var i = 1; i < args.Count; i++)
         {
             var name = args[i];
-            if (name is "--skip-unbatched" or "--contention" or "--out-of-process" or "--h2load")
+            if (name is "--skip-unbatched" or "--contention" or "--out-of-process" or "--h2load" or "--engine-static")
             {
                 o = name switch
                 {
+                    "--engine-static" => o with { EngineStatic = true },
                     "--contention" => o with { Contention = true },
                     "--out-of-process" => o with { ServersOutOfProcess = true },
                     "--h2load" => o with { H2Load = true },
@@ -128,6 +169,18 @@ internal sealed record BenchOptions
                 "--server-build" => o with { ServerBuild = Directory.Exists(value) ? Path.GetFullPath(value) : throw new ArgumentException($"--server-build: no folder {value}") },
                 "--connections" => o with { Connections = (int)Number(name, value, 1, 64) },
                 "--grpc-client" => o with { GrpcClient = GrpcClientKind.Parse(value) },
+                "--layers" => o with { Layers = (int)Number(name, value, 1, 128) },
+                "--d-model" => o with { DModel = (int)Number(name, value, 2, 16384) },
+                "--heads" => o with { Heads = (int)Number(name, value, 1, 256) },
+                "--kv-heads" => o with { KvHeads = (int)Number(name, value, 1, 256) },
+                "--vocab" => o with { Vocab = (int)Number(name, value, 16, 1_000_000) },
+                "--prompt-tokens" => o with { PromptTokens = (int)Number(name, value, 1, 100_000) },
+                "--contexts" => o with { Contexts = Ints(name, value, 1, 100_000) },
+                "--context-tokens" => o with { ContextTokens = (int)Number(name, value, 2, 100_000) },
+                "--context-requests" => o with { ContextRequests = (int)Number(name, value, 1, 100) },
+                "--raw-outputs" => o with { RawOutputs = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(v => Enum.TryParse<KvOutputs>(v, ignoreCase: true, out var k) && Enum.IsDefined(k) ? k : throw new ArgumentException($"--raw-outputs: '{v}' is not ort or bound")).Distinct().ToArray() },
+                "--allocation-contexts" => o with { AllocationContexts = value == "none" ? [] : Ints(name, value, 1, 100_000) },
+                "--allocation-steps" => o with { AllocationSteps = (int)Number(name, value, 1, 10_000) },
                 "--bytes" => o with { Bytes = Ints(name, value, 4, 200_000_000).Select(b => b % 4 == 0 ? b : throw new ArgumentException("--bytes: sizes must be multiples of 4 (FP32)")).ToArray() },
                 _ => throw new ArgumentException($"unknown option {name}"),
             };

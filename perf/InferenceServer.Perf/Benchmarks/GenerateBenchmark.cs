@@ -103,7 +103,7 @@ internal static class GenerateBenchmark
         for (session.Run = 1; session.Run <= o.Runs; session.Run++)
         {
             // The raw loop runs with the model unloaded: the server's decode thread, and with it its OpenMP team, gone.
-            await UnloadAsync(session).ConfigureAwait(false);
+            await ModelControl.UnloadAsync(session, Model).ConfigureAwait(false);
             // Each raw setting sets libtorch's (per-process) thread count for its loops; the model's is restored after.
             var serverThreads = torch.get_num_threads();
             foreach (var setting in rawSettings)
@@ -123,7 +123,7 @@ internal static class GenerateBenchmark
                 }
             }
             torch.set_num_threads(serverThreads);
-            await LoadAsync(session).ConfigureAwait(false);
+            await ModelControl.LoadAsync(session, Model).ConfigureAwait(false);
             foreach (var c in concurrency)
             {
                 var cell = new CellInfo(ServerCell(c), "server", "openai-sse", c, $"{c} concurrent stream{(c == 1 ? "" : "s")} of completions");
@@ -138,7 +138,7 @@ internal static class GenerateBenchmark
                     opened: async () =>
                     {
                         before = await ServerStatsDelta.SnapshotAsync(session.Server.Grpc, Model).ConfigureAwait(false);
-                        metricsBefore = await TokenMetrics.ScrapeAsync(metrics).ConfigureAwait(false);
+                        metricsBefore = await TokenMetrics.ScrapeAsync(metrics, Model).ConfigureAwait(false);
                         cpu = CpuSample.Take();
                         gc = GcDelta.Take();
                     },
@@ -147,7 +147,7 @@ internal static class GenerateBenchmark
                         used = CpuSample.Take().Since(cpu);
                         gcs = GcDelta.Since(gc);
                         after = await ServerStatsDelta.SnapshotAsync(session.Server.Grpc, Model).ConfigureAwait(false);
-                        metricsAfter = await TokenMetrics.ScrapeAsync(metrics).ConfigureAwait(false);
+                        metricsAfter = await TokenMetrics.ScrapeAsync(metrics, Model).ConfigureAwait(false);
                     }).ConfigureAwait(false);
                 session.Record(cell, m, new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, ServerStatsDelta.Between(before, after))
                 {
@@ -206,66 +206,6 @@ internal static class GenerateBenchmark
             : $"Check: the server's greedy completion of the first prompt DIFFERS from the raw loop's (first difference at character {(difference < 0 ? Math.Min(got.Length, expected.Length) : difference)}; server {got.Length} characters, raw {expected.Length}; usage {outcome.UsageTokens}): server `{Escape(got)}`, raw `{Escape(expected)}`.";
         BenchSession.Log(line);
         results.Note(line);
-    }
-
-    /// <summary>
-    /// Unloads the model and waits (bounded) until its decode thread has ended. libtorch parallelises with OpenMP
-    /// (libgomp), which gives every thread calling into it a team of worker threads for as long as that thread lives,
-    /// and whose waiting threads, unless OMP_WAIT_POLICY is PASSIVE (the server's default), spin for 300,000
-    /// iterations, but only 100 while the process has more OpenMP threads than cores (libgomp/config/linux/wait.h,
-    /// do_spin). With the decode thread's team alive, the raw loop's team is one too many on two cores and every one
-    /// of its steps pays for it (about 1.2 ms instead of 0.22 ms at batch 1 on this machine). Without the decode
-    /// thread, the raw loop has the process to itself whatever the policy. The decode thread is recognised by its
-    /// name, "generate MODEL:VERSION #i" ("generate shakes" in /proc, which keeps 15 characters); its OpenMP worker
-    /// inherits that name.
-    /// </summary>
-    private static async Task UnloadAsync(BenchSession session)
-    {
-        await session.Server.Grpc.RepositoryModelUnloadAsync(new RepositoryModelUnloadRequest { ModelName = Model }, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        while (DecodeThreads() > 0)
-        {
-            if (System.Diagnostics.Stopwatch.GetElapsedTime(started) > TimeSpan.FromSeconds(30))
-            {
-                throw new TimeoutException($"the model's decode threads were still running 30 s after unloading '{Model}'");
-            }
-            await Task.Delay(20).ConfigureAwait(false);
-        }
-    }
-
-    private static async Task LoadAsync(BenchSession session)
-    {
-        await session.Server.Grpc.RepositoryModelLoadAsync(new RepositoryModelLoadRequest { ModelName = Model }, deadline: DateTime.UtcNow.AddSeconds(120)).ConfigureAwait(false);
-        await session.Server.WaitForModelAsync(Model).ConfigureAwait(false);
-    }
-
-    /// <summary>Threads of this process named after a decode loop (0 where /proc is not there).</summary>
-    private static int DecodeThreads()
-    {
-        var prefix = ("generate " + Model)[..15];
-        var count = 0;
-        try
-        {
-            foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
-            {
-                try
-                {
-                    if (File.ReadAllText(Path.Combine(task, "comm")).StartsWith(prefix, StringComparison.Ordinal))
-                    {
-                        count++;
-                    }
-                }
-                catch (IOException)
-                {
-                    // The thread ended while we looked.
-                }
-            }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return 0;
-        }
-        return count;
     }
 
     private static string Escape(string text) => text.Replace("\n", "\\n", StringComparison.Ordinal);
@@ -327,37 +267,4 @@ internal static class GenerateBenchmark
     private static double Median(IReadOnlyList<Measurement> runs, Func<Measurement, double> figure) => BenchResults.Median(runs.Select(figure));
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-
-    /// <summary>The server's own token metrics for the model (Prometheus, on the metrics port) at one moment.</summary>
-    private sealed record TokenMetrics(double TtftSum, double TtftCount, double TpotSum, double TpotCount, double Tokens)
-    {
-        public static async Task<TokenMetrics?> ScrapeAsync(HttpClient metrics)
-        {
-            if (metrics.BaseAddress is null)
-            {
-                return null;
-            }
-            var text = await metrics.GetStringAsync("metrics").ConfigureAwait(false);
-            double Value(string name)
-            {
-                foreach (var line in text.AsSpan().EnumerateLines())
-                {
-                    if (line.StartsWith(name + "{", StringComparison.Ordinal) && line.Contains("model=\"" + Model + "\"", StringComparison.Ordinal))
-                    {
-                        return double.Parse(line[(line.LastIndexOf(' ') + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture);
-                    }
-                }
-                return double.NaN;
-            }
-            return new TokenMetrics(
-                Value("inference_time_to_first_token_seconds_sum"), Value("inference_time_to_first_token_seconds_count"),
-                Value("inference_time_per_output_token_seconds_sum"), Value("inference_time_per_output_token_seconds_count"),
-                Value("inference_generation_tokens_total"));
-        }
-
-        /// <summary>The server's view over the window: mean TTFT (arrival → first token sampled) and mean time between tokens.</summary>
-        public static string? Describe(TokenMetrics? before, TokenMetrics? after) =>
-            before is null || after is null ? null : string.Create(CultureInfo.InvariantCulture,
-                $"server metrics over the window: {after.Tokens - before.Tokens:F0} tokens, TTFT mean {(after.TtftSum - before.TtftSum) / (after.TtftCount - before.TtftCount) * 1000:F2} ms ({after.TtftCount - before.TtftCount:F0} requests), TPOT mean {(after.TpotSum - before.TpotSum) / (after.TpotCount - before.TpotCount) * 1000:F3} ms");
-    }
 }

@@ -20,6 +20,9 @@ internal sealed class CompletionStreamException(string status, string message) :
 /// </summary>
 internal readonly record struct CompletionOutcome(long Sent, long FirstText, long LastText, int TextChars, int? UsageTokens, int? PromptTokens, string FinishReason)
 {
+    /// <summary>The events that carried non-empty text (the server sends one per sampled token whose text is complete).</summary>
+    public int TextEvents { get; init; }
+
     /// <summary>Generated tokens: the usage chunk's count when there is one, else the characters (one per token for a character model).</summary>
     public int Tokens => UsageTokens ?? TextChars;
 }
@@ -77,6 +80,35 @@ internal sealed class CompletionClient : IDisposable
     }
 
     /// <summary>
+    /// The request body of a token-id prompt (<c>"prompt": [ids]</c>, no tokenization on the server): greedy,
+    /// exactly <paramref name="maxTokens"/> tokens (<c>ignore_eos</c>), streamed, with usage.
+    /// </summary>
+    public byte[] Body(IReadOnlyList<int> promptIds, int maxTokens)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream))
+        {
+            w.WriteStartObject();
+            w.WriteString("model", Model);
+            w.WriteStartArray("prompt");
+            foreach (var id in promptIds)
+            {
+                w.WriteNumberValue(id);
+            }
+            w.WriteEndArray();
+            w.WriteNumber("max_tokens", maxTokens);
+            w.WriteNumber("temperature", 0);
+            w.WriteBoolean("ignore_eos", true);
+            w.WriteBoolean("stream", true);
+            w.WriteStartObject("stream_options");
+            w.WriteBoolean("include_usage", true);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        return stream.ToArray();
+    }
+
+    /// <summary>
     /// Sends one completion and reads its events to <c>[DONE]</c>. <paramref name="onText"/> is called (timestamp,
     /// characters) as each non-empty text arrives; <paramref name="text"/>, when given, receives the text itself.
     /// Throws <see cref="HttpRequestException"/> (with the status) for a non-200 answer, <see cref="CompletionStreamException"/>
@@ -97,6 +129,7 @@ internal sealed class CompletionClient : IDisposable
         await using var events = new ServerSentEventReader(stream);
         long first = 0, last = 0;
         var chars = 0;
+        var textEvents = 0;
         int? usage = null, prompt = null;
         string? finish = null;
         while (await events.MoveNextAsync(cancellationToken).ConfigureAwait(false))
@@ -114,7 +147,7 @@ internal sealed class CompletionClient : IDisposable
             {
                 return finish is null
                     ? throw new CompletionStreamException("sse:truncated", "[DONE] came before any finish_reason")
-                    : new CompletionOutcome(sent, first, last, chars, usage, prompt, finish);
+                    : new CompletionOutcome(sent, first, last, chars, usage, prompt, finish) { TextEvents = textEvents };
             }
             if (e.Error is { } error)
             {
@@ -128,6 +161,7 @@ internal sealed class CompletionClient : IDisposable
                     first = last;
                 }
                 chars += e.TextChars;
+                textEvents++;
                 onText?.Invoke(last, e.TextChars);
             }
             finish ??= e.FinishReason;

@@ -19,8 +19,19 @@ namespace InferenceServer.Perf;
 /// </summary>
 internal static class CompletionLoop
 {
-    public static async Task<Measurement> RunAsync(
+    /// <summary>Text prompts, a character per token (a character-level model): stream i sends prompt i modulo their count.</summary>
+    public static Task<Measurement> RunAsync(
         CompletionClient client, IReadOnlyList<string> prompts, int maxTokens, int concurrency, TimeSpan warmup, TimeSpan duration, long maxRequests,
+        Func<Task>? opened = null, Func<Task>? closed = null) =>
+        RunAsync(client, (stream, tokens) => client.Body(prompts[stream % prompts.Count], tokens), TokenCounting.Characters,
+            maxTokens, concurrency, warmup, duration, maxRequests, opened, closed);
+
+    /// <summary>
+    /// Any prompts: <paramref name="body"/> gives stream i's request body for a number of tokens; <paramref name="counting"/>
+    /// says how arriving text counts as tokens.
+    /// </summary>
+    public static async Task<Measurement> RunAsync(
+        CompletionClient client, Func<int, int, byte[]> body, TokenCounting counting, int maxTokens, int concurrency, TimeSpan warmup, TimeSpan duration, long maxRequests,
         Func<Task>? opened = null, Func<Task>? closed = null)
     {
         var start = Stopwatch.GetTimestamp();
@@ -30,23 +41,22 @@ internal static class CompletionLoop
         long issued = 0;
         var workers = Enumerable.Range(0, concurrency).Select(i => Task.Run(async () =>
         {
-            var recorder = new StreamRecorder(from, to);
+            var recorder = new StreamRecorder(from, to, counting);
             var onText = recorder.Text;
-            var prompt = prompts[i % prompts.Count];
-            var steady = client.Body(prompt, maxTokens);
+            var steady = body(i, maxTokens);
             var shortened = i * maxTokens / concurrency;
-            var body = shortened > 0 ? client.Body(prompt, shortened) : steady;
+            var next = shortened > 0 ? body(i, shortened) : steady;
             while (Stopwatch.GetTimestamp() < to && Interlocked.Increment(ref issued) <= maxRequests)
             {
                 try
                 {
-                    recorder.Completed(await client.StreamAsync(body, onText, null, timeout.Token).ConfigureAwait(false));
+                    recorder.Completed(await client.StreamAsync(next, onText, null, timeout.Token).ConfigureAwait(false));
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     recorder.Errors.Error(e);
                 }
-                body = steady;
+                next = steady;
             }
             return recorder;
         })).ToArray();
@@ -80,7 +90,7 @@ internal static class CompletionLoop
     }
 
     /// <summary>One stream's figures: tokens in the window, and its window requests' time to first token (as latencies) and per output token.</summary>
-    private sealed class StreamRecorder(long from, long to)
+    private sealed class StreamRecorder(long from, long to, TokenCounting counting)
     {
         /// <summary>Time to first token in <see cref="Recorder.LatenciesMs"/>, and the errors.</summary>
         public Recorder Errors { get; } = new();
@@ -93,7 +103,9 @@ internal static class CompletionLoop
 
         public string? Mismatch { get; private set; }
 
-        public void Text(long timestamp, int tokens)
+        public void Text(long timestamp, int characters) => Count(timestamp, counting == TokenCounting.Characters ? characters : 1);
+
+        private void Count(long timestamp, int tokens)
         {
             if (timestamp >= from && timestamp < to)
             {
@@ -103,12 +115,18 @@ internal static class CompletionLoop
 
         public void Completed(CompletionOutcome outcome)
         {
-            if (outcome.UsageTokens is { } usage && usage != outcome.TextChars)
+            var counted = counting == TokenCounting.Characters ? outcome.TextChars : outcome.TextEvents;
+            if (outcome.UsageTokens is { } usage && usage != counted)
             {
-                // The usage is the server's count: the difference (tokens that made no text) counts when the request ended.
-                UsageMismatches++;
-                Mismatch ??= $"usage {usage}, text {outcome.TextChars} characters";
-                Text(Stopwatch.GetTimestamp(), usage - outcome.TextChars);
+                // The usage is the server's count: the difference (tokens that made no text) counts when the request
+                // ended. With a character per token a difference is a fault; with events, a token whose text is not
+                // complete yet (part of a UTF-8 sequence) or a special token makes no event of its own.
+                if (counting == TokenCounting.Characters)
+                {
+                    UsageMismatches++;
+                    Mismatch ??= $"usage {usage}, text {outcome.TextChars} characters";
+                }
+                Count(Stopwatch.GetTimestamp(), usage - counted);
             }
             if (outcome.Sent < from || outcome.Sent >= to || outcome.FirstText == 0)
             {
@@ -121,4 +139,14 @@ internal static class CompletionLoop
             }
         }
     }
+}
+
+/// <summary>How a streamed completion's text counts as tokens while it arrives (the usage chunk corrects each request's total at its end).</summary>
+internal enum TokenCounting
+{
+    /// <summary>A character per token: a character-level model.</summary>
+    Characters,
+
+    /// <summary>An event per token: the server sends one event per sampled token whose text is complete.</summary>
+    Events,
 }
