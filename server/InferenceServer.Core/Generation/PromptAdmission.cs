@@ -64,11 +64,7 @@ public static class PromptAdmission
         {
             var prompt = request.Prompt ?? model.ChatTemplate.Render(request.Messages!);
             var encoded = new List<int>(prompt.Length + 1);
-            if (model.Tokenizer.BosTokenId is { } bos)
-            {
-                encoded.Add(bos);
-            }
-            model.Tokenizer.Encode(prompt, encoded);
+            model.Tokenizer.Encode(prompt, encoded, addSpecialTokens: true);
             return encoded;
         }
         catch (InferenceException e) when (e.Kind == InferenceErrorKind.InvalidArgument)
