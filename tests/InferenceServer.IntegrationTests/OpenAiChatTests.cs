@@ -2,7 +2,7 @@ using System.Net;
 using System.Text.Json;
 using InferenceServer.Tests.Infrastructure;
 using static InferenceServer.Tests.Infrastructure.GenerationHttp;
-using Message = InferenceServer.Generation.ChatMessage;
+using Message = InferenceServer.Generation.Chat.ChatMessage;
 
 namespace InferenceServer.Tests.Integration;
 

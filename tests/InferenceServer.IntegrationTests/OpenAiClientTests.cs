@@ -41,7 +41,7 @@ public sealed class OpenAiClientTests(ApiKeyServerFixture fixture) : IClassFixtu
         Assert.StartsWith("chatcmpl-", completion.Id);
 
         var request = fixture.Fake.Single("sdk whole").Request;
-        Assert.Equal([new("system", "Be brief."), new InferenceServer.Generation.ChatMessage("user", "sdk whole")], request.Messages);
+        Assert.Equal([new("system", "Be brief."), new InferenceServer.Generation.Chat.ChatMessage("user", "sdk whole")], request.Messages);
         Assert.Equal(0.25f, request.Sampling.Temperature);
         Assert.Equal(0.75f, request.Sampling.TopP);
         Assert.Equal(99UL, request.Sampling.Seed);

@@ -89,6 +89,12 @@ public sealed class FakeTextGenerator : ITextGenerator, IInferenceDispatcher
         Assert.Single(Received, r => (r.Request.Prompt ?? "").Contains(marker, StringComparison.Ordinal) ||
                                      (r.Request.Messages ?? []).Any(m => m.Content.Contains(marker, StringComparison.Ordinal)));
 
+    /// <summary>Scripted models have no tokenizer; tokenization tests use real models.</summary>
+    public GenerationModel Tokenization(string model) =>
+        throw (Models.ContainsKey(model)
+            ? InferenceException.InvalidArgument($"the fake model '{model}' has no tokenizer")
+            : InferenceException.NotFound($"model '{model}' is not found"));
+
     public ValueTask<GenerationStream> GenerateAsync(string model, string? version, GenerationRequest request, CancellationToken cancellationToken)
     {
         if (TensorModels.Contains(model))

@@ -1,4 +1,5 @@
 using InferenceServer.Configuration;
+using InferenceServer.Generation.Chat;
 
 namespace InferenceServer.Generation;
 
@@ -10,7 +11,7 @@ namespace InferenceServer.Generation;
 public sealed class GenerationModel
 {
     /// <summary>A model from settings and an already built tokenizer and template.</summary>
-    public GenerationModel(GenerationSettings settings, ITokenizer tokenizer, ChatTemplate chatTemplate)
+    public GenerationModel(GenerationSettings settings, ITokenizer tokenizer, IChatTemplate chatTemplate)
     {
         Settings = settings;
         Tokenizer = tokenizer;
@@ -28,8 +29,8 @@ public sealed class GenerationModel
     /// <summary>Text to token ids and back.</summary>
     public ITokenizer Tokenizer { get; }
 
-    /// <summary>Chat messages to a prompt.</summary>
-    public ChatTemplate ChatTemplate { get; }
+    /// <summary>Chat messages to a prompt: the model's own Jinja template, or format strings from config.yaml.</summary>
+    public IChatTemplate ChatTemplate { get; }
 
     /// <summary>
     /// The ids that end a sequence with <c>finish_reason: stop</c> (unless the request sets <c>ignore_eos</c>): the
@@ -46,11 +47,11 @@ public sealed class GenerationModel
     {
         ArgumentNullException.ThrowIfNull(settings);
         ITokenizer tokenizer;
-        ChatTemplate template;
+        IChatTemplate template;
         try
         {
             tokenizer = TokenizerFactory.Create(settings.Tokenizer, modelDirectory);
-            template = ChatTemplate.FromSpec(settings.ChatTemplate);
+            template = CreateChatTemplate(settings, modelDirectory);
         }
         catch (ArgumentException e)
         {
@@ -61,5 +62,36 @@ public sealed class GenerationModel
             throw new ModelConfigException($"the tokenizer has {tokenizer.VocabularySize} tokens but logits '{settings.LogitsName}' only {settings.LogitsWidth}");
         }
         return new GenerationModel(settings, tokenizer, template);
+    }
+
+    /// <summary>
+    /// The chat template: format strings when config.yaml gives <c>generation.chat_template</c>; otherwise the model's own
+    /// Jinja template found beside its tokenizer file (<see cref="ChatTemplateFiles"/>); otherwise each message's content
+    /// on its own line (<see cref="FormatChatTemplate.Default"/>).
+    /// </summary>
+    private static IChatTemplate CreateChatTemplate(GenerationSettings settings, string modelDirectory)
+    {
+        if (settings.ChatTemplate is not null)
+        {
+            return FormatChatTemplate.FromSpec(settings.ChatTemplate);
+        }
+        var tokenizerFile = settings.Tokenizer.File ?? settings.Tokenizer.VocabFile ?? settings.Tokenizer.Kind switch
+        {
+            TokenizerSpec.TokenizerJson => "tokenizer.json",
+            TokenizerSpec.SentencePiece => "tokenizer.model",
+            TokenizerSpec.Bpe => "vocab.json",
+            _ => null,
+        };
+        if (tokenizerFile is null)
+        {
+            return FormatChatTemplate.Default;
+        }
+        var root = Path.GetFullPath(modelDirectory);
+        var directory = Path.GetDirectoryName(Path.GetFullPath(Path.Combine(root, tokenizerFile)))!;
+        if (!(directory + Path.DirectorySeparatorChar).StartsWith(Path.TrimEndingDirectorySeparator(root) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        {
+            return FormatChatTemplate.Default;
+        }
+        return (IChatTemplate?)ChatTemplateFiles.Find(directory, path => Path.GetRelativePath(root, path)) ?? FormatChatTemplate.Default;
     }
 }

@@ -1,3 +1,5 @@
+using InferenceServer.Generation.Chat;
+
 namespace InferenceServer.Generation;
 
 /// <summary>
@@ -17,6 +19,16 @@ public sealed class GenerationRequest
 
     /// <summary>A conversation, turned into the prompt by the model's chat template.</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
+
+    /// <summary>With <see cref="Messages"/>: what the chat template sees beyond roles and contents (tools, tool calls, template variables); null for none.</summary>
+    public ChatOptions? Chat { get; init; }
+
+    /// <summary>
+    /// Whether the tokenizer adds its special tokens (BOS) to the prompt text; null for the default: true for
+    /// <see cref="Prompt"/>, the chat template's choice for <see cref="Messages"/> (false for a model's Jinja template,
+    /// which writes them itself). Token-id prompts are used as they are.
+    /// </summary>
+    public bool? AddSpecialTokens { get; init; }
 
     /// <summary>Most tokens to generate; null for the model's default (<c>generation.default_max_tokens</c>).</summary>
     public int? MaxTokens { get; init; }

@@ -60,4 +60,11 @@ public interface ITextGenerator
 
     /// <summary>The ready generative models.</summary>
     IReadOnlyList<GenerativeModelInfo> ListModels();
+
+    /// <summary>
+    /// The tokenizer, chat template and settings of the newest ready version of <paramref name="model"/>, to tokenize
+    /// without generating (vLLM's <c>/tokenize</c> and <c>/detokenize</c>). Throws <see cref="Inference.InferenceException"/>:
+    /// NotFound (no such model), Unavailable (not ready), InvalidArgument (not a generative model).
+    /// </summary>
+    GenerationModel Tokenization(string model);
 }

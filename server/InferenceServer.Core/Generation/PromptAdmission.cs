@@ -1,5 +1,6 @@
 using System.Globalization;
 using InferenceServer.Configuration;
+using InferenceServer.Generation.Chat;
 using InferenceServer.Inference;
 
 namespace InferenceServer.Generation;
@@ -62,9 +63,10 @@ public static class PromptAdmission
         }
         try
         {
-            var prompt = request.Prompt ?? model.ChatTemplate.Render(request.Messages!);
-            var encoded = new List<int>(prompt.Length + 1);
-            model.Tokenizer.Encode(prompt, encoded, addSpecialTokens: true);
+            // A plain prompt gets the tokenizer's special tokens; a chat prompt as its template says (a Jinja template writes its own BOS).
+            var prompt = request.Prompt is { } text ? new ChatPrompt(text, AddSpecialTokens: true) : model.ChatTemplate.Render(request.Messages!, request.Chat);
+            var encoded = new List<int>(prompt.Text.Length + 1);
+            model.Tokenizer.Encode(prompt.Text, encoded, request.AddSpecialTokens ?? prompt.AddSpecialTokens);
             return encoded;
         }
         catch (InferenceException e) when (e.Kind == InferenceErrorKind.InvalidArgument)

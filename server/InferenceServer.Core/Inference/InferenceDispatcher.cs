@@ -258,6 +258,14 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
             .Select(v => new GenerativeModelInfo(v.Name, v.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), v.Config!.Generation!.ContextWindow, v.LoadedUnixSeconds))
             .ToArray();
 
+    /// <inheritdoc />
+    public GenerationModel Tokenization(string model)
+    {
+        using var lease = _repository.Acquire(model, "");
+        return lease.Version.Generation
+            ?? throw InferenceException.InvalidArgument($"model '{model}' is not a generative model: it has no tokenizer");
+    }
+
     /// <summary>A generation's model lease and its admission lease, released together when the stream ends.</summary>
     private sealed class AdmittedLease(ModelLease lease, IDisposable admitted) : IDisposable
     {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using InferenceServer.Configuration;
 using InferenceServer.Generation;
+using InferenceServer.Generation.Chat;
 using InferenceServer.Tensors;
 
 namespace InferenceServer.Http;
@@ -8,12 +9,14 @@ namespace InferenceServer.Http;
 /// <summary>
 /// The resolved generation settings of a generative model in <c>GET /v2/models/{m}/config</c> (Triton's configuration has
 /// no field for them): what the tokenizer and context are, and for a KV-cache decoder what was read from its graph and
-/// how each instance's cache is laid out. <c>provenance</c> beside it says where each value came from.
+/// how each instance's cache is laid out, and which chat template renders conversations. <c>provenance</c> beside it says
+/// where each value came from.
 /// </summary>
 internal static class GenerationConfigJson
 {
-    public static void Write(Utf8JsonWriter w, GenerationSettings generation)
+    public static void Write(Utf8JsonWriter w, GenerationModel model)
     {
+        var generation = model.Settings;
         w.WriteStartObject("generation");
         w.WriteString("tokenizer", generation.Tokenizer.Kind);
         if (generation.Tokenizer.File is { } file)
@@ -39,9 +42,23 @@ internal static class GenerationConfigJson
         }
         w.WriteEndArray();
         w.WriteString("logits", generation.LogitsType.ConfigName());
+        // Which chat template renders conversations: the model's own Jinja template(s) and where they were found, or format strings.
+        w.WriteStartObject("chat_template");
+        w.WriteString("kind", model.ChatTemplate.Kind);
+        if (model.ChatTemplate is JinjaChatTemplate jinja)
+        {
+            w.WriteString("source", jinja.Source);
+            w.WriteStartArray("names");
+            foreach (var name in jinja.Names)
+            {
+                w.WriteStringValue(name);
+            }
+            w.WriteEndArray();
+        }
+        w.WriteEndObject();
         if (generation.KvCache is { } kv)
         {
-            var plan = KvCachePlan.Create(generation);
+            var plan = model.KvCache!;
             w.WriteStartObject("kv_cache");
             w.WriteNumber("layers", kv.Layers);
             w.WriteNumber("kv_heads", kv.KvHeads);

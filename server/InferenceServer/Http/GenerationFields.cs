@@ -1,5 +1,6 @@
 using System.Text.Json;
 using InferenceServer.Generation;
+using InferenceServer.Generation.Chat;
 using InferenceServer.Inference;
 
 namespace InferenceServer.Http;
@@ -7,7 +8,7 @@ namespace InferenceServer.Http;
 /// <summary>
 /// The sampling and stopping fields that the OpenAI API and Triton's generate extension share, under the same names
 /// (<c>max_tokens</c>, <c>temperature</c>, <c>top_p</c>, <c>top_k</c>, <c>seed</c>, <c>stop</c>, <c>ignore_eos</c>,
-/// <c>stream</c>). A JSON <c>null</c> means "not given". A wrong type or value is InvalidArgument naming the field.
+/// <c>stream</c>), and vLLM's <c>add_special_tokens</c>. A JSON <c>null</c> means "not given". A wrong type or value is InvalidArgument naming the field.
 /// </summary>
 internal sealed class GenerationFields
 {
@@ -35,6 +36,8 @@ internal sealed class GenerationFields
     public bool? IgnoreEos { get; private set; }
 
     public bool? Stream { get; private set; }
+
+    public bool? AddSpecialTokens { get; private set; }
 
     /// <summary>An InvalidArgument error that names <paramref name="field"/>.</summary>
     public static InferenceException Invalid(string field, string message)
@@ -73,6 +76,9 @@ internal sealed class GenerationFields
             case "stream":
                 Stream = ReadBool(name, value) ?? Stream;
                 return true;
+            case "add_special_tokens":
+                AddSpecialTokens = ReadBool(name, value) ?? AddSpecialTokens;
+                return true;
             default:
                 return false;
         }
@@ -87,11 +93,14 @@ internal sealed class GenerationFields
     }
 
     /// <summary>Builds the request (exactly one of <paramref name="prompt"/>, <paramref name="promptTokenIds"/> and <paramref name="messages"/>).</summary>
-    public GenerationRequest ToRequest(string? prompt, IReadOnlyList<int>? promptTokenIds, IReadOnlyList<ChatMessage>? messages, string operation, string id) => new()
+    public GenerationRequest ToRequest(
+        string? prompt, IReadOnlyList<int>? promptTokenIds, IReadOnlyList<ChatMessage>? messages, string operation, string id, ChatOptions? chat = null) => new()
     {
         Prompt = prompt,
         PromptTokenIds = promptTokenIds,
         Messages = messages,
+        Chat = chat,
+        AddSpecialTokens = AddSpecialTokens,
         MaxTokens = MaxTokens,
         Sampling = Sampling(),
         Stop = Stop ?? [],

@@ -79,11 +79,12 @@ internal static class RestEndpoints
     private static Task ModelConfigAsync(HttpContext context)
     {
         var (name, version) = Route(context);
-        var config = Repository(context).GetReady(name, version).Config!;
+        var loaded = Repository(context).GetReady(name, version);
+        var config = loaded.Config!;
         // Triton's configuration, plus where each value came from (a configuration file, the model itself, a default).
         return WriteJsonAsync(context, 200, w => ProtoJson.Write(w, ProtocolMessages.ModelConfig(config), extra: w =>
         {
-            if (config.Generation is { } generation)
+            if (loaded.Generation is { } generation)
             {
                 GenerationConfigJson.Write(w, generation);
             }

@@ -1,5 +1,6 @@
 using InferenceServer.Configuration;
 using InferenceServer.Generation;
+using InferenceServer.Generation.Chat;
 using InferenceServer.Observability;
 
 namespace InferenceServer.Tests.Core.Generation;
@@ -27,7 +28,7 @@ public sealed class GeneratingSequenceStopTokenTests
             StopTokenIds = stopTokenIds,
         },
         new CharacterTokenizer(Vocabulary, eos),
-        ChatTemplate.Default);
+        FormatChatTemplate.Default);
 
     /// <summary>Feeds the greedy choices <paramref name="tokens"/> until the sequence finishes; returns its text, finish reason and tokens.</summary>
     private static (string Text, FinishReason Finish, int Tokens) Run(GenerationModel model, int[] tokens, bool ignoreEos = false, int maxTokens = 10)

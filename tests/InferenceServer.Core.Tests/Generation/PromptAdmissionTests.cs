@@ -1,5 +1,6 @@
 using InferenceServer.Configuration;
 using InferenceServer.Generation;
+using InferenceServer.Generation.Chat;
 using InferenceServer.Inference;
 
 namespace InferenceServer.Tests.Core.Generation;
@@ -27,7 +28,7 @@ public sealed class PromptAdmissionTests
         MaxModelLen = maxModelLen,
     };
 
-    private static GenerationModel Model(ITokenizer tokenizer) => new(Settings(32), tokenizer, ChatTemplate.Default);
+    private static GenerationModel Model(ITokenizer tokenizer) => new(Settings(32), tokenizer, FormatChatTemplate.Default);
 
     [Fact]
     public void Token_ids_are_the_prompt_as_they_are_without_the_bos_that_text_gets()

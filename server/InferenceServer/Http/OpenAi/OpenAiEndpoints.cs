@@ -12,7 +12,8 @@ namespace InferenceServer.Http.OpenAi;
 
 /// <summary>
 /// The OpenAI-compatible API on the REST port, at <c>/v1</c> and at KServe's <c>/openai/v1</c>: models, completions and
-/// chat completions, whole or streamed as server-sent events. Errors use OpenAI's shape with the server's status codes.
+/// chat completions, whole or streamed as server-sent events; and vLLM's <c>/tokenize</c> and <c>/detokenize</c> at the
+/// root. Errors use OpenAI's shape with the server's status codes.
 /// </summary>
 internal static partial class OpenAiEndpoints
 {
@@ -28,6 +29,7 @@ internal static partial class OpenAiEndpoints
             group.MapPost("/completions", Guard(context => CompleteAsync(context, chat: false)));
             group.MapPost("/chat/completions", Guard(context => CompleteAsync(context, chat: true)));
         }
+        MapTokenize(app);
         return app;
     }
 

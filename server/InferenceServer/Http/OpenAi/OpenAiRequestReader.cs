@@ -15,13 +15,12 @@ internal readonly record struct OpenAiPrompt(string? Text, int[]? TokenIds);
 
 /// <summary>
 /// Parses the bodies of <c>POST /v1/completions</c> and <c>POST /v1/chat/completions</c> into a
-/// <see cref="GenerationRequest"/>. Fields this server cannot honour (n &gt; 1, echo, logprobs, penalties, tools, ...)
-/// are refused with a 400 naming the field rather than silently ignored; unknown fields are ignored, as vLLM does.
+/// <see cref="GenerationRequest"/>; a chat request's messages, tools and template variables through <see cref="ChatFields"/>.
+/// Fields this server cannot honour (n &gt; 1, echo, logprobs, penalties, forced tool calls, ...) are refused with a 400
+/// naming the field rather than silently ignored; unknown fields are ignored, as vLLM does.
 /// </summary>
 internal static class OpenAiRequestReader
 {
-    private static readonly HashSet<string> ChatRoles = new(StringComparer.Ordinal) { "system", "developer", "user", "assistant" };
-
     public static OpenAiRequest ReadCompletion(ReadOnlyMemory<byte> body, string id, int maxJsonDepth) => Read(body, id, chat: false, maxJsonDepth);
 
     public static OpenAiRequest ReadChat(ReadOnlyMemory<byte> body, string id, int maxJsonDepth) => Read(body, id, chat: true, maxJsonDepth);
@@ -41,13 +40,17 @@ internal static class OpenAiRequestReader
 
         string? model = null;
         List<OpenAiPrompt>? prompts = null;
-        List<ChatMessage>? messages = null;
+        var chatFields = chat ? new ChatFields() : null;
         int? maxCompletionTokens = null;
         JsonElement? streamOptions = null;
         var fields = new GenerationFields();
         foreach (var property in root.EnumerateObject())
         {
             var value = property.Value;
+            if (chatFields is not null && chatFields.TryRead(property.Name, value))
+            {
+                continue;
+            }
             switch (property.Name)
             {
                 case "model":
@@ -55,9 +58,6 @@ internal static class OpenAiRequestReader
                     break;
                 case "prompt" when !chat:
                     prompts = ReadPrompts(value);
-                    break;
-                case "messages" when chat:
-                    messages = ReadMessages(value);
                     break;
                 case "max_completion_tokens" when chat:
                     maxCompletionTokens = GenerationFields.ReadMaxTokens(property.Name, value);
@@ -92,10 +92,10 @@ internal static class OpenAiRequestReader
                         throw GenerationFields.Invalid(property.Name, "\"logit_bias\" is not supported");
                     }
                     break;
-                case "tools" or "functions":
+                case "functions" or "function_call":
                     if (value.ValueKind != JsonValueKind.Null && !(value.ValueKind == JsonValueKind.Array && value.GetArrayLength() == 0))
                     {
-                        throw GenerationFields.Invalid(property.Name, $"\"{property.Name}\" (tool calling) is not supported");
+                        throw GenerationFields.Invalid(property.Name, $"\"{property.Name}\" (the deprecated form of tools) is not supported; send \"tools\"");
                     }
                     break;
                 case "response_format":
@@ -116,7 +116,7 @@ internal static class OpenAiRequestReader
         {
             throw GenerationFields.Invalid("model", "the request needs \"model\", the name of a model (GET /v1/models lists them)");
         }
-        if (chat && messages is null)
+        if (chat && chatFields!.Messages is null)
         {
             throw GenerationFields.Invalid("messages", "the request needs \"messages\", a non-empty array of {\"role\", \"content\"}");
         }
@@ -145,7 +145,7 @@ internal static class OpenAiRequestReader
             }
         }
         var generations = chat
-            ? [fields.ToRequest(null, null, messages, "chat", id)]
+            ? [fields.ToRequest(null, null, chatFields!.Messages, "chat", id, chatFields.ToOptions())]
             : prompts!.ConvertAll(p => fields.ToRequest(p.Text, p.TokenIds, null, "text_completion", id));
         return new OpenAiRequest(model, generations, stream, includeUsage);
     }
@@ -229,68 +229,6 @@ internal static class OpenAiRequestReader
                 : $"{path}[{i}] must be a token id (a non-negative integer), not {GenerationFields.Describe(item)}");
         }
         return ids;
-    }
-
-    private static List<ChatMessage> ReadMessages(JsonElement value)
-    {
-        if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() == 0)
-        {
-            throw GenerationFields.Invalid("messages", "\"messages\" must be a non-empty array of {\"role\", \"content\"}");
-        }
-        var messages = new List<ChatMessage>(value.GetArrayLength());
-        var i = 0;
-        foreach (var message in value.EnumerateArray())
-        {
-            if (message.ValueKind != JsonValueKind.Object)
-            {
-                throw GenerationFields.Invalid("messages", $"messages[{i}] must be an object with \"role\" and \"content\"");
-            }
-            var role = message.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString()! : null;
-            if (role is null || !ChatRoles.Contains(role))
-            {
-                throw GenerationFields.Invalid("messages", $"messages[{i}].role must be one of {string.Join(", ", ChatRoles)}");
-            }
-            if (message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind != JsonValueKind.Null)
-            {
-                throw GenerationFields.Invalid("messages", $"messages[{i}]: tool calls are not supported");
-            }
-            var content = message.TryGetProperty("content", out var c) ? c : default;
-            messages.Add(new ChatMessage(role, ReadContent(content, role, i)));
-            i++;
-        }
-        return messages;
-    }
-
-    /// <summary>A string, or an array of text parts (joined with newlines, as vLLM does); null only for the assistant.</summary>
-    private static string ReadContent(JsonElement content, string role, int index)
-    {
-        switch (content.ValueKind)
-        {
-            case JsonValueKind.String:
-                return content.GetString()!;
-            case JsonValueKind.Null or JsonValueKind.Undefined when role == "assistant":
-                return "";
-            case JsonValueKind.Array:
-                var parts = new List<string>(content.GetArrayLength());
-                var j = 0;
-                foreach (var part in content.EnumerateArray())
-                {
-                    var type = part.ValueKind == JsonValueKind.Object && part.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
-                    if (type != "text")
-                    {
-                        throw GenerationFields.Invalid("messages", type is null
-                            ? $"messages[{index}].content[{j}] must be an object with \"type\""
-                            : $"messages[{index}].content[{j}]: only \"text\" parts are supported, not \"{type}\"");
-                    }
-                    parts.Add(part.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
-                        ? text.GetString()!
-                        : throw GenerationFields.Invalid("messages", $"messages[{index}].content[{j}] needs \"text\", a string"));
-                    j++;
-                }
-                return string.Join('\n', parts);
-            default:
-                throw GenerationFields.Invalid("messages", $"messages[{index}].content must be a string or an array of text parts");
-        }
     }
 
     /// <summary>Accepts <paramref name="value"/> only when it is one of the allowed kinds or numbers.</summary>

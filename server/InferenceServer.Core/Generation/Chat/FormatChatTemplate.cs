@@ -1,17 +1,15 @@
 using System.Text;
+using InferenceServer.Configuration;
 using InferenceServer.Inference;
 
-using InferenceServer.Configuration;
+namespace InferenceServer.Generation.Chat;
 
-namespace InferenceServer.Generation;
-
-/// <summary>One message of a chat conversation.</summary>
-/// <param name="Role">Who wrote it: system, user, assistant, or another role such as tool.</param>
-/// <param name="Content">The message text.</param>
-public sealed record ChatMessage(string Role, string Content);
-
-/// <summary>Renders chat messages into the prompt text a model was trained on.</summary>
-public sealed class ChatTemplate
+/// <summary>
+/// A chat template written as per-role format strings in config.yaml (<c>generation.chat_template</c>): each message
+/// becomes its role's format with <c>{content}</c> and <c>{role}</c> filled in. It cannot show tools or tool calls to the
+/// model, so a request with either is refused; the prompt gets the tokenizer's special tokens (BOS) like a plain prompt.
+/// </summary>
+public sealed class FormatChatTemplate : IChatTemplate
 {
     private readonly Segment[]? _system;
     private readonly Segment[]? _user;
@@ -24,7 +22,7 @@ public sealed class ChatTemplate
     /// Builds a template from per-role formats (null: fall back to <paramref name="defaultFormat"/>; a null default rejects unlisted roles).
     /// </summary>
     /// <exception cref="ArgumentException">A format has unbalanced braces or an unknown placeholder, or no format is given at all.</exception>
-    public ChatTemplate(string? system, string? user, string? assistant, string? defaultFormat, string? prefix = null, string? generationPrompt = null)
+    public FormatChatTemplate(string? system, string? user, string? assistant, string? defaultFormat, string? prefix = null, string? generationPrompt = null)
     {
         if (system is null && user is null && assistant is null && defaultFormat is null)
         {
@@ -39,12 +37,40 @@ public sealed class ChatTemplate
     }
 
     /// <summary>Each message's content on its own line, without role names (suits small character-level models); no generation prompt.</summary>
-    public static ChatTemplate Default { get; } = new(null, null, null, "{content}\n");
+    public static FormatChatTemplate Default { get; } = new(null, null, null, "{content}\n");
 
     /// <summary>The template <paramref name="spec"/> describes, or <see cref="Default"/> when it is null.</summary>
     /// <exception cref="ArgumentException">The spec is malformed.</exception>
-    public static ChatTemplate FromSpec(ChatTemplateSpec? spec) =>
-        spec is null ? Default : new ChatTemplate(spec.System, spec.User, spec.Assistant, spec.Default, spec.Prefix, spec.GenerationPrompt);
+    public static FormatChatTemplate FromSpec(ChatTemplateSpec? spec) =>
+        spec is null ? Default : new FormatChatTemplate(spec.System, spec.User, spec.Assistant, spec.Default, spec.Prefix, spec.GenerationPrompt);
+
+    /// <inheritdoc/>
+    public string Kind => "format";
+
+    /// <inheritdoc/>
+    public ChatPrompt Render(IReadOnlyList<ChatMessage> messages, ChatOptions? options)
+    {
+        if (options is not null)
+        {
+            if (options.Tools is { ValueKind: System.Text.Json.JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+            {
+                throw InferenceException.InvalidArgument("\"tools\" needs the model's own Jinja chat template; this model's chat template is a set of format strings (generation.chat_template), which cannot show tools");
+            }
+            if (options.HasToolCalls)
+            {
+                throw InferenceException.InvalidArgument("assistant \"tool_calls\" need the model's own Jinja chat template; this model's chat template is a set of format strings (generation.chat_template)");
+            }
+            if (options.TemplateName is { } name)
+            {
+                throw InferenceException.InvalidArgument($"this model has no named chat templates (asked for '{name}')");
+            }
+            if (options.ContinueFinalMessage && options.AddGenerationPrompt)
+            {
+                throw InferenceException.InvalidArgument(ChatOptions.BothContinueAndGenerationPrompt);
+            }
+        }
+        return new ChatPrompt(Render(messages), AddSpecialTokens: true);
+    }
 
     /// <summary>The prompt for <paramref name="messages"/>.</summary>
     /// <exception cref="InferenceException">InvalidArgument when there are no messages or a role has no format.</exception>

@@ -1,10 +1,11 @@
 using InferenceServer.Configuration;
 using InferenceServer.Generation;
+using InferenceServer.Generation.Chat;
 using InferenceServer.Inference;
 
-namespace InferenceServer.Tests.Core.Generation;
+namespace InferenceServer.Tests.Core.Generation.Chat;
 
-public sealed class ChatTemplateTests
+public sealed class FormatChatTemplateTests
 {
     private static readonly ChatTemplateSpec ChatMl = new()
     {
@@ -18,15 +19,15 @@ public sealed class ChatTemplateTests
     [Fact]
     public void The_default_template_is_contents_on_lines()
     {
-        var prompt = ChatTemplate.Default.Render([new("system", "Be brief."), new("user", "ROMEO:"), new("tool", "x")]);
+        var prompt = FormatChatTemplate.Default.Render([new("system", "Be brief."), new("user", "ROMEO:"), new("tool", "x")]);
         Assert.Equal("Be brief.\nROMEO:\nx\n", prompt);
-        Assert.Same(ChatTemplate.Default, ChatTemplate.FromSpec(null));
+        Assert.Same(FormatChatTemplate.Default, FormatChatTemplate.FromSpec(null));
     }
 
     [Fact]
     public void Roles_use_their_formats_and_the_generation_prompt_cues_the_reply()
     {
-        var template = ChatTemplate.FromSpec(ChatMl);
+        var template = FormatChatTemplate.FromSpec(ChatMl);
         Assert.Equal(
             "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>tool\nT<|im_end|>\n<|im_start|>assistant\n",
             template.Render([new("system", "S"), new("user", "U"), new("tool", "T")]));
@@ -35,7 +36,7 @@ public sealed class ChatTemplateTests
     [Fact]
     public void A_final_assistant_message_gets_no_generation_prompt()
     {
-        var template = ChatTemplate.FromSpec(ChatMl);
+        var template = FormatChatTemplate.FromSpec(ChatMl);
         Assert.Equal("<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n",
             template.Render([new("user", "U"), new("assistant", "A")]));
     }
@@ -43,7 +44,7 @@ public sealed class ChatTemplateTests
     [Fact]
     public void Prefix_escapes_and_fallbacks()
     {
-        var template = ChatTemplate.FromSpec(new ChatTemplateSpec { User = "[{role}] {{{content}}}\n", Default = "({content})", Prefix = "{{start}}" });
+        var template = FormatChatTemplate.FromSpec(new ChatTemplateSpec { User = "[{role}] {{{content}}}\n", Default = "({content})", Prefix = "{{start}}" });
         // System has no format of its own, so it uses Default.
         Assert.Equal("{start}(s)[user] {hi}\n", template.Render([new("system", "s"), new("user", "hi")]));
     }
@@ -51,7 +52,7 @@ public sealed class ChatTemplateTests
     [Fact]
     public void A_role_without_a_format_is_a_client_error_naming_it()
     {
-        var template = ChatTemplate.FromSpec(new ChatTemplateSpec { User = "{content}", Assistant = "{content}" });
+        var template = FormatChatTemplate.FromSpec(new ChatTemplateSpec { User = "{content}", Assistant = "{content}" });
         var e = Assert.Throws<InferenceException>(() => template.Render([new("user", "a"), new("tool", "b")]));
         Assert.Equal(InferenceErrorKind.InvalidArgument, e.Kind);
         Assert.Contains("'tool'", e.Message);
@@ -61,7 +62,7 @@ public sealed class ChatTemplateTests
     [Fact]
     public void No_messages_is_a_client_error()
     {
-        var e = Assert.Throws<InferenceException>(() => ChatTemplate.Default.Render([]));
+        var e = Assert.Throws<InferenceException>(() => FormatChatTemplate.Default.Render([]));
         Assert.Equal(InferenceErrorKind.InvalidArgument, e.Kind);
     }
 
@@ -72,7 +73,7 @@ public sealed class ChatTemplateTests
     [InlineData("{name}: {content}", "'{name}'")]
     public void Malformed_formats_are_rejected_at_construction(string format, string mentions)
     {
-        var e = Assert.Throws<ArgumentException>(() => ChatTemplate.FromSpec(new ChatTemplateSpec { User = format }));
+        var e = Assert.Throws<ArgumentException>(() => FormatChatTemplate.FromSpec(new ChatTemplateSpec { User = format }));
         Assert.Contains(mentions, e.Message);
         Assert.Contains("user", e.Message);
     }
@@ -80,8 +81,8 @@ public sealed class ChatTemplateTests
     [Fact]
     public void Prefix_and_generation_prompt_take_no_placeholders()
     {
-        var e = Assert.Throws<ArgumentException>(() => ChatTemplate.FromSpec(new ChatTemplateSpec { Default = "{content}", GenerationPrompt = "{role}:" }));
+        var e = Assert.Throws<ArgumentException>(() => FormatChatTemplate.FromSpec(new ChatTemplateSpec { Default = "{content}", GenerationPrompt = "{role}:" }));
         Assert.Contains("generation_prompt", e.Message);
-        Assert.Throws<ArgumentException>(() => ChatTemplate.FromSpec(new ChatTemplateSpec()));
+        Assert.Throws<ArgumentException>(() => FormatChatTemplate.FromSpec(new ChatTemplateSpec()));
     }
 }
