@@ -96,6 +96,7 @@ internal sealed class PythonKeyComparer : IEqualityComparer<object>
         long l => l.GetHashCode(),
         double d when d == Math.Floor(d) && Math.Abs(d) < 9e18 => ((long)d).GetHashCode(),
         string s => StringComparer.Ordinal.GetHashCode(s),
+        JinjaUndefined => 0x5eed,
         JinjaTuple t => t.Items.Aggregate(17, (h, v) => h * 31 + (v is null ? 0 : GetHashCode(v))),
         _ => obj.GetHashCode(),
     };

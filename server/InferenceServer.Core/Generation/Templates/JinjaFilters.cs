@@ -75,7 +75,7 @@ internal static partial class JinjaFilters
         ["round"] = Round,
         ["abs"] = (v, _, _) => v switch
         {
-            long l => Math.Abs(l),
+            long l => (object)Math.Abs(l),
             double d => Math.Abs(d),
             bool b => b ? 1L : 0L,
             _ => throw new JinjaException($"bad operand type for abs(): '{PythonFormat.TypeName(v)}'"),

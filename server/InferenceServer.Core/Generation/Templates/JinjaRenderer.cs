@@ -375,15 +375,15 @@ internal sealed class JinjaRenderer
                     "not" => !PythonOps.Truthy(operand),
                     "-" => operand switch
                     {
-                        long l => checked(-l),
+                        long l => (object)checked(-l),
                         double d => -d,
-                        bool b => b ? -1L : 0L,
+                        bool b => (object)(b ? -1L : 0L),
                         JinjaUndefined und => throw und.Fail(),
                         _ => throw new JinjaException($"bad operand type for unary -: '{PythonFormat.TypeName(operand)}'"),
                     },
                     _ => operand switch
                     {
-                        long or double => operand,
+                        long or double => (object)operand,
                         bool b => b ? 1L : 0L,
                         JinjaUndefined und => throw und.Fail(),
                         _ => throw new JinjaException($"bad operand type for unary +: '{PythonFormat.TypeName(operand)}'"),

@@ -42,7 +42,7 @@ public static class JinjaValue
                 {
                     return l;
                 }
-                return e.GetDouble();
+                return e.TryGetDouble(out var d) ? d : double.Parse(raw, NumberStyles.Float, CultureInfo.InvariantCulture);
             }
             case JsonValueKind.True:
                 return true;

@@ -207,7 +207,7 @@ internal static class PythonMethods
                 }
                 if (maxSplit >= 0 && result.Count >= maxSplit)
                 {
-                    result.Add(Strip(s[i..], null, false, true));
+                    result.Add(s[i..]);
                     break;
                 }
                 var start = i;
@@ -260,7 +260,7 @@ internal static class PythonMethods
                 }
                 if (result.Count >= maxSplit)
                 {
-                    result.Add(Strip(s[..i], null, true, false));
+                    result.Add(s[..i]);
                     break;
                 }
                 var end = i;

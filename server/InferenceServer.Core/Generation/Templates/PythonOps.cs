@@ -169,13 +169,13 @@ internal static class PythonOps
         public override string ToString() => "None";
     }
 
-    public static bool IsHashable(object? v) => v is not (JinjaDict or JinjaUndefined) && (v is not IReadOnlyList<object?> || v is JinjaTuple);
+    public static bool IsHashable(object? v) => v is not JinjaDict && (v is not IReadOnlyList<object?> || v is JinjaTuple);
 
     public static object? Add(object? a, object? b)
     {
         if (IsNumber(a) && IsNumber(b))
         {
-            return a is double || b is double ? AsDouble(a) + AsDouble(b) : checked(AsLong(a) + AsLong(b));
+            return a is double || b is double ? (object)(AsDouble(a) + AsDouble(b)) : checked(AsLong(a) + AsLong(b));
         }
         if (a is string sa && b is string sb)
         {
@@ -249,9 +249,9 @@ internal static class PythonOps
         switch (op)
         {
             case "-":
-                return isFloat ? AsDouble(a) - AsDouble(b) : checked(AsLong(a) - AsLong(b));
+                return isFloat ? (object)(AsDouble(a) - AsDouble(b)) : checked(AsLong(a) - AsLong(b));
             case "*":
-                return isFloat ? AsDouble(a) * AsDouble(b) : checked(AsLong(a) * AsLong(b));
+                return isFloat ? (object)(AsDouble(a) * AsDouble(b)) : checked(AsLong(a) * AsLong(b));
             case "/":
             {
                 var y = AsDouble(b);
