@@ -1,0 +1,73 @@
+using System.Collections;
+
+namespace InferenceServer.Generation.Templates;
+
+/// <summary>A Python tuple: an immutable list that prints as <c>(a, b)</c>.</summary>
+internal sealed class JinjaTuple(object?[] items) : IReadOnlyList<object?>
+{
+    public object?[] Items { get; } = items;
+
+    public int Count => Items.Length;
+
+    public object? this[int index] => Items[index];
+
+    public IEnumerator<object?> GetEnumerator() => ((IEnumerable<object?>)Items).GetEnumerator();
+
+    IEnumerator IEnumerable.GetEnumerator() => Items.GetEnumerator();
+}
+
+/// <summary>
+/// Jinja2's default (lenient) Undefined: prints as "", is falsy, iterates as empty; any other use
+/// (attribute, item, arithmetic, call) raises with <see cref="Hint"/>.
+/// </summary>
+internal sealed class JinjaUndefined(string hint)
+{
+    public string Hint { get; } = hint;
+
+    public JinjaException Fail() => new(Hint);
+
+    public static JinjaUndefined ForName(string name) => new($"'{name}' is undefined");
+
+    public static JinjaUndefined ForAttribute(object? owner, object? attribute) =>
+        new($"'{PythonFormat.TypeName(owner)} object' has no attribute {PythonFormat.Repr(attribute)}");
+
+    public override string ToString() => "";
+}
+
+/// <summary>The object <c>namespace(...)</c> returns: attributes settable with <c>{% set ns.x = ... %}</c>.</summary>
+internal sealed class JinjaNamespace
+{
+    public JinjaDict Attributes { get; } = new();
+}
+
+/// <summary>A callable value: a global function, a macro, a bound method, a loop's <c>cycle</c>.</summary>
+internal sealed class JinjaCallable(string name, Func<IReadOnlyList<object?>, IReadOnlyDictionary<string, object?>, object?> invoke)
+{
+    public string Name { get; } = name;
+
+    public object? Invoke(IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?> kwargs) => invoke(args, kwargs);
+}
+
+/// <summary>The <c>loop</c> variable of a for loop.</summary>
+internal sealed class LoopObject(IReadOnlyList<object?> items, int depth)
+{
+    public int Index0 { get; set; }
+
+    public object? GetAttribute(string name) => name switch
+    {
+        "index" => (long)(Index0 + 1),
+        "index0" => (long)Index0,
+        "revindex" => (long)(items.Count - Index0),
+        "revindex0" => (long)(items.Count - Index0 - 1),
+        "first" => Index0 == 0,
+        "last" => Index0 == items.Count - 1,
+        "length" => (long)items.Count,
+        "depth" => (long)depth,
+        "depth0" => (long)(depth - 1),
+        "previtem" => Index0 > 0 ? items[Index0 - 1] : new JinjaUndefined("there is no previous item"),
+        "nextitem" => Index0 + 1 < items.Count ? items[Index0 + 1] : new JinjaUndefined("there is no next item"),
+        "cycle" => new JinjaCallable("cycle", (args, _) =>
+            args.Count == 0 ? throw new JinjaException("no items for cycling given") : args[Index0 % args.Count]),
+        _ => JinjaUndefined.ForAttribute(this, name),
+    };
+}
