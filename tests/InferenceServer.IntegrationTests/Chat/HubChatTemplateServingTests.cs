@@ -28,22 +28,51 @@ public sealed class HubChatTemplateServingTests(HubChatTemplateServingTests.Serv
         {
             // Vocabularies as large as the real tokenizers'; the rest of the model is tiny (random weights).
             Add("qwen3", new DecoderOptions { Layers = 1, DModel = 16, Heads = 2, KvHeads = 1, Vocab = 151_669, MaxPositions = 1024, Tokenizer = false, BosTokenId = 151_643, EosTokenId = 151_645, PadTokenId = 151_643 });
-            Add("llama3_1", new DecoderOptions { Layers = 1, DModel = 16, Heads = 2, KvHeads = 1, Vocab = 128_256, MaxPositions = 1024, Tokenizer = false, BosTokenId = 128_000, EosTokenId = 128_009, PadTokenId = 128_004 });
+            var llama = new DecoderOptions { Layers = 1, DModel = 16, Heads = 2, KvHeads = 1, Vocab = 128_256, MaxPositions = 1024, Tokenizer = false, BosTokenId = 128_000, EosTokenId = 128_009, PadTokenId = 128_004 };
+            Add("llama3_1", llama);
+            // The same files plus a chat_template.jinja of its own (Mistral style: roles must alternate), which wins over tokenizer_config.json's.
+            Add("alternating", llama, "llama3_1");
+            File.WriteAllText(Path.Combine(Repository, "alternating", "1", "chat_template.jinja"), AlternatingTemplate);
             Server = await RunningServer.StartAsync(Repository);
         }
 
-        private void Add(string family, DecoderOptions options)
+        private void Add(string name, DecoderOptions options, string? family = null)
         {
-            var version = Path.Combine(Repository, family, "1");
+            var version = Path.Combine(Repository, name, "1");
             DecoderModelWriter.Write(options, version);
             foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
             {
-                File.Copy(Path.Combine(Paths.NpmTokenizer(family), file), Path.Combine(version, file));
+                File.Copy(Path.Combine(Paths.NpmTokenizer(family ?? name), file), Path.Combine(version, file));
             }
         }
 
         public async Task DisposeAsync() => await Server.DisposeAsync();
     }
+
+    /// <summary>A template in the style of Mistral's: [INST] turns, a system message folded into the first, and roles that must alternate.</summary>
+    internal const string AlternatingTemplate = """
+        {%- if messages[0]['role'] == 'system' %}
+            {%- set system_message = messages[0]['content'] %}
+            {%- set loop_messages = messages[1:] %}
+        {%- else %}
+            {%- set loop_messages = messages %}
+        {%- endif %}
+        {{- bos_token }}
+        {%- for message in loop_messages %}
+            {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+                {{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
+            {%- endif %}
+            {%- if message['role'] == 'user' %}
+                {%- if loop.first and system_message is defined %}
+                    {{- ' [INST] ' + system_message + '\n\n' + message['content'] + ' [/INST]' }}
+                {%- else %}
+                    {{- ' [INST] ' + message['content'] + ' [/INST]' }}
+                {%- endif %}
+            {%- elif message['role'] == 'assistant' %}
+                {{- ' ' + message['content'] + eos_token }}
+            {%- endif %}
+        {%- endfor %}
+        """;
 
     private static readonly JsonArray Tools = JsonNode.Parse("""
         [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city — «quoted» 東京",
@@ -169,8 +198,10 @@ public sealed class HubChatTemplateServingTests(HubChatTemplateServingTests.Serv
             ["continue_final_message"] = true,
         };
         var text = await DetokenizeAsync("qwen3", await TokenizeAsync(request));
-        Assert.EndsWith("<|im_start|>assistant\nOne, two,", text, StringComparison.Ordinal);
-        Assert.DoesNotContain("One, two,<|im_end|>", text, StringComparison.Ordinal);
+        // Qwen 3's template writes an empty think block into the last assistant turn; the cut keeps it and stops after the content.
+        Assert.EndsWith("<|im_start|>assistant\n<think>\n\n</think>\n\nOne, two,", text, StringComparison.Ordinal);
+        var whole = RenderWithJinja2("qwen3", new JsonObject { ["messages"] = request["messages"]!.DeepClone(), ["add_generation_prompt"] = false });
+        Assert.Equal(whole[..(whole.LastIndexOf("One, two,", StringComparison.Ordinal) + "One, two,".Length)], text);
     }
 
     [Fact]
@@ -224,17 +255,17 @@ public sealed class HubChatTemplateServingTests(HubChatTemplateServingTests.Serv
     }
 
     [Fact]
-    public async Task The_templates_own_raise_exception_is_a_400_with_its_message()
+    public async Task The_templates_own_raise_exception_is_a_400_with_its_message_and_chat_template_jinja_wins()
     {
-        // Llama 3.1's template allows one tool call per message.
-        var messages = JsonNode.Parse("""
-            [{"role": "user", "content": "x"},
-             {"role": "assistant", "content": null, "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}, {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}]
-            """);
-        using var response = await Post("/v1/chat/completions", new JsonObject { ["model"] = "llama3_1", ["messages"] = messages, ["max_tokens"] = 2 });
-        var text = await response.Content.ReadAsStringAsync();
+        var good = JsonNode.Parse("""[{"role": "system", "content": "Sys"}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}, {"role": "user", "content": "Again"}]""")!.AsArray();
+        var text = await DetokenizeAsync("alternating", await TokenizeAsync(new JsonObject { ["model"] = "alternating", ["messages"] = good.DeepClone() }));
+        Assert.Equal("<|begin_of_text|> [INST] Sys\n\nHi [/INST] Yo<|eot_id|> [INST] Again [/INST]", text);
+
+        var bad = JsonNode.Parse("""[{"role": "user", "content": "x"}, {"role": "user", "content": "y"}]""");
+        using var response = await Post("/v1/chat/completions", new JsonObject { ["model"] = "alternating", ["messages"] = bad, ["max_tokens"] = 2 });
+        var body = await response.Content.ReadAsStringAsync();
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Contains("This model only supports single tool-calls at once!", text, StringComparison.Ordinal);
+        Assert.Equal("Conversation roles must alternate user/assistant/user/assistant/...", (string?)JsonNode.Parse(body)!["error"]!["message"]);
     }
 
     [Fact]

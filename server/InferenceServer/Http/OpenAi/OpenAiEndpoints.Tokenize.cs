@@ -20,7 +20,9 @@ internal static partial class OpenAiEndpoints
 
     private static async Task TokenizeAsync(HttpContext context)
     {
-        using var document = await ReadObjectAsync(context);
+        // The document reads the pooled body in place, so the body lives as long as it.
+        using var body = await RequestBody.ReadAsync(context.Request, context.RequestAborted);
+        using var document = ParseObject(context, body.Memory);
         var root = document.RootElement;
         string? model = null;
         string? prompt = null;
@@ -98,7 +100,9 @@ internal static partial class OpenAiEndpoints
 
     private static async Task DetokenizeAsync(HttpContext context)
     {
-        using var document = await ReadObjectAsync(context);
+        // The document reads the pooled body in place, so the body lives as long as it.
+        using var body = await RequestBody.ReadAsync(context.Request, context.RequestAborted);
+        using var document = ParseObject(context, body.Memory);
         var root = document.RootElement;
         string? model = null;
         int[]? tokens = null;
@@ -152,14 +156,13 @@ internal static partial class OpenAiEndpoints
 
     private sealed record TokenizeReply(List<int> Ids, List<string>? Strings, int MaxModelLen);
 
-    private static async Task<JsonDocument> ReadObjectAsync(HttpContext context)
+    private static JsonDocument ParseObject(HttpContext context, ReadOnlyMemory<byte> body)
     {
-        using var body = await RequestBody.ReadAsync(context.Request, context.RequestAborted);
-        if (body.Memory.IsEmpty)
+        if (body.IsEmpty)
         {
             throw InferenceException.InvalidArgument("the request body is empty; expected a JSON object");
         }
-        var document = RestInferCodec.ParseJson(body.Memory, context.RequestServices.GetRequiredService<RequestLimits>().MaxJsonDepth);
+        var document = RestInferCodec.ParseJson(body, context.RequestServices.GetRequiredService<RequestLimits>().MaxJsonDepth);
         if (document.RootElement.ValueKind != JsonValueKind.Object)
         {
             document.Dispose();
