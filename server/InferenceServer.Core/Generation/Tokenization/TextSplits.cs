@@ -1,0 +1,261 @@
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace InferenceServer.Generation.Tokenization;
+
+/// <summary>A piece of text being tokenized; <see cref="AtStart"/> when it begins at offset 0 of the original text.</summary>
+internal readonly record struct Piece(string Text, bool AtStart);
+
+/// <summary>How a split keeps the pieces a pattern matched (Rust tokenizers' SplitDelimiterBehavior).</summary>
+internal enum SplitBehavior
+{
+    Removed,
+    Isolated,
+    MergedWithPrevious,
+    MergedWithNext,
+    Contiguous,
+}
+
+/// <summary>
+/// Splitting text into pieces the way Rust tokenizers' NormalizedString::split does, from a list of (start, end, isMatch)
+/// spans that cover the text; empty pieces are dropped. Regexes run over a copy of the text in which each supplementary-plane
+/// character is one BMP stand-in of the same Unicode category, so \p{L}, \p{N} and single-character classes see whole code
+/// points as the Rust (onig) regexes do, not UTF-16 surrogate halves.
+/// </summary>
+internal static class TextSplits
+{
+    private static readonly char[] StandIns = BuildStandIns();
+
+    private static char[] BuildStandIns()
+    {
+        var result = new char[32];
+        for (var c = 0xFFFF; c >= 0x80; c--)
+        {
+            if (char.IsSurrogate((char)c) || char.IsWhiteSpace((char)c))
+            {
+                continue;
+            }
+            result[(int)CharUnicodeInfo.GetUnicodeCategory((char)c)] = (char)c;
+        }
+        return result;
+    }
+
+    /// <summary>The (start, end) UTF-16 spans of the matches of <paramref name="regex"/> in <paramref name="text"/>, by whole code points.</summary>
+    public static List<(int Start, int End)> Matches(Regex regex, string text)
+    {
+        var matches = new List<(int, int)>();
+        if (!HasSurrogates(text))
+        {
+            for (var m = regex.Match(text); m.Success; m = m.NextMatch())
+            {
+                matches.Add((m.Index, m.Index + m.Length));
+            }
+            return matches;
+        }
+        // positions[i] = index in text of stand-in character i (plus the end).
+        var builder = new StringBuilder(text.Length);
+        var positions = new List<int>(text.Length + 1);
+        for (var i = 0; i < text.Length; i++)
+        {
+            positions.Add(i);
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                var category = CharUnicodeInfo.GetUnicodeCategory(char.ConvertToUtf32(text[i], text[i + 1]));
+                var standIn = StandIns[(int)category];
+                builder.Append(standIn == '\0' ? '\uE000' : standIn);
+                i++;
+            }
+            else
+            {
+                builder.Append(text[i]);
+            }
+        }
+        positions.Add(text.Length);
+        var mapped = builder.ToString();
+        for (var m = regex.Match(mapped); m.Success; m = m.NextMatch())
+        {
+            matches.Add((positions[m.Index], positions[m.Index + m.Length]));
+        }
+        return matches;
+    }
+
+    private static bool HasSurrogates(string text)
+    {
+        foreach (var c in text)
+        {
+            if (char.IsSurrogate(c))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Splits by regex matches (or, with <paramref name="invert"/>, by what lies between them).</summary>
+    public static void Split(Piece piece, Regex regex, SplitBehavior behavior, bool invert, List<Piece> output)
+    {
+        var text = piece.Text;
+        var spans = new List<(int Start, int End, bool Match)>();
+        var previous = 0;
+        foreach (var (start, end) in Matches(regex, text))
+        {
+            if (previous != start)
+            {
+                spans.Add((previous, start, invert));
+            }
+            spans.Add((start, end, !invert));
+            previous = end;
+        }
+        if (previous != text.Length)
+        {
+            spans.Add((previous, text.Length, invert));
+        }
+        Apply(piece, spans, behavior, output);
+    }
+
+    /// <summary>Splits where <paramref name="isDelimiter"/> holds for a code point; each such code point is one match.</summary>
+    public static void Split(Piece piece, Func<Rune, bool> isDelimiter, SplitBehavior behavior, List<Piece> output)
+    {
+        var text = piece.Text;
+        var spans = new List<(int Start, int End, bool Match)>();
+        var previous = 0;
+        var index = 0;
+        foreach (var rune in text.EnumerateRunes())
+        {
+            var length = rune.Utf16SequenceLength;
+            if (isDelimiter(rune))
+            {
+                if (previous != index)
+                {
+                    spans.Add((previous, index, false));
+                }
+                spans.Add((index, index + length, true));
+                previous = index + length;
+            }
+            index += length;
+        }
+        if (previous != text.Length)
+        {
+            spans.Add((previous, text.Length, false));
+        }
+        Apply(piece, spans, behavior, output);
+    }
+
+    private static void Apply(Piece piece, List<(int Start, int End, bool Match)> spans, SplitBehavior behavior, List<Piece> output)
+    {
+        var text = piece.Text;
+        var pieces = new List<(int Start, int End, bool Remove)>();
+        switch (behavior)
+        {
+            case SplitBehavior.Isolated:
+                foreach (var s in spans)
+                {
+                    pieces.Add((s.Start, s.End, false));
+                }
+                break;
+            case SplitBehavior.Removed:
+                foreach (var s in spans)
+                {
+                    pieces.Add((s.Start, s.End, s.Match));
+                }
+                break;
+            case SplitBehavior.MergedWithPrevious:
+            {
+                var previousMatch = false;
+                foreach (var s in spans)
+                {
+                    if (s.Match && !previousMatch && pieces.Count > 0)
+                    {
+                        pieces[^1] = (pieces[^1].Start, s.End, false);
+                    }
+                    else
+                    {
+                        pieces.Add((s.Start, s.End, false));
+                    }
+                    previousMatch = s.Match;
+                }
+                break;
+            }
+            case SplitBehavior.MergedWithNext:
+            {
+                var nextMatch = false;
+                for (var i = spans.Count - 1; i >= 0; i--)
+                {
+                    var s = spans[i];
+                    if (s.Match && !nextMatch && pieces.Count > 0)
+                    {
+                        pieces[^1] = (s.Start, pieces[^1].End, false);
+                    }
+                    else
+                    {
+                        pieces.Add((s.Start, s.End, false));
+                    }
+                    nextMatch = s.Match;
+                }
+                pieces.Reverse();
+                break;
+            }
+            case SplitBehavior.Contiguous:
+            {
+                var previousMatch = false;
+                foreach (var s in spans)
+                {
+                    if (s.Match == previousMatch && pieces.Count > 0)
+                    {
+                        pieces[^1] = (pieces[^1].Start, s.End, false);
+                    }
+                    else
+                    {
+                        pieces.Add((s.Start, s.End, false));
+                    }
+                    previousMatch = s.Match;
+                }
+                break;
+            }
+        }
+        foreach (var (start, end, remove) in pieces)
+        {
+            if (!remove && end > start)
+            {
+                output.Add(new Piece(start == 0 && end == text.Length ? text : text[start..end], piece.AtStart && start == 0));
+            }
+        }
+    }
+
+    /// <summary>Rust's char::is_whitespace (the White_Space property).</summary>
+    public static bool IsWhiteSpace(Rune rune) => Rune.IsWhiteSpace(rune);
+
+    /// <summary>BERT's punctuation: ASCII punctuation or any Unicode P* category.</summary>
+    public static bool IsPunctuation(Rune rune)
+    {
+        if (rune.IsAscii)
+        {
+            var c = (char)rune.Value;
+            return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+        }
+        return Rune.GetUnicodeCategory(rune) is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation
+            or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation or UnicodeCategory.InitialQuotePunctuation
+            or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation;
+    }
+
+    /// <summary>Rust's char::is_numeric (Nd, Nl, No).</summary>
+    public static bool IsNumeric(Rune rune) =>
+        Rune.GetUnicodeCategory(rune) is UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber;
+
+    /// <summary>Rust's char::is_alphanumeric, approximately (letters and numbers).</summary>
+    public static bool IsAlphanumeric(Rune rune) => Rune.IsLetter(rune) || IsNumeric(rune);
+
+    /// <summary>Compiles a tokenizer.json regex for .NET, failing with a message that names where it came from.</summary>
+    public static Regex Compile(string pattern, string where)
+    {
+        try
+        {
+            return new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+        }
+        catch (ArgumentException e)
+        {
+            throw new TokenizerFormatException($"{where}: the regex '{pattern}' is not supported by .NET regular expressions: {e.Message}");
+        }
+    }
+}
