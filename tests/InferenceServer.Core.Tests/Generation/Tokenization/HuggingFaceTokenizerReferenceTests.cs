@@ -1,0 +1,197 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using InferenceServer.Configuration;
+using InferenceServer.Generation;
+using InferenceServer.Generation.Tokenization;
+
+namespace InferenceServer.Tests.Core.Generation.Tokenization;
+
+/// <summary>Every tokenizer.json of <see cref="TokenizerTestFiles"/> against the Rust library on the hard-string corpus.</summary>
+public sealed class HuggingFaceTokenizerReferenceTests
+{
+    public static TheoryData<string> Families() => new(TokenizerTestFiles.Families);
+
+    private static readonly Dictionary<string, HuggingFaceTokenizer> Loaded = [];
+
+    private static HuggingFaceTokenizer Load(string family)
+    {
+        lock (Loaded)
+        {
+            if (!Loaded.TryGetValue(family, out var tokenizer))
+            {
+                var path = TokenizerTestFiles.Path_(family);
+                var spec = new TokenizerSpec { Kind = TokenizerSpec.TokenizerJson, File = Path.GetFileName(path) };
+                Loaded[family] = tokenizer = (HuggingFaceTokenizer)TokenizerFactory.Create(spec, Path.GetDirectoryName(path)!);
+            }
+            return tokenizer;
+        }
+    }
+
+    [Fact]
+    public void The_reference_encode_adds_special_tokens_and_its_decode_skips_them()
+    {
+        var reference = new Tokenizers.DotNet.Tokenizer(TokenizerTestFiles.Path_("llama3_1"));
+        var ids = reference.Encode("hi");
+        Assert.Equal(128000u, ids[0]);
+        Assert.Equal("hi", reference.Decode(ids));
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Ids_equal_the_reference_with_and_without_special_tokens(string family)
+    {
+        var tokenizer = Load(family);
+        var reference = ReferenceTokenizer.For(family);
+        var failures = new List<string>();
+        foreach (var text in TokenizerCorpus.All())
+        {
+            foreach (var special in new[] { false, true })
+            {
+                var expected = reference.Encode(text, special);
+                var actual = new List<int>();
+                tokenizer.Encode(text, actual, special);
+                if (!expected.SequenceEqual(actual))
+                {
+                    failures.Add($"{Show(text)} special={special}\n  expected {string.Join(",", expected)}\n  actual   {string.Join(",", actual)}");
+                }
+            }
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} mismatches:\n" + string.Join("\n", failures.Take(12)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Decode_equals_the_reference_skipping_and_keeping_special_tokens(string family)
+    {
+        var tokenizer = Load(family);
+        var reference = ReferenceTokenizer.For(family);
+        var failures = new List<string>();
+        foreach (var text in TokenizerCorpus.All())
+        {
+            var ids = reference.Encode(text, addSpecialTokens: true);
+            foreach (var skip in new[] { true, false })
+            {
+                var expected = reference.Decode(ids, skip);
+                var actual = tokenizer.Decode(ids, skip);
+                if (expected != actual)
+                {
+                    failures.Add($"{Show(text)} skip={skip}\n  expected {Show(expected)}\n  actual   {Show(actual)}");
+                }
+            }
+        }
+        // Single ids too: byte tokens, special tokens and the first/last token rules of the decoders.
+        var random = new Random(7);
+        for (var i = 0; i < 300; i++)
+        {
+            int[] ids = [random.Next(tokenizer.VocabularySize)];
+            if (reference.Decode(ids, false) != tokenizer.Decode(ids, false))
+            {
+                failures.Add($"id {ids[0]}: expected {Show(reference.Decode(ids, false))} actual {Show(tokenizer.Decode(ids, false))}");
+            }
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} mismatches:\n" + string.Join("\n", failures.Take(12)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Token_strings_are_the_vocabulary_strings(string family)
+    {
+        var tokenizer = Load(family);
+        var json = JsonNode.Parse(File.ReadAllText(TokenizerTestFiles.Path_(family)))!;
+        var strings = new Dictionary<int, string>();
+        var vocab = json["model"]!["vocab"]!;
+        if (vocab is JsonArray pieces)
+        {
+            for (var i = 0; i < pieces.Count; i++)
+            {
+                strings[i] = (string)pieces[i]![0]!;
+            }
+        }
+        else
+        {
+            foreach (var (token, id) in vocab.AsObject())
+            {
+                strings[(int)id!] = token;
+            }
+        }
+        foreach (var token in json["added_tokens"]!.AsArray())
+        {
+            strings[(int)token!["id"]!] = (string)token["content"]!;
+        }
+        foreach (var (id, token) in strings)
+        {
+            Assert.Equal(token, tokenizer.TokenString(id));
+        }
+        Assert.Equal(strings.Keys.Max() + 1, tokenizer.VocabularySize);
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Streaming_one_id_at_a_time_gives_the_skipping_decode_in_whole_characters(string family)
+    {
+        var tokenizer = Load(family);
+        var failures = new List<string>();
+        foreach (var text in TokenizerCorpus.All())
+        {
+            var ids = new List<int>();
+            tokenizer.Encode(text, ids, addSpecialTokens: true);
+            var full = tokenizer.Decode(ids.ToArray(), skipSpecialTokens: true);
+            var decoder = tokenizer.CreateDecoder();
+            var chunks = ids.Select(decoder.Append).Append(decoder.Flush()).ToList();
+            var streamed = string.Concat(chunks);
+            if (streamed != full)
+            {
+                failures.Add($"{Show(text)}\n  full     {Show(full)}\n  streamed {Show(streamed)}");
+            }
+            foreach (var chunk in chunks)
+            {
+                if (!IsWellFormed(chunk) || (chunk.Contains('\uFFFD') && !full.Contains('\uFFFD')))
+                {
+                    failures.Add($"{Show(text)}: chunk {Show(chunk)} is not whole characters");
+                }
+            }
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} failures:\n" + string.Join("\n", failures.Take(12)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Encoding_ten_thousand_characters_takes_milliseconds(string family)
+    {
+        var tokenizer = Load(family);
+        var text = string.Concat(Enumerable.Repeat(TokenizerCorpus.Long(), 2))[..10_000];
+        var ids = new List<int>();
+        tokenizer.Encode(text, ids);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        ids.Clear();
+        tokenizer.Encode(text + " fresh words zq", ids);
+        watch.Stop();
+        Assert.True(watch.ElapsedMilliseconds < 200, $"{watch.ElapsedMilliseconds} ms for 10k characters");
+    }
+
+    private static bool IsWellFormed(string text)
+    {
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]))
+            {
+                if (i + 1 >= text.Length || !char.IsLowSurrogate(text[i + 1]))
+                {
+                    return false;
+                }
+                i++;
+            }
+            else if (char.IsLowSurrogate(text[i]))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static string Show(string text)
+    {
+        var shown = System.Text.Json.JsonSerializer.Serialize(text.Length > 120 ? text[..120] + "…" : text);
+        return shown;
+    }
+}
