@@ -26,7 +26,7 @@ internal sealed class ByteLevelDecoder : Decoder
     }
 }
 
-/// <summary>Metaspace: the replacement character back to spaces, dropping the first token's leading space unless the scheme is never.</summary>
+/// <summary>Metaspace: the replacement character back to spaces; the first token drops its replacement characters unless the scheme is never.</summary>
 internal sealed class MetaspaceDecoder(char replacement, MetaspacePrependScheme scheme) : Decoder
 {
     public override List<string> DecodeChain(List<string> tokens)
@@ -34,11 +34,10 @@ internal sealed class MetaspaceDecoder(char replacement, MetaspacePrependScheme 
         var result = new List<string>(tokens.Count);
         for (var i = 0; i < tokens.Count; i++)
         {
-            var token = tokens[i].Replace(replacement, ' ');
-            if (i == 0 && scheme != MetaspacePrependScheme.Never && token.StartsWith(' '))
-            {
-                token = token[1..];
-            }
+            // As Rust: in the first token every replacement character goes (not only a leading one) unless the scheme is never.
+            var token = i == 0 && scheme != MetaspacePrependScheme.Never
+                ? tokens[i].Replace(replacement.ToString(), "", StringComparison.Ordinal)
+                : tokens[i].Replace(replacement, ' ');
             result.Add(token);
         }
         return result;

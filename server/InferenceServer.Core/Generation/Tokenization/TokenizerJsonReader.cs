@@ -31,6 +31,14 @@ internal sealed class TokenizerJsonReader
         var preTokenizer = Optional(root, "pre_tokenizer") is { } p ? ReadPreTokenizer(p, "pre_tokenizer") : null;
         var tokenizerModel = ReadModel(model);
         var added = ReadAddedTokens(root);
+        for (var i = 0; i < added.Count; i++)
+        {
+            // As Rust's AddedVocabulary: content the model already has keeps the model's id, whatever the file says.
+            if (tokenizerModel.TokenToId(added[i].Content) is { } modelId && modelId != added[i].Id)
+            {
+                added[i] = added[i] with { Id = modelId };
+            }
+        }
         var vocabulary = new AddedVocabulary(added, normalizer);
         var postProcessor = Optional(root, "post_processor") is { } pp ? ReadPostProcessor(pp, "post_processor", vocabulary, tokenizerModel) : null;
         var decoder = Optional(root, "decoder") is { } d ? ReadDecoder(d, "decoder") : null;
