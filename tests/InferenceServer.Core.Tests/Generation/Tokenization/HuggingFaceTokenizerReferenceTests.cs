@@ -3,11 +3,12 @@ using System.Text.Json.Nodes;
 using InferenceServer.Configuration;
 using InferenceServer.Generation;
 using InferenceServer.Generation.Tokenization;
+using Xunit.Abstractions;
 
 namespace InferenceServer.Tests.Core.Generation.Tokenization;
 
 /// <summary>Every tokenizer.json of <see cref="TokenizerTestFiles"/> against the Rust library on the hard-string corpus.</summary>
-public sealed class HuggingFaceTokenizerReferenceTests
+public sealed class HuggingFaceTokenizerReferenceTests(ITestOutputHelper output)
 {
     public static TheoryData<string> Families() => new(TokenizerTestFiles.Families);
 
@@ -167,11 +168,20 @@ public sealed class HuggingFaceTokenizerReferenceTests
         var text = string.Concat(Enumerable.Repeat(TokenizerCorpus.Long(), 2))[..10_000];
         var ids = new List<int>();
         tokenizer.Encode(text, ids);
+        // Warm (words cached) and cold (a fresh tokenizer, nothing cached) timings.
         var watch = System.Diagnostics.Stopwatch.StartNew();
         ids.Clear();
         tokenizer.Encode(text + " fresh words zq", ids);
-        watch.Stop();
-        Assert.True(watch.ElapsedMilliseconds < 200, $"{watch.ElapsedMilliseconds} ms for 10k characters");
+        var warm = watch.Elapsed.TotalMilliseconds;
+        var path = TokenizerTestFiles.Path_(family);
+        var fresh = TokenizerFactory.Create(new TokenizerSpec { Kind = TokenizerSpec.TokenizerJson, File = Path.GetFileName(path) }, Path.GetDirectoryName(path)!);
+        fresh.Encode("warm up the regexes", []);
+        watch.Restart();
+        ids.Clear();
+        fresh.Encode(text, ids);
+        var cold = watch.Elapsed.TotalMilliseconds;
+        output.WriteLine($"{family}: 10k characters -> {ids.Count} tokens, {cold:F1} ms cold, {warm:F1} ms warm");
+        Assert.True(warm < 200 && cold < 1000, $"{cold:F1} ms cold, {warm:F1} ms warm for 10k characters");
     }
 
     private static bool IsWellFormed(string text)

@@ -15,7 +15,7 @@ namespace InferenceServer.Tests.Core.Generation.Tokenization;
 internal static class TokenizerTestFiles
 {
     public static readonly string[] Families =
-        ["qwen3", "llama3_1", "llama2", "bert", "bert_variants", "unigram_bytes", "unigram_unk", "llama2_metaspace", "bpe_suffix"];
+        ["qwen3", "llama3_1", "llama2", "bert", "bert_variants", "unigram_bytes", "unigram_unk", "unigram_precompiled", "llama2_metaspace", "bpe_suffix"];
 
     private static readonly Lock Gate = new();
     private static readonly Dictionary<string, string> Cache = [];
@@ -63,6 +63,7 @@ internal static class TokenizerTestFiles
         "bert_variants" => BertVariants(),
         "unigram_bytes" => Unigram(byteFallback: true),
         "unigram_unk" => Unigram(byteFallback: false),
+        "unigram_precompiled" => UnigramPrecompiled(),
         "llama2_metaspace" => Llama2Metaspace(),
         "bpe_suffix" => BpeSuffix(),
         _ => throw new ArgumentException(family),
@@ -232,6 +233,25 @@ internal static class TokenizerTestFiles
         };
     }
 
+    // The byte-fallback Unigram behind a SentencePiece-style Precompiled normalizer (a charsmap built here) and a Strip normalizer.
+    private static JsonObject UnigramPrecompiled()
+    {
+        var json = Unigram(byteFallback: true);
+        var charsmap = PrecompiledCharsmap.Build(new Dictionary<string, string>
+        {
+            ["ﬁ"] = "fi", ["Ａ"] = "A", ["Ｂ"] = "B", ["１"] = "1", ["①"] = "1", ["e\u0301"] = "é", ["\u00A0"] = " ", ["\u200B"] = "",
+            ["İ"] = "i\u0307", ["…"] = "...", ["👍"] = "+1", ["東"] = "东",
+        });
+        json["normalizer"] = new JsonObject
+        {
+            ["type"] = "Sequence",
+            ["normalizers"] = new JsonArray(
+                new JsonObject { ["type"] = "Precompiled", ["precompiled_charsmap"] = Convert.ToBase64String(charsmap) },
+                new JsonObject { ["type"] = "Strip", ["strip_left"] = false, ["strip_right"] = true }),
+        };
+        return json;
+    }
+
     // Llama 2's model with the newer Metaspace pre-tokenizer (prepend_scheme first) and decoder instead of the normalizer chain.
     private static JsonNode Llama2Metaspace()
     {
@@ -310,5 +330,78 @@ internal static class TokenizerTestFiles
                 ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocabJson, ["merges"] = merges,
             },
         };
+    }
+}
+
+/// <summary>Builds a SentencePiece precompiled charsmap: a Darts-clone double array over UTF-8 keys, then the NUL-terminated replacements.</summary>
+internal static class PrecompiledCharsmap
+{
+    private sealed class Node
+    {
+        public readonly SortedDictionary<byte, Node> Children = [];
+        public int Value = -1;
+    }
+
+    public static byte[] Build(Dictionary<string, string> map)
+    {
+        var root = new Node();
+        var strings = new List<byte>();
+        foreach (var (key, value) in map.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            var node = root;
+            foreach (var b in Encoding.UTF8.GetBytes(key))
+            {
+                if (!node.Children.TryGetValue(b, out var child))
+                {
+                    node.Children[b] = child = new Node();
+                }
+                node = child;
+            }
+            node.Value = strings.Count;
+            strings.AddRange(Encoding.UTF8.GetBytes(value));
+            strings.Add(0);
+        }
+        var units = new uint[1 << 14];
+        var used = new bool[units.Length];
+        used[0] = true;
+        var queue = new Queue<(Node Node, int Position, byte Label)>();
+        queue.Enqueue((root, 0, 0));
+        while (queue.Count > 0)
+        {
+            var (node, position, label) = queue.Dequeue();
+            var hasLeaf = node.Value >= 0;
+            // An offset o puts the children at (position ^ o) ^ label and the leaf value at position ^ o.
+            var offset = 1;
+            while (true)
+            {
+                var next = position ^ offset;
+                if (next < units.Length && (!hasLeaf || !used[next]) && node.Children.Keys.All(c => (next ^ c) < units.Length && !used[next ^ c])
+                    && (!hasLeaf || node.Children.Keys.All(c => (next ^ c) != next)))
+                {
+                    break;
+                }
+                offset++;
+            }
+            var childBase = position ^ offset;
+            units[position] = (uint)(offset << 10) | (hasLeaf ? 1u << 8 : 0) | label;
+            if (hasLeaf)
+            {
+                used[childBase] = true;
+                units[childBase] = (uint)node.Value | (1u << 31);
+            }
+            foreach (var (c, child) in node.Children)
+            {
+                used[childBase ^ c] = true;
+                queue.Enqueue((child, childBase ^ c, c));
+            }
+        }
+        var size = Array.FindLastIndex(used, u => u) + 1;
+        var blob = new List<byte>(BitConverter.GetBytes((uint)(size * 4)));
+        for (var i = 0; i < size; i++)
+        {
+            blob.AddRange(BitConverter.GetBytes(units[i]));
+        }
+        blob.AddRange(strings);
+        return blob.ToArray();
     }
 }
