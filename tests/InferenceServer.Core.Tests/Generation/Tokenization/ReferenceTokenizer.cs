@@ -100,6 +100,7 @@ internal static class TokenizerCorpus
         "low lower lowest newer newest wider widest the then there zzz!",
         "a-b-c well-known co-operate aaaeeiioo xylophone box",
         "İstanbul ΣΊΣΥΦΟΣ straße",
+        "<|im_start|>   spaced <|im_end|>  x<|endoftext|>y <|endoftext|> z <tool_call>＜tool_call＞ 123456 ①②",
     ];
 
     /// <summary>A few KB of mixed text.</summary>

@@ -15,7 +15,7 @@ namespace InferenceServer.Tests.Core.Generation.Tokenization;
 internal static class TokenizerTestFiles
 {
     public static readonly string[] Families =
-        ["qwen3", "llama3_1", "llama2", "bert", "bert_variants", "unigram_bytes", "unigram_unk", "unigram_precompiled", "llama2_metaspace", "bpe_suffix"];
+        ["qwen3", "llama3_1", "llama2", "bert", "bert_variants", "unigram_bytes", "unigram_unk", "unigram_precompiled", "llama2_metaspace", "bpe_suffix", "qwen3_roberta"];
 
     private static readonly Lock Gate = new();
     private static readonly Dictionary<string, string> Cache = [];
@@ -66,6 +66,7 @@ internal static class TokenizerTestFiles
         "unigram_precompiled" => UnigramPrecompiled(),
         "llama2_metaspace" => Llama2Metaspace(),
         "bpe_suffix" => BpeSuffix(),
+        "qwen3_roberta" => Qwen3Roberta(),
         _ => throw new ArgumentException(family),
     };
 
@@ -249,6 +250,27 @@ internal static class TokenizerTestFiles
                 new JsonObject { ["type"] = "Precompiled", ["precompiled_charsmap"] = Convert.ToBase64String(charsmap) },
                 new JsonObject { ["type"] = "Strip", ["strip_left"] = false, ["strip_right"] = true }),
         };
+        return json;
+    }
+
+    // Qwen 3's vocabulary as GPT-2/RoBERTa use byte-level BPE: ByteLevel with add_prefix_space and its own regex,
+    // RobertaProcessing, and added tokens with lstrip, rstrip, single_word and normalized set.
+    private static JsonNode Qwen3Roberta()
+    {
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(Paths.NpmTokenizer("qwen3"), "tokenizer.json")))!;
+        json["pre_tokenizer"] = JsonNode.Parse("""{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true}""");
+        json["post_processor"] = JsonNode.Parse("""{"type":"RobertaProcessing","sep":["<|im_end|>",151645],"cls":["<|im_start|>",151644],"trim_offsets":true,"add_prefix_space":true}""");
+        json["normalizer"] = JsonNode.Parse("""{"type":"Sequence","normalizers":[{"type":"NFKC"},{"type":"Replace","pattern":{"Regex":"\\d{5,}"},"content":"#"}]}""");
+        foreach (var token in json["added_tokens"]!.AsArray())
+        {
+            switch ((string)token!["content"]!)
+            {
+                case "<|im_start|>": token["rstrip"] = true; break;
+                case "<|im_end|>": token["lstrip"] = true; break;
+                case "<|endoftext|>": token["single_word"] = true; break;
+                case "<tool_call>": token["normalized"] = true; token["special"] = false; break;
+            }
+        }
         return json;
     }
 
