@@ -65,6 +65,8 @@ internal sealed class BpeModel : TokenizerModel
 
     public override int MaxId => _tokens.Length - 1;
 
+    public override IEnumerable<string> WholeWordForms(string text) => _suffix is null ? [text] : [text + _suffix, text];
+
     public override string? IdToToken(int id) => (uint)id < (uint)_tokens.Length ? _tokens[id] : null;
 
     public override int? TokenToId(string token) => _vocabulary.TryGetValue(token, out var id) ? id : null;

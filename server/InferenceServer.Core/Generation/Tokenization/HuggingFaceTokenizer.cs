@@ -40,10 +40,13 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         _streamDecode = ids => DecodeTokens(ids, skipSpecialTokens: true);
         foreach (var candidate in new[] { "a", "A", "0", "." })
         {
-            if (model.TokenToId(candidate) is { } id && _added.ById(id) is null && DecodeTokens([id], false) == candidate)
+            // A whole word: with an end-of-word suffix "a</w>", else "a" (which Metaspace, WordPiece and ByteLevel read as plain text).
+            foreach (var form in model.WholeWordForms(candidate))
             {
-                _anchor = id;
-                break;
+                if (_anchor < 0 && model.TokenToId(form) is { } id && _added.ById(id) is null && DecodeTokens([id], false) == candidate)
+                {
+                    _anchor = id;
+                }
             }
         }
         if (postProcessor is not null)
@@ -190,7 +193,31 @@ public sealed class HuggingFaceTokenizer : ITokenizer
     public IncrementalDecoder CreateDecoder() => new TailDecoder(_streamDecode, VocabularySize, default, _anchor);
 
     /// <inheritdoc/>
-    public IncrementalDecoder CreateDecoder(ReadOnlySpan<int> context) => new TailDecoder(_streamDecode, VocabularySize, context, _anchor);
+    public IncrementalDecoder CreateDecoder(ReadOnlySpan<int> context)
+    {
+        // The stream leaves special tokens out, so the context does too: a prompt of special tokens only (a lone BOS) is
+        // no text to continue. The tail the decoder keeps must not start inside a character's <0xNN> byte tokens, whose
+        // run ByteFallback would then read as invalid as a whole.
+        var kept = new List<int>(context.Length);
+        foreach (var id in context)
+        {
+            CheckId(id);
+            if (!IsSpecial(id))
+            {
+                kept.Add(id);
+            }
+        }
+        var start = Math.Max(0, kept.Count - TailDecoder.ContextTokens);
+        while (start < kept.Count - 1 && IsContinuationByteToken(kept[start]))
+        {
+            start++;
+        }
+        return new TailDecoder(_streamDecode, VocabularySize, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(kept)[start..], _anchor);
+    }
+
+    private bool IsContinuationByteToken(int id) =>
+        _added.ById(id) is null && _model.IdToToken(id) is { Length: 6 } token && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>'
+        && byte.TryParse(token.AsSpan(3, 2), System.Globalization.NumberStyles.AllowHexSpecifier, null, out var b) && b is >= 0x80 and <= 0xBF;
 
     private void CheckId(int id)
     {

@@ -12,6 +12,9 @@ internal abstract class TokenizerModel
     /// <summary>The id of the vocabulary string <paramref name="token"/>, or null.</summary>
     public abstract int? TokenToId(string token);
 
+    /// <summary>The vocabulary strings a whole word <paramref name="text"/> may have, most specific first.</summary>
+    public virtual IEnumerable<string> WholeWordForms(string text) => [text];
+
     /// <summary>The largest id of the vocabulary (-1 when empty).</summary>
     public abstract int MaxId { get; }
 

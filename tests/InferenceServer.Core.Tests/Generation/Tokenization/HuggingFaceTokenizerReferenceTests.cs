@@ -162,6 +162,36 @@ public sealed class HuggingFaceTokenizerReferenceTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Families))]
+    public void Streaming_after_a_prompt_context_continues_its_text(string family)
+    {
+        var tokenizer = Load(family);
+        var failures = new List<string>();
+        foreach (var text in TokenizerCorpus.Texts)
+        {
+            var ids = new List<int>();
+            tokenizer.Encode(text, ids);
+            for (var cut = 1; cut < ids.Count; cut += Math.Max(1, ids.Count / 4))
+            {
+                var context = ids.Take(cut).ToArray();
+                var before = tokenizer.Decode(context, skipSpecialTokens: true);
+                var whole = tokenizer.Decode(ids.ToArray(), skipSpecialTokens: true);
+                if (!whole.StartsWith(before, StringComparison.Ordinal) || before.EndsWith('\uFFFD'))
+                {
+                    continue; // the cut splits a character or a merge: no plain continuation to compare with
+                }
+                var decoder = tokenizer.CreateDecoder(context);
+                var streamed = string.Concat(ids.Skip(cut).Select(decoder.Append).Append(decoder.Flush()));
+                if (streamed != whole[before.Length..])
+                {
+                    failures.Add($"{Show(text)} cut {cut}\n  expected {Show(whole[before.Length..])}\n  streamed {Show(streamed)}");
+                }
+            }
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} failures:\n" + string.Join("\n", failures.Take(12)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
     public void Encoding_ten_thousand_characters_takes_milliseconds(string family)
     {
         var tokenizer = Load(family);
