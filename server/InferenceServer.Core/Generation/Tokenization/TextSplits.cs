@@ -246,7 +246,10 @@ internal static class TextSplits
     /// <summary>Rust's char::is_alphanumeric, approximately (letters and numbers).</summary>
     public static bool IsAlphanumeric(Rune rune) => Rune.IsLetter(rune) || IsNumeric(rune);
 
-    /// <summary>Compiles a tokenizer.json regex for .NET, failing with a message that names where it came from.</summary>
+    /// <summary>
+    /// Compiles a tokenizer.json regex (Rust's onig syntax) for .NET, failing with a message that names where it came from.
+    /// Possessive quantifiers (<c>x?+</c>, <c>x*+</c>, <c>x++</c>, <c>x{n,m}+</c>), which .NET lacks, become atomic groups.
+    /// </summary>
     public static Regex Compile(string pattern, string where)
     {
         try
@@ -255,7 +258,146 @@ internal static class TextSplits
         }
         catch (ArgumentException e)
         {
+            var rewritten = PossessiveToAtomic(pattern);
+            if (rewritten != pattern)
+            {
+                try
+                {
+                    return new Regex(rewritten, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+                }
+                catch (ArgumentException)
+                {
+                }
+            }
             throw new TokenizerFormatException($"{where}: the regex '{pattern}' is not supported by .NET regular expressions: {e.Message}");
         }
+    }
+
+    /// <summary>Rewrites each possessive quantifier as an atomic group around its atom and the plain quantifier.</summary>
+    internal static string PossessiveToAtomic(string pattern)
+    {
+        var output = new StringBuilder(pattern.Length + 16);
+        var groups = new Stack<int>();
+        var atomStart = -1;
+        var i = 0;
+        while (i < pattern.Length)
+        {
+            var c = pattern[i];
+            var start = output.Length;
+            switch (c)
+            {
+                case '\\':
+                {
+                    var length = 2;
+                    if (i + 2 < pattern.Length && pattern[i + 1] is 'p' or 'P' or 'x' && pattern[i + 2] == '{')
+                    {
+                        var close = pattern.IndexOf('}', i + 2);
+                        length = close < 0 ? pattern.Length - i : close - i + 1;
+                    }
+                    length = Math.Min(length, pattern.Length - i);
+                    output.Append(pattern, i, length);
+                    i += length;
+                    atomStart = start;
+                    continue;
+                }
+                case '[':
+                {
+                    var j = i + 1;
+                    if (j < pattern.Length && pattern[j] == '^')
+                    {
+                        j++;
+                    }
+                    if (j < pattern.Length && pattern[j] == ']')
+                    {
+                        j++;
+                    }
+                    var depth = 1;
+                    while (j < pattern.Length && depth > 0)
+                    {
+                        if (pattern[j] == '\\')
+                        {
+                            j += 2;
+                            continue;
+                        }
+                        depth += pattern[j] == '[' ? 1 : pattern[j] == ']' ? -1 : 0;
+                        j++;
+                    }
+                    j = Math.Min(j, pattern.Length);
+                    output.Append(pattern, i, j - i);
+                    i = j;
+                    atomStart = start;
+                    continue;
+                }
+                case '(':
+                    groups.Push(start);
+                    output.Append(c);
+                    i++;
+                    atomStart = -1;
+                    continue;
+                case ')':
+                    output.Append(c);
+                    i++;
+                    atomStart = groups.Count > 0 ? groups.Pop() : -1;
+                    continue;
+                case '*' or '+' or '?' or '{':
+                {
+                    var length = 1;
+                    if (c == '{')
+                    {
+                        var close = pattern.IndexOf('}', i);
+                        if (close < 0 || !IsCount(pattern.AsSpan(i + 1, close - i - 1)))
+                        {
+                            output.Append(c);
+                            i++;
+                            atomStart = start;
+                            continue;
+                        }
+                        length = close - i + 1;
+                    }
+                    var quantifier = pattern.Substring(i, length);
+                    i += length;
+                    if (i < pattern.Length && pattern[i] == '+' && atomStart >= 0)
+                    {
+                        var atom = output.ToString(atomStart, output.Length - atomStart);
+                        output.Length = atomStart;
+                        output.Append("(?>").Append(atom).Append(quantifier).Append(')');
+                        i++;
+                    }
+                    else
+                    {
+                        output.Append(quantifier);
+                        if (i < pattern.Length && pattern[i] == '?')
+                        {
+                            output.Append('?');
+                            i++;
+                        }
+                    }
+                    atomStart = -1;
+                    continue;
+                }
+                default:
+                    output.Append(c);
+                    i++;
+                    atomStart = c is '|' or '^' or '$' ? -1 : start;
+                    continue;
+            }
+        }
+        return output.ToString();
+    }
+
+    private static bool IsCount(ReadOnlySpan<char> inside)
+    {
+        if (inside.IsEmpty)
+        {
+            return false;
+        }
+        foreach (var c in inside)
+        {
+            if (!char.IsAsciiDigit(c) && c != ',')
+            {
+                return false;
+            }
+        }
+        return char.IsAsciiDigit(inside[0]) || inside[0] == ',';
     }
 }

@@ -30,6 +30,17 @@ public sealed class TokenizationPartsTests
         Assert.Equal(["😀abc", "𝟏", " 𠀀x"], TextSplits.Matches(regex, "😀abc𝟏 𠀀x").Select(m => "😀abc𝟏 𠀀x"[m.Start..m.End]));
     }
 
+    [Theory]
+    [InlineData(@"[^\s\p{L}]?+\p{L}++x{1,3}+", @"(?>[^\s\p{L}]?)(?>\p{L}+)(?>x{1,3})")]
+    [InlineData(@"(?i:'s|'t)|(ab)*+c?", @"(?i:'s|'t)|(?>(ab)*)c?")]
+    [InlineData(@"\s+(?!\S)|a{2}?", @"\s+(?!\S)|a{2}?")]
+    public void Possessive_quantifiers_become_atomic_groups(string onig, string dotnet)
+    {
+        Assert.Equal(dotnet, TextSplits.PossessiveToAtomic(onig));
+        var regex = TextSplits.Compile(onig, "test");
+        Assert.Equal(dotnet, regex.ToString() == onig ? dotnet : regex.ToString());
+    }
+
     [Fact]
     public void The_precompiled_charsmap_replaces_graphemes_then_characters()
     {

@@ -15,7 +15,7 @@ namespace InferenceServer.Tests.Core.Generation.Tokenization;
 internal static class TokenizerTestFiles
 {
     public static readonly string[] Families =
-        ["qwen3", "llama3_1", "llama2", "bert", "bert_variants", "unigram_bytes", "unigram_unk", "unigram_precompiled", "llama2_metaspace", "bpe_suffix", "qwen3_roberta"];
+        ["qwen3", "llama3_1", "llama2", "bert", "bert_variants", "unigram_bytes", "unigram_unk", "unigram_precompiled", "llama2_metaspace", "bpe_suffix", "qwen3_roberta", "qwen3_possessive"];
 
     private static readonly Lock Gate = new();
     private static readonly Dictionary<string, string> Cache = [];
@@ -67,6 +67,7 @@ internal static class TokenizerTestFiles
         "llama2_metaspace" => Llama2Metaspace(),
         "bpe_suffix" => BpeSuffix(),
         "qwen3_roberta" => Qwen3Roberta(),
+        "qwen3_possessive" => Qwen3Possessive(),
         _ => throw new ArgumentException(family),
     };
 
@@ -271,6 +272,20 @@ internal static class TokenizerTestFiles
                 case "<tool_call>": token["normalized"] = true; token["special"] = false; break;
             }
         }
+        return json;
+    }
+
+    // Qwen 3 with a Split regex in onig syntax .NET lacks (possessive quantifiers), a Digits step and an NFKD normalizer.
+    private static JsonNode Qwen3Possessive()
+    {
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(Paths.NpmTokenizer("qwen3"), "tokenizer.json")))!;
+        var pattern = System.Text.Json.JsonSerializer.Serialize(@"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s*+[\r\n]+|\s+(?!\S)|\s+");
+        json["pre_tokenizer"] = JsonNode.Parse($$"""
+            {"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":false},
+             {"type":"Split","pattern":{"Regex":{{pattern}}},"behavior":"Isolated","invert":false},
+             {"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]}
+            """);
+        json["normalizer"] = JsonNode.Parse("""{"type":"NFKD"}""");
         return json;
     }
 
