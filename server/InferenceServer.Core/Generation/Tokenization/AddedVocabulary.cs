@@ -190,6 +190,6 @@ internal sealed class AddedVocabulary
         private static bool StartsWithWord(string text, int start) =>
             Rune.DecodeFromUtf16(text.AsSpan(start), out var rune, out _) == System.Buffers.OperationStatus.Done && IsWordCharacter(rune);
 
-        private static bool IsWordCharacter(Rune rune) => TextSplits.IsAlphanumeric(rune) || rune.Value == '_';
+        private static bool IsWordCharacter(Rune rune) => TextSplits.IsWordCharacter(rune);
     }
 }

@@ -80,7 +80,7 @@ internal enum MetaspacePrependScheme
 /// <summary>Words (\w+, which in Rust's Unicode regexes also holds marks and the zero-width joiners) and runs of other non-space characters; whitespace is dropped.</summary>
 internal sealed class WhitespacePreTokenizer : PreTokenizer
 {
-    private static readonly Regex Words = TextSplits.Compile(@"[\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\u200C\u200D]+|[^\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\u200C\u200D\s]+", "Whitespace");
+    private static readonly Regex Words = TextSplits.Compile(@"[\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\u200C\u200D\u24B6-\u24E9]+|[^\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\u200C\u200D\u24B6-\u24E9\s]+", "Whitespace");
 
     public override void Split(Piece piece, List<Piece> output) => TextSplits.Split(piece, Words, SplitBehavior.Removed, invert: true, output);
 }

@@ -243,8 +243,22 @@ internal static class TextSplits
     public static bool IsNumeric(Rune rune) =>
         Rune.GetUnicodeCategory(rune) is UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber;
 
-    /// <summary>Rust's char::is_alphanumeric, approximately (letters and numbers).</summary>
-    public static bool IsAlphanumeric(Rune rune) => Rune.IsLetter(rune) || IsNumeric(rune);
+    /// <summary>
+    /// Unicode regexes' \w (Rust's regex crate and onig): Alphabetic, marks, decimal digits, connector punctuation and the
+    /// zero-width (non-)joiner. Alphabetic is approximated by letters, letter numbers and the circled/squared Latin letters.
+    /// </summary>
+    public static bool IsWordCharacter(Rune rune)
+    {
+        var value = rune.Value;
+        if (value is 0x200C or 0x200D || (value >= 0x24B6 && value <= 0x24E9) || (value >= 0x1F130 && value <= 0x1F189))
+        {
+            return true;
+        }
+        return Rune.GetUnicodeCategory(rune) is UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter
+            or UnicodeCategory.ModifierLetter or UnicodeCategory.OtherLetter or UnicodeCategory.LetterNumber or UnicodeCategory.NonSpacingMark
+            or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark or UnicodeCategory.DecimalDigitNumber
+            or UnicodeCategory.ConnectorPunctuation;
+    }
 
     /// <summary>
     /// Compiles a tokenizer.json regex (Rust's onig syntax) for .NET, failing with a message that names where it came from.

@@ -14,6 +14,10 @@ public sealed class HuggingFaceTokenizerReferenceTests(ITestOutputHelper output)
 
     private static readonly Dictionary<string, HuggingFaceTokenizer> Loaded = [];
 
+    // TOKENIZER_FUZZ=seed,samples runs the random mixtures longer (e.g. 5,5000).
+    private static readonly int FuzzSeed = int.Parse(Environment.GetEnvironmentVariable("TOKENIZER_FUZZ")?.Split(',')[0] ?? "0");
+    private static readonly int FuzzSamples = int.Parse(Environment.GetEnvironmentVariable("TOKENIZER_FUZZ")?.Split(',')[1] ?? "300");
+
     private static HuggingFaceTokenizer Load(string family)
     {
         lock (Loaded)
@@ -58,6 +62,59 @@ public sealed class HuggingFaceTokenizerReferenceTests(ITestOutputHelper output)
             }
         }
         Assert.True(failures.Count == 0, $"{failures.Count} mismatches:\n" + string.Join("\n", failures.Take(12)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Random_mixtures_of_the_corpus_encode_and_decode_as_the_reference(string family)
+    {
+        var tokenizer = Load(family);
+        var reference = ReferenceTokenizer.For(family);
+        var random = new Random(family.Sum(c => c) + FuzzSeed);
+        string[] fragments = [" ", "  ", "\n", "\t", "\r\n", "'s", "'LL", "a", "Z", "9", "42", "é", "e\u0301", "ß", "ﬁ", "東", "한", "ب", "😀", "👍🏿", "\u200D",
+            "<s>", "</s>", "<|im_start|>", "<|endoftext|>", "[CLS]", "<unk>", "<mask>", "▁", "Ġ", "##", "-", "...", "\u00A0", "①", "Ａ", "_", "x"];
+        var failures = new List<string>();
+        for (var n = 0; n < FuzzSamples; n++)
+        {
+            var builder = new StringBuilder();
+            var length = random.Next(1, 12);
+            for (var i = 0; i < length; i++)
+            {
+                if (random.Next(3) == 0)
+                {
+                    var text = TokenizerCorpus.Texts[random.Next(TokenizerCorpus.Texts.Length)];
+                    var start = random.Next(text.Length + 1);
+                    var end = Math.Min(text.Length, start + random.Next(12));
+                    // Never cut a surrogate pair: Rust strings cannot hold half a character.
+                    if (start > 0 && start < text.Length && char.IsLowSurrogate(text[start])) start--;
+                    if (end > 0 && end < text.Length && char.IsLowSurrogate(text[end])) end++;
+                    builder.Append(text, start, end - start);
+                }
+                else
+                {
+                    builder.Append(fragments[random.Next(fragments.Length)]);
+                }
+            }
+            var sample = builder.ToString();
+            var expected = reference.Encode(sample, addSpecialTokens: true);
+            var actual = new List<int>();
+            tokenizer.Encode(sample, actual, addSpecialTokens: true);
+            if (!expected.SequenceEqual(actual))
+            {
+                failures.Add($"{Show(sample)}\n  expected {string.Join(",", expected)}\n  actual   {string.Join(",", actual)}");
+                continue;
+            }
+            foreach (var skip in new[] { true, false })
+            {
+                var expectedText = reference.Decode(expected, skip);
+                var actualText = tokenizer.Decode(expected, skip);
+                if (expectedText != actualText)
+                {
+                    failures.Add($"{Show(sample)} skip={skip}\n  expected {Show(expectedText)}\n  actual   {Show(actualText)}");
+                }
+            }
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} mismatches:\n" + string.Join("\n", failures.Take(8)));
     }
 
     [Theory]
