@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using System.Text;
 using InferenceServer.Configuration;
+using InferenceServer.Generation.Tokenization;
 using Microsoft.ML.Tokenizers;
 
 namespace InferenceServer.Generation;
@@ -9,7 +10,7 @@ namespace InferenceServer.Generation;
 public static class TokenizerFactory
 {
     /// <summary>GPT-2's pre-tokenizer split (Hugging Face ByteLevel with use_regex), used for vocab.json/merges.txt and tokenizer.json ByteLevel.</summary>
-    internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+    internal const string Gpt2Pattern = ByteLevelPreTokenizer.Gpt2Pattern;
 
     // Microsoft.ML.Tokenizers picks a tiktoken pre-tokenizer by OpenAI model name only, so each encoding maps to a model that uses it.
     private static readonly Dictionary<string, string> ModelByEncoding = new(StringComparer.OrdinalIgnoreCase)
@@ -36,19 +37,22 @@ public static class TokenizerFactory
             {
                 var vocabPath = Resolve(modelDirectory, spec.VocabFile ?? "vocab.json", "vocab_file");
                 var mergesPath = Resolve(modelDirectory, spec.MergesFile ?? "merges.txt", "merges_file");
-                var vocabulary = Load(spec.VocabFile ?? "vocab.json", () => HuggingFaceTokenizerJson.ReadVocabulary(vocabPath));
+                var vocabulary = Load(spec.VocabFile ?? "vocab.json", () => ReadVocabulary(vocabPath));
                 var merges = Load(spec.MergesFile ?? "merges.txt", () => ReadMerges(mergesPath));
                 // GPT-2 keeps <|endoftext|> in vocab.json; registering it (and any named EOS/BOS) as special lets prompts spell it.
-                var special = new Dictionary<string, int>(StringComparer.Ordinal);
-                foreach (var name in new[] { "<|endoftext|>", spec.EosToken, spec.BosToken })
+                var special = new List<AddedToken>();
+                foreach (var name in new[] { "<|endoftext|>", spec.EosToken, spec.BosToken }.Distinct())
                 {
                     if (name is not null && vocabulary.TryGetValue(name, out var id))
                     {
-                        special[name] = id;
+                        special.Add(new AddedToken(id, name, SingleWord: false, Lstrip: false, Rstrip: false, Normalized: false, Special: true));
                     }
                 }
-                var model = new HuggingFaceTokenizerJson.BpeModel(vocabulary, merges, special, Gpt2Pattern, Nfc: false);
-                return Finish(spec, Load(spec.VocabFile ?? "vocab.json", () => model.Create()), model.VocabularySize, defaultEos: "<|endoftext|>", defaultBos: null);
+                var tokenizer = Load(spec.MergesFile ?? "merges.txt", () => new HuggingFaceTokenizer(
+                    new BpeModel(vocabulary, merges, null, null, null, fuseUnk: false, byteFallback: false, ignoreMerges: false),
+                    normalizer: null, new ByteLevelPreTokenizer(addPrefixSpace: false, useRegex: true), postProcessor: null,
+                    new ByteLevelDecoder(), new AddedVocabulary(special, null)));
+                return FinishJson(spec, tokenizer, defaultEos: "<|endoftext|>");
             }
             case TokenizerSpec.SentencePiece:
             {
@@ -96,8 +100,8 @@ public static class TokenizerFactory
             {
                 var file = spec.File ?? "tokenizer.json";
                 var path = Resolve(modelDirectory, file, "file");
-                var model = Load(file, () => HuggingFaceTokenizerJson.Read(path));
-                return Finish(spec, Load(file, () => model.Create()), model.VocabularySize, defaultEos: "<|endoftext|>", defaultBos: null);
+                var tokenizer = Load(file, () => TokenizerJsonReader.Read(path, file));
+                return FinishJson(spec, tokenizer, defaultEos: "<|endoftext|>");
             }
             default:
                 throw new ArgumentException(
@@ -165,6 +169,58 @@ public static class TokenizerFactory
         return new MlTokenizer(tokenizer, vocabularySize, eos, bos);
     }
 
+    // Resolves the spec's special tokens against a tokenizer.json pipeline. add_bos false keeps the template's BOS out of
+    // prompts; a named BOS the template does not put first is prepended, so a prompt never gets two.
+    private static HuggingFaceTokenizer FinishJson(TokenizerSpec spec, HuggingFaceTokenizer tokenizer, string? defaultEos)
+    {
+        var size = tokenizer.VocabularySize;
+        int? eos = spec.EosTokenId;
+        if (eos is { } eosId && (eosId < 0 || eosId >= size))
+        {
+            throw new ArgumentException($"eos_token_id {eosId} is outside the vocabulary (0..{size - 1})");
+        }
+        if (spec.EosToken is { } eosToken)
+        {
+            var id = tokenizer.FindTokenId(eosToken) ?? throw new ArgumentException($"eos_token '{eosToken}' is not a token of the tokenizer");
+            if (eos is not null && eos != id)
+            {
+                throw new ArgumentException($"eos_token '{eosToken}' is id {id} but eos_token_id is {eos}");
+            }
+            eos = id;
+        }
+        else if (eos is null && defaultEos is not null)
+        {
+            eos = tokenizer.FindTokenId(defaultEos);
+        }
+        int? named = null;
+        if (spec.BosToken is { } bosToken)
+        {
+            named = tokenizer.FindTokenId(bosToken) ?? throw new ArgumentException($"bos_token '{bosToken}' is not a token of the tokenizer");
+        }
+        var addBos = spec.AddBos != false;
+        tokenizer.SetSpecialTokens(eos, named ?? (addBos ? tokenizer.TemplateLeadingId : null), addBos, named);
+        return tokenizer;
+    }
+
+    private static Dictionary<string, int> ReadVocabulary(string path)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(System.IO.File.ReadAllBytes(path));
+        if (document.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object)
+        {
+            throw new TokenizerFormatException($"{Path.GetFileName(path)} is not an object of token ids");
+        }
+        var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var entry in document.RootElement.EnumerateObject())
+        {
+            if (!entry.Value.TryGetInt32(out var id) || id < 0)
+            {
+                throw new TokenizerFormatException($"{Path.GetFileName(path)} gives token '{entry.Name}' the id {entry.Value}, not a non-negative integer");
+            }
+            vocabulary[entry.Name] = id;
+        }
+        return vocabulary;
+    }
+
     /// <summary>The absolute path of <paramref name="relative"/>, which must name an existing file inside <paramref name="modelDirectory"/>.</summary>
     internal static string Resolve(string modelDirectory, string relative, string field)
     {
@@ -203,9 +259,9 @@ public static class TokenizerFactory
         }
     }
 
-    private static List<string> ReadMerges(string path)
+    private static List<(string, string)> ReadMerges(string path)
     {
-        var merges = new List<string>();
+        var merges = new List<(string, string)>();
         foreach (var line in System.IO.File.ReadLines(path, Encoding.UTF8))
         {
             // "#version: 0.2" heads GPT-2's file; blank lines carry no merge.
@@ -213,7 +269,12 @@ public static class TokenizerFactory
             {
                 continue;
             }
-            merges.Add(line);
+            var space = line.IndexOf(' ');
+            if (space < 0)
+            {
+                throw new TokenizerFormatException($"{Path.GetFileName(path)} line '{line}' is not two tokens separated by a space");
+            }
+            merges.Add((line[..space], line[(space + 1)..]));
         }
         return merges;
     }
@@ -247,18 +308,6 @@ public static class TokenizerFactory
             }
         }
         return max;
-    }
-
-    internal static Regex CompilePattern(string pattern)
-    {
-        try
-        {
-            return new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
-        }
-        catch (ArgumentException e)
-        {
-            throw new TokenizerFormatException($"the pre-tokenizer regex is not supported by .NET regular expressions: {e.Message}");
-        }
     }
 }
 

@@ -54,7 +54,7 @@ public sealed class DecoderTokenizerFilesTests : IDisposable
         Assert.Equal("<s>", spec.BosToken);
         Assert.True(spec.AddBos);
         Assert.Equal("</s>", spec.EosToken);
-        var ml = Assert.IsType<MlTokenizer>(tokenizer);
+        var ml = Assert.IsType<InferenceServer.Generation.Tokenization.HuggingFaceTokenizer>(tokenizer);
         Assert.Equal(Options.PadTokenId, ml.FindTokenId("<pad>"));
 
         // A special token spelled in a prompt is that token.
