@@ -72,9 +72,19 @@ internal static class CodePoints
         return sb.ToString();
     }
 
-    public static string Upper(string s) => s.ToUpperInvariant();
+    // Python's full case mappings where .NET's simple ones differ, for the characters chat text meets.
+    public static string Upper(string s)
+    {
+        var upper = s.ToUpperInvariant();
+        return upper.AsSpan().IndexOfAny("ßﬀﬁﬂﬃﬄﬅﬆ") < 0 ? upper
+            : upper.Replace("ß", "SS").Replace("ﬀ", "FF").Replace("ﬁ", "FI").Replace("ﬂ", "FL").Replace("ﬃ", "FFI").Replace("ﬄ", "FFL").Replace("ﬅ", "ST").Replace("ﬆ", "ST");
+    }
 
-    public static string Lower(string s) => s.ToLowerInvariant();
+    public static string Lower(string s)
+    {
+        var lower = s.ToLowerInvariant();
+        return s.Contains('İ') ? s.Replace("İ", "i\u0307").ToLowerInvariant() : lower;
+    }
 
     public static bool IsSpace(char c) => char.IsWhiteSpace(c) || (c >= '\x1c' && c <= '\x1f');
 

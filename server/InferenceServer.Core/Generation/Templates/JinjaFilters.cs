@@ -19,7 +19,9 @@ internal static partial class JinjaFilters
         ["length"] = (v, _, _) => PythonOps.Length(v),
         ["count"] = (v, _, _) => PythonOps.Length(v),
         ["first"] = (v, _, _) => v is JinjaUndefined ? v : PythonOps.Iterate(v) is { Count: > 0 } items ? items[0] : new JinjaUndefined("No first item, sequence was empty."),
-        ["last"] = (v, _, _) => v is JinjaUndefined ? v : PythonOps.Iterate(v) is { Count: > 0 } items ? items[^1] : new JinjaUndefined("No last item, sequence was empty."),
+        ["last"] = (v, _, _) => v is JinjaUndefined ? v
+            : v is JinjaGenerator g ? throw new JinjaException($"'{g.TypeName}' object is not reversible")
+            : PythonOps.Iterate(v) is { Count: > 0 } items ? items[^1] : new JinjaUndefined("No last item, sequence was empty."),
         ["join"] = (v, a, _) =>
         {
             a.Check(2, "d", "attribute");
@@ -60,7 +62,7 @@ internal static partial class JinjaFilters
         ["items"] = (v, _, _) => v switch
         {
             JinjaUndefined => new List<object?>(),
-            JinjaDict d => d.Select(e => (object?)new JinjaTuple([PythonOps.KeyValue(e.Key), e.Value])).ToList(),
+            JinjaDict d => new JinjaGenerator(d.Select(e => (object?)new JinjaTuple([PythonOps.KeyValue(e.Key), e.Value])).ToList()),
             _ => throw new JinjaException("Can only get item pairs from a mapping."),
         },
         ["dictsort"] = DictSort,
@@ -69,7 +71,9 @@ internal static partial class JinjaFilters
         ["reverse"] = (v, _, _) => v switch
         {
             string s => string.Concat(CodePoints.Split(s).Reverse()),
-            JinjaTuple t => t.Reverse().ToList(),
+            JinjaTuple t => new JinjaGenerator(t.Reverse().ToList(), "reversed"),
+            IReadOnlyList<object?> list => new JinjaGenerator(list.Reverse().ToList(), "list_reverseiterator"),
+            JinjaDict d => new JinjaGenerator(d.Keys.Reverse().Select(PythonOps.KeyValue).ToList(), "dict_reversekeyiterator"),
             _ => PythonOps.Iterate(v).Reverse().ToList(),
         },
         ["round"] = Round,
@@ -178,7 +182,7 @@ internal static partial class JinjaFilters
         if (args.Positional.Count == 0 && args.Keyword.TryGetValue("attribute", out var attribute))
         {
             var getter = AttributeGetter(attribute!, args.Keyword.GetValueOrDefault("default"));
-            return items.Select(getter).ToList();
+            return new JinjaGenerator(items.Select(getter).ToList());
         }
         if (args.Positional.Count == 0)
         {
@@ -186,7 +190,7 @@ internal static partial class JinjaFilters
         }
         var name = PythonFormat.Str(args.Positional[0]);
         var rest = new JinjaArguments(args.Positional.Skip(1).ToList(), args.Keyword, name);
-        return items.Select(item => Apply(name, item, rest, renderer)).ToList();
+        return new JinjaGenerator(items.Select(item => Apply(name, item, rest, renderer)).ToList());
     }
 
     private static object? Select(object? value, JinjaArguments args, JinjaRenderer renderer, bool attribute, bool keep)
@@ -210,7 +214,7 @@ internal static partial class JinjaFilters
         {
             test = PythonOps.Truthy;
         }
-        return items.Where(item => test(getter(item)) == keep).ToList();
+        return new JinjaGenerator(items.Where(item => test(getter(item)) == keep).ToList());
     }
 
     private static object? ToInt(object? value, JinjaArguments args, JinjaRenderer _)
@@ -317,7 +321,7 @@ internal static partial class JinjaFilters
     private static List<T> StableSort<T>(List<T> items, Func<T, object?> key, bool reverse)
     {
         var keyed = items.Select((item, index) => (item, key: key(item), index)).ToList();
-        keyed.Sort((x, y) =>
+        SortOrThrow(keyed, (x, y) =>
         {
             var c = PythonOps.Compare(x.key, y.key, "<");
             if (c == 2)
@@ -331,6 +335,19 @@ internal static partial class JinjaFilters
             return c != 0 ? c : x.index.CompareTo(y.index);
         });
         return keyed.Select(k => k.item).ToList();
+    }
+
+    /// <summary>List.Sort wraps a comparer's exception; a failed comparison is the template's error.</summary>
+    private static void SortOrThrow<T>(List<T> list, Comparison<T> comparison)
+    {
+        try
+        {
+            list.Sort(comparison);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is JinjaException inner)
+        {
+            throw inner;
+        }
     }
 
     private static object? Sort(object? value, JinjaArguments args, JinjaRenderer _)
@@ -372,7 +389,7 @@ internal static partial class JinjaFilters
                 result.Add(item);
             }
         }
-        return result;
+        return new JinjaGenerator(result);
     }
 
     private static object? Round(object? value, JinjaArguments args, JinjaRenderer _)

@@ -88,11 +88,18 @@ internal static class JinjaJson
                     {
                         var list = dict.ToList();
                         var keyed = list.Select((e, i) => (e, i)).ToList();
-                        keyed.Sort((x, y) =>
+                        try
                         {
-                            var c = PythonOps.Compare(PythonOps.KeyValue(x.e.Key), PythonOps.KeyValue(y.e.Key), "<");
-                            return c != 0 ? c : x.i.CompareTo(y.i);
-                        });
+                            keyed.Sort((x, y) =>
+                            {
+                                var c = PythonOps.Compare(PythonOps.KeyValue(x.e.Key), PythonOps.KeyValue(y.e.Key), "<");
+                                return c != 0 ? c : x.i.CompareTo(y.i);
+                            });
+                        }
+                        catch (InvalidOperationException e) when (e.InnerException is JinjaException inner)
+                        {
+                            throw inner;
+                        }
                         entries = keyed.Select(k => k.e);
                     }
                     sb.Append('{');

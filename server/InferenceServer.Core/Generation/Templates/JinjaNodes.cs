@@ -20,7 +20,7 @@ internal sealed record GetItemExpr(Expr Target, Expr Index, int Line) : Expr(Lin
 
 internal sealed record SliceExpr(Expr? Start, Expr? Stop, Expr? Step, int Line) : Expr(Line);
 
-internal sealed record CallArguments(IReadOnlyList<Expr> Positional, IReadOnlyList<(string Name, Expr Value)> Keyword)
+internal sealed record CallArguments(IReadOnlyList<Expr> Positional, IReadOnlyList<(string Name, Expr Value)> Keyword, Expr? DynamicPositional = null, Expr? DynamicKeyword = null)
 {
     public static readonly CallArguments None = new([], []);
 }

@@ -754,9 +754,12 @@ internal sealed class JinjaParser
         Expect(TokenKind.Operator, "(");
         var positional = new List<Expr>();
         var keyword = new List<(string, Expr)>();
+        Expr? dynamicPositional = null;
+        Expr? dynamicKeyword = null;
+        var first = true;
         while (!Current.IsOperator(")"))
         {
-            if (positional.Count + keyword.Count > 0)
+            if (!first)
             {
                 Expect(TokenKind.Operator, ",");
                 if (Current.IsOperator(")"))
@@ -764,7 +767,18 @@ internal sealed class JinjaParser
                     break;
                 }
             }
-            if (Current.Kind == TokenKind.Name && Peek().IsOperator("="))
+            first = false;
+            if (Current.IsOperator("*"))
+            {
+                Next();
+                dynamicPositional = ParseExpression(withCondExpr: true);
+            }
+            else if (Current.IsOperator("**"))
+            {
+                Next();
+                dynamicKeyword = ParseExpression(withCondExpr: true);
+            }
+            else if (Current.Kind == TokenKind.Name && Peek().IsOperator("="))
             {
                 var name = Next().Value;
                 Next();
@@ -780,6 +794,6 @@ internal sealed class JinjaParser
             }
         }
         Expect(TokenKind.Operator, ")");
-        return new CallArguments(positional, keyword);
+        return new CallArguments(positional, keyword, dynamicPositional, dynamicKeyword);
     }
 }

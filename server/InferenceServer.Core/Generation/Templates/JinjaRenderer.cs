@@ -295,7 +295,7 @@ internal sealed class JinjaRenderer
                 {
                     scope.Set("caller", caller);
                 }
-                scope.Set("varargs", args.Count > parameters.Count ? args.Skip(parameters.Count).ToList() : new List<object?>());
+                scope.Set("varargs", new JinjaTuple(args.Skip(parameters.Count).ToArray()));
                 var kwargsDict = new JinjaDict();
                 foreach (var (k, v) in remaining)
                 {
@@ -462,7 +462,7 @@ internal sealed class JinjaRenderer
 
     public JinjaArguments EvaluateArguments(CallArguments arguments, JinjaScope scope, string callee)
     {
-        if (arguments.Positional.Count == 0 && arguments.Keyword.Count == 0)
+        if (arguments.Positional.Count == 0 && arguments.Keyword.Count == 0 && arguments.DynamicPositional is null && arguments.DynamicKeyword is null)
         {
             return new JinjaArguments([], JinjaArguments.NoKeywords, callee);
         }
@@ -471,6 +471,21 @@ internal sealed class JinjaRenderer
         foreach (var (name, valueExpr) in arguments.Keyword)
         {
             keyword[name] = Evaluate(valueExpr, scope);
+        }
+        if (arguments.DynamicPositional is not null)
+        {
+            positional.AddRange(PythonOps.Iterate(Evaluate(arguments.DynamicPositional, scope)));
+        }
+        if (arguments.DynamicKeyword is not null)
+        {
+            if (Evaluate(arguments.DynamicKeyword, scope) is not JinjaDict kwargs)
+            {
+                throw new JinjaException("argument after ** must be a mapping");
+            }
+            foreach (var (k, v) in kwargs)
+            {
+                keyword[k as string ?? throw new JinjaException("keywords must be strings")] = v;
+            }
         }
         return new JinjaArguments(positional, keyword, callee);
     }

@@ -14,7 +14,7 @@ internal static class PythonFormat
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
         double d => Float(d),
-        IReadOnlyList<object?> or JinjaDict or JinjaNamespace or JinjaCallable or LoopObject => Repr(value),
+        IReadOnlyList<object?> or JinjaDict or JinjaNamespace or JinjaCallable or LoopObject or JinjaGenerator => Repr(value),
         _ => value.ToString() ?? "",
     };
 
@@ -89,6 +89,9 @@ internal static class PythonFormat
                 break;
             case LoopObject:
                 sb.Append("<LoopContext>");
+                break;
+            case JinjaGenerator g:
+                sb.Append('<').Append(g.TypeName).Append(" object>");
                 break;
             default:
                 sb.Append(Str(value));
@@ -232,6 +235,7 @@ internal static class PythonFormat
         JinjaUndefined => "Undefined",
         JinjaNamespace => "Namespace",
         JinjaCallable => "function",
+        JinjaGenerator g => g.TypeName,
         LoopObject => "LoopContext",
         _ => value.GetType().Name,
     };

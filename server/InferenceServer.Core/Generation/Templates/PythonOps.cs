@@ -157,6 +157,7 @@ internal static class PythonOps
             : throw new JinjaException($"'in <string>' requires string as left operand, not {PythonFormat.TypeName(item)}"),
         JinjaDict d => item is not null && IsHashable(item) ? d.ContainsKey(item) : item is null ? d.ContainsKey(NullKey) : throw new JinjaException($"unhashable type: '{PythonFormat.TypeName(item)}'"),
         IReadOnlyList<object?> list => list.Any(x => PyEquals(x, item)),
+        JinjaGenerator g => g.Consume().Any(x => PyEquals(x, item)),
         JinjaUndefined u => throw u.Fail(),
         _ => throw new JinjaException($"argument of type '{PythonFormat.TypeName(container)}' is not iterable"),
     };
@@ -378,6 +379,7 @@ internal static class PythonOps
         IReadOnlyList<object?> list => list,
         JinjaDict d => d.Keys.Select(KeyValue).ToList(),
         JinjaUndefined => [],
+        JinjaGenerator g => g.Consume(),
         _ => throw new JinjaException($"'{PythonFormat.TypeName(v)}' object is not iterable"),
     };
 

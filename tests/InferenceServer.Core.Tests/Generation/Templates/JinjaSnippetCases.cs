@@ -262,8 +262,103 @@ public static class JinjaSnippetCases
         ("{% for m in msgs %}{{ m.content if m.content is string else m.content | map(attribute='text') | join }}{% endfor %}", """{"msgs": [{"content": "plain"}, {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}"""),
     ];
 
+
+    private static readonly (string Template, string? Variables)[] More =
+    [
+        // ---- more whitespace combinations ----
+        ("{{- s }}\n  {%- if t -%}  \n  x  \n  {%- endif -%}  \n  y", null),
+        ("a\n\n  {%- if t %}\n\n  b\n\n  {% endif -%}\n\nc", null),
+        ("{% if t %}\n\n{% endif %}\n\nz", null),
+        ("a\n\t\t{% if t %}\n\t\tb\n\t\t{% endif %}\n", null),
+        ("a\u00a0\u3000{% if t %}b{% endif %}\n\u00a0{% if t %}c{% endif %}", null),
+        ("x {%+ if t -%}  y  {%- endif +%}\n z", null),
+        ("{{ s }}\n    {% if t %}x{% endif %}", null),
+        ("{{ s }}    {% if t %}x{% endif %}", null),
+        ("{% if t %}{% endif %}    {% if t %}x{% endif %}", null),
+        ("{% if t %}{% endif %}\n    {% if t %}x{% endif %}", null),
+        ("{# c #}    {% if t %}x{% endif %}", null),
+        ("{# c #}\n    {% if t %}x{% endif %}", null),
+        ("{% for i in l %}\n  {% if i > 1 %}\n    {{ i }}\n  {% endif %}\n{% endfor %}", null),
+        ("{% for i in l %}{{ i }}\n{% endfor %}", null),
+        ("{% for i in l -%}\n    {{ i }}\n{%- endfor %}", null),
+        ("<{% for i in l %} {{ i }} {% endfor %}>", null),
+        ("{% raw -%}\n  {{ x }}\n  {%- endraw %}", null),
+        ("{% set x -%}\n   padded\n{%- endset %}[{{ x }}]", null),
+        ("{%- macro m() -%}\n  body\n{%- endmacro -%}\n[{{ m() }}]", null),
+        ("{% macro m() %}\n  body\n{% endmacro %}\n[{{ m() }}]", null),
+        ("{{ 'a' }}{# c -#}\n\n{{ 'b' }}", null),
+        ("{{\n  s\n  | upper\n}}", null),
+        ("{%\n  if\n  t\n%}yes{%\nendif\n%}", null),
+        ("{{ {'a': 1}['a'] }}{{ {'k': {'j': 2}}.k.j }}", null),
+
+        // ---- loops, loop helpers, recursion ----
+        ("{% for i in [1, 1, 2, 3, 3] %}{% if loop.changed(i) %}{{ i }}{% endif %}{% endfor %}", null),
+        ("{% for x in tree recursive %}{{ x.name }}{% if x.children %}({{ loop(x.children) }}){% endif %}{{ loop.depth }};{% endfor %}", """{"tree": [{"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}, {"name": "d"}]}, {"name": "e"}]}"""),
+        ("{% for i in l %}{{ loop.index }}{% for j in l %}{{ loop.index }}{% endfor %}.{% endfor %}", null),
+        ("{% for i in l %}{% set outer = loop %}{% for j in [0] %}{{ outer.index }}{{ loop.index }}{% endfor %}{% endfor %}", null),
+        ("{% for i in l if i != 3 %}{{ loop.index }}{{ loop.last }}{{ loop.revindex }}{% endfor %}", null),
+        ("{% for i in l %}{{ loop.cycle(*['a', 'b']) if false else loop.cycle('a', 'b', 'c') }}{% endfor %}", null),
+        ("{% for m in messages %}{% if loop.first and m.role == 'system' %}[S]{% endif %}{% if not loop.last %}{{ m.role[0] }},{% else %}{{ m.role }}{% endif %}{% endfor %}", null),
+        ("{% for k, v in d | dictsort %}{{ k }}{% endfor %} {{ d | dictsort | first }}", null),
+        ("{% for a, (b, c) in [(1, (2, 3))] %}{{ a }}{{ b }}{{ c }}{% endfor %}", null),
+        ("{% for i in range(3) %}{% for j in range(3) %}{% if j == 1 %}{% break %}{% endif %}{{ i }}{{ j }} {% endfor %}{% endfor %}", null),
+        ("{% for i in l %}{% if loop.index is even %}{% continue %}{% endif %}{{ i }}{% else %}never{% endfor %}", null),
+
+        // ---- scoping in depth ----
+        ("{% macro m() %}{{ x }}{% endmacro %}{% set x = 5 %}{{ m() }}", null),
+        ("{% macro m() %}{% set x = 9 %}{{ x }}{% endmacro %}{% set x = 5 %}{{ m() }}{{ x }}", null),
+        ("{% set ns = namespace(c=0) %}{% for i in l %}{% for j in l %}{% set ns.c = ns.c + 1 %}{% endfor %}{% endfor %}{{ ns.c }}", null),
+        ("{% set ns = namespace(c=0) %}{% macro bump() %}{% set ns.c = ns.c + 10 %}{% endmacro %}{{ bump() }}{{ bump() }}{{ ns.c }}", null),
+        ("{% set x = 1 %}{% for i in l %}{% set x = x + i %}{{ x }},{% endfor %}{{ x }}", null),
+        ("{% set messages = messages[1:] %}{{ messages | length }}{% for m in messages %}{{ m.role[0] }}{% endfor %}", null),
+        ("{% if not tools is defined %}{% set tools = none %}{% endif %}{{ tools is none }}", null),
+        ("{% set d2 = dict(d, extra=1) %}{{ d2 | list }} {{ d | list }}", null),
+
+        // ---- macros ----
+        ("{% macro m(a, b=2, c='x') %}{{ a }}{{ b }}{{ c }}{% endmacro %}{{ m(1) }} {{ m(1, c='z') }} {{ m(a=0, b=1) }}", null),
+        ("{% macro list_items(items) %}{% for i in items %}<{{ caller(i) }}>{% endfor %}{% endmacro %}{% call(item) list_items(l) %}{{ item * 10 }}{% endcall %}", null),
+        ("{% macro m() %}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1, 2, k=3) }}", null),
+        ("{% macro outer(x) %}{% macro inner(y) %}{{ y }}!{% endmacro %}{{ inner(x) }}{% endmacro %}{{ outer('hi') }}", null),
+        ("{% macro fact(n) %}{% if n <= 1 %}1{% else %}{{ n * fact(n - 1) | int }}{% endif %}{% endmacro %}{{ fact(5) }}", null),
+
+        // ---- expressions, precedence, Python semantics ----
+        ("{{ -1 | abs }} {{ - l | length }} {{ not true == false }} {{ not 1 in l }} {{ messages | length - 1 }} {{ 2 * l | length }}", null),
+        ("{{ 'a' if 'b' in 'abc' and 1 else 'c' }} {{ 1 or missing.x }} {{ 0 and missing.x }} {{ missing is defined and missing.x }}", null),
+        ("{{ none == none }} {{ [1, 2] == [1, 2] }} {{ (1, 2) == [1, 2] }} {{ {'a': 1} == {'a': 1.0} }} {{ 1 == '1' }} {{ missing == missing }} {{ nul == missing }} {{ 'a' != 'a' }}", null),
+        ("{{ l[2:0:-1] }} {{ l[-1:-4:-1] }} {{ s[::-2] }} {{ l[:-1] }} {{ l[-1:] }} {{ s[100:] }} {{ (1, 2, 3)[1:] }}", null),
+        ("{{ -7.5 // 2 }} {{ -7 % -3 }} {{ 7 % -3 }} {{ 7.0 % -3 }} {{ 2 ** 0.5 }} {{ 4 ** 0.5 }} {{ 10 // 3 * 3 }} {{ 2 ** 62 }} {{ 0 ** 0 }}", null),
+        ("{{ 1e22 }} {{ 5e-324 }} {{ 1.7976931348623157e308 }} {{ 0.1 * 3 }} {{ 1 / 3 }} {{ 2 / 3 }} {{ 100.0 }} {{ 123456789.0 }} {{ 1234567890123456.0 }} {{ -1.5e-10 }} {{ 0.000123 }}", null),
+        ("{{ 'ab' * -1 }}|{{ [1] * 0 }}|{{ (1, 2) + (3,) }}|{{ ['a', none] | join }}|{{ 'x' ~ 1.0 }}|{{ 'x' ~ [1] }}", null),
+        ("{{ '%s' % none }} {{ '%s and %s' % (1, [2]) }} {{ '%-5s|' % 'ab' }} {{ '%5.1f' % 3.14159 }} {{ '%03d' % 7 }} {{ '%(a)s-%(b)s' % {'a': 1, 'b': 2} }}", null),
+        ("{{ '{:>5}'.format('a') }}|{{ '{:.2f}'.format(3.14159) }}|{{ '{:05d}'.format(42) }}|{{ '{:^7}'.format('mid') }}|{{ '{{}} {}'.format(1) }}|{{ '{0.role}'.format(messages[0]) if false else '' }}", null),
+        ("{{ l['a'] }}|{{ s.nonexistent }}|{{ 'abc'[1] }}|{{ 'abc'[5] }}|{{ range(3)[1] }}|{{ nul['x'] }}", null),
+        ("{{ s.nonexistent() }}", null),
+        ("{{ s + missing }}", null),
+        ("{{ '%s %s' % ('a',) }}", null),
+        ("{{ {'a': 1, 'a': 2} }} {{ {'x': 1, 'y': 2}.items() | list }} {{ {1: 'one'}[1] }} {{ {1: 'one'}[1.0] }} {{ {none: 1}[none] }}", null),
+        ("{{ 2 in (1, 2) }} {{ 'b' in ['a', 'b'] }} {{ 'a' in {'a': 1} }} {{ [1] in [[1], 2] }} {{ '' in 'abc' }}", null),
+        ("{{ missing is string }} {{ missing is mapping }} {{ missing is number }} {{ missing is sequence }} {{ missing is none }}", null),
+
+        // ---- filters, more ----
+        ("{{ missing | join }}|{{ missing | map('upper') | list }}|{{ missing | default(none) is none }}|{{ missing | list | length }}|{{ missing | first is defined }}", null),
+        ("{{ l | map('int') | sum }} {{ ['1', '2'] | map('int') | list }} {{ messages | map(attribute='role') | unique | list }} {{ l | select('in', [1, 2]) | list }}", null),
+        ("{{ messages | selectattr('role', 'equalto', 'user') | map(attribute='content') | last }} {{ messages | rejectattr('role', 'in', ['user']) | map(attribute='role') | join(',') }}", null),
+        ("{{ users | map(attribute='name') | map('lower') | map('capitalize') | join(' ') }} {{ users | sort(attribute='role,name') | map(attribute='name') | list }}", null),
+        ("{{ [[3, 'c'], [1, 'a']] | sort | list }} {{ [[3, 'c'], [1, 'a']] | map('first') | list }} {{ users | map(attribute='age') | max }} {{ [] | sum }} {{ [0.5, 1] | sum }}", null),
+        ("{{ 'Hello World Foo' | replace(' ', '_') | lower | truncate(5) if false else 'Hello World Foo' | replace(' ', '_') | lower }} {{ '  x  ' | trim | length }}", null),
+        ("{{ d | tojson(indent=2, separators=(',', ': ')) }} {{ l | tojson(separators=(',', ':')) }}", null),
+        ("{{ d | tojson(indent=0) }}", null),
+        ("{{ {'k': 'v'} | tojson | length }} {{ (users | first) | tojson }} {{ 'é' | tojson | length }}", null),
+        ("{{ 1 | string + '1' }} {{ true | string }} {{ 1.0 | string }} {{ [1, 'a'] | string }} {{ nul | string | lower }}", null),
+        ("{{ 'ß' | upper }} {{ 'İ' | lower | length }} {{ 'ǆ' | title }}", null),
+        ("{{ s | count }} {{ d | count }} {{ 'a-b c' | title }} {{ 'o\\'neil mc-donald' | title }} {{ \"o'neil\".title() }}", null),
+        ("{{ l | first }} {{ d | first }} {{ d | last if false else '' }} {{ 'ab' | first }} {{ (1, 2) | last }}", null),
+        ("{{ '1.5' | float + 1 }} {{ '1,5' | float }} {{ ' 2 ' | float }} {{ none | int }} {{ true | int }} {{ '-3' | int }} {{ '+4' | int }} {{ '1e2' | int }}", null),
+        ("{{ 'abc' | center(2) }}|{{ 'a' | center(4) }}|{{ 'ab' | center(5) }}", null),
+    ];
+
     public static IReadOnlyList<TemplateCase> All { get; } =
-        Raw.Select((c, i) => new TemplateCase($"snippet {i:000}", c.Template, c.Variables ?? Variables)).ToList();
+        Raw.Concat(More).Select((c, i) => new TemplateCase($"snippet {i:000}", c.Template, c.Variables ?? Variables)).ToList();
 
     public static IEnumerable<object[]> Indices => All.Select((_, i) => new object[] { i });
 }
