@@ -81,6 +81,7 @@ internal sealed class JinjaParser
 
     private List<Node> Subparse(string[]? endTokens)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var body = new List<Node>();
         while (true)
         {
@@ -483,6 +484,7 @@ internal sealed class JinjaParser
 
     private Expr ParseUnary(bool withFilter)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var token = Current;
         Expr node;
         if (token.IsOperator("-") || token.IsOperator("+"))

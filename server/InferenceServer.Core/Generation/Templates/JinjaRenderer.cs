@@ -78,6 +78,7 @@ internal sealed class JinjaRenderer
 
     private Flow RenderNode(Node node, JinjaScope scope, StringBuilder output)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         try
         {
             switch (node)
@@ -316,6 +317,7 @@ internal sealed class JinjaRenderer
 
     public object? Evaluate(Expr expr, JinjaScope scope)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         switch (expr)
         {
             case ConstExpr c:

@@ -63,12 +63,23 @@ public static class JinjaValue
         decimal m => (double)m,
         char c => c.ToString(),
         JsonElement e => FromJson(e),
-        JinjaDict d => d,
+        System.Text.Json.Nodes.JsonNode node => FromJson(JsonSerializer.SerializeToElement(node)),
+        JinjaDict d => Copy(d),
         IEnumerable<KeyValuePair<string, object?>> pairs => new JinjaDict(pairs.Select(p => new KeyValuePair<string, object?>(p.Key, FromDotNet(p.Value)))),
         IDictionary dictionary => FromDictionary(dictionary),
         IEnumerable sequence => sequence.Cast<object?>().Select(FromDotNet).ToList(),
         _ => value,
     };
+
+    private static JinjaDict Copy(JinjaDict source)
+    {
+        var dict = new JinjaDict();
+        foreach (var (k, v) in source)
+        {
+            dict[k] = FromDotNet(v);
+        }
+        return dict;
+    }
 
     private static JinjaDict FromDictionary(IDictionary dictionary)
     {
