@@ -178,7 +178,8 @@ internal static partial class JinjaFilters
 
     private static object? Map(object? value, JinjaArguments args, JinjaRenderer renderer)
     {
-        var items = PythonOps.Iterate(value);
+        // Jinja2 iterates only a truthy value: map over False or 0 is empty rather than an error.
+        var items = PythonOps.Truthy(value) ? PythonOps.Iterate(value) : [];
         if (args.Positional.Count == 0 && args.Keyword.TryGetValue("attribute", out var attribute))
         {
             var getter = AttributeGetter(attribute!, args.Keyword.GetValueOrDefault("default"));
@@ -195,7 +196,7 @@ internal static partial class JinjaFilters
 
     private static object? Select(object? value, JinjaArguments args, JinjaRenderer renderer, bool attribute, bool keep)
     {
-        var items = PythonOps.Iterate(value);
+        var items = PythonOps.Truthy(value) ? PythonOps.Iterate(value) : [];
         var offset = 0;
         Func<object?, object?> getter = x => x;
         if (attribute)
@@ -422,7 +423,11 @@ internal static partial class JinjaFilters
         var indentation = width is string w ? w : new string(' ', (int)PythonOps.AsLong(width));
         var first = PythonOps.Truthy(args.Get(1, "first", false));
         var blank = PythonOps.Truthy(args.Get(2, "blank", false));
-        var s = PythonFormat.Str(value) + "\n";
+        if (value is not string text)
+        {
+            throw value is JinjaUndefined u ? u.Fail() : new JinjaException($"unsupported operand type(s) for +=: '{PythonFormat.TypeName(value)}' and 'str'");
+        }
+        var s = text + "\n";
         var lines = ((List<object?>)((JinjaCallable)PythonMethods.Get(s, "splitlines")!).Invoke([], JinjaArguments.NoKeywords)!).Cast<string>().ToList();
         string result;
         if (blank)

@@ -110,7 +110,8 @@ internal static class PercentFormat
             }
             sb.Append(text);
         }
-        if (next < values.Count && dict is null && args is JinjaTuple)
+        // Python skips the check when the argument is a mapping or anything indexable but a tuple or str (a list).
+        if (next < values.Count && dict is null && !(args is IReadOnlyList<object?> and not JinjaTuple))
         {
             throw new JinjaException("not all arguments converted during string formatting");
         }

@@ -158,7 +158,7 @@ internal static class PythonOps
         JinjaDict d => item is not null && IsHashable(item) ? d.ContainsKey(item) : item is null ? d.ContainsKey(NullKey) : throw new JinjaException($"unhashable type: '{PythonFormat.TypeName(item)}'"),
         IReadOnlyList<object?> list => list.Any(x => PyEquals(x, item)),
         JinjaGenerator g => g.Consume().Any(x => PyEquals(x, item)),
-        JinjaUndefined u => throw u.Fail(),
+        JinjaUndefined => false,
         _ => throw new JinjaException($"argument of type '{PythonFormat.TypeName(container)}' is not iterable"),
     };
 
@@ -241,6 +241,10 @@ internal static class PythonOps
             {
                 return RepeatList(list, AsLong(b));
             }
+            if (b is IReadOnlyList<object?> list2 && IsInteger(a))
+            {
+                return RepeatList(list2, AsLong(a));
+            }
         }
         if (!IsNumber(a) || !IsNumber(b))
         {
@@ -270,7 +274,7 @@ internal static class PythonOps
                     {
                         throw new JinjaException("float floor division by zero");
                     }
-                    return Math.Floor(AsDouble(a) / y);
+                    return FloatDivMod(AsDouble(a), y).Div;
                 }
                 else
                 {
@@ -290,18 +294,12 @@ internal static class PythonOps
             case "%":
                 if (isFloat)
                 {
-                    var x = AsDouble(a);
                     var y = AsDouble(b);
                     if (y == 0)
                     {
                         throw new JinjaException("float modulo");
                     }
-                    var m = x % y;
-                    if (m != 0 && (m < 0) != (y < 0))
-                    {
-                        m += y;
-                    }
-                    return m;
+                    return FloatDivMod(AsDouble(a), y).Mod;
                 }
                 else
                 {
@@ -319,6 +317,14 @@ internal static class PythonOps
                     return m;
                 }
             case "**":
+                if (AsDouble(a) == 0 && AsDouble(b) < 0)
+                {
+                    throw new JinjaException(isFloat ? "0.0 cannot be raised to a negative power" : "0 cannot be raised to a negative power");
+                }
+                if (AsDouble(a) < 0 && isFloat && AsDouble(b) != Math.Floor(AsDouble(b)))
+                {
+                    throw new JinjaException("a negative number raised to a fractional power is complex, which templates do not support");
+                }
                 if (!isFloat && AsLong(b) >= 0)
                 {
                     long result = 1;
@@ -335,6 +341,39 @@ internal static class PythonOps
         }
     }
 
+    /// <summary>CPython's float divmod (Objects/floatobject.c), so that // and % agree with Python to the bit.</summary>
+    private static (double Div, double Mod) FloatDivMod(double vx, double wx)
+    {
+        var mod = vx % wx;
+        var div = (vx - mod) / wx;
+        if (mod != 0)
+        {
+            if ((wx < 0) != (mod < 0))
+            {
+                mod += wx;
+                div -= 1.0;
+            }
+        }
+        else
+        {
+            mod = Math.CopySign(0.0, wx);
+        }
+        double floorDiv;
+        if (div != 0)
+        {
+            floorDiv = Math.Floor(div);
+            if (div - floorDiv > 0.5)
+            {
+                floorDiv += 1.0;
+            }
+        }
+        else
+        {
+            floorDiv = Math.CopySign(0.0, vx / wx);
+        }
+        return (floorDiv, mod);
+    }
+
     private static string Repeat(string s, long n)
     {
         if (n <= 0)
@@ -348,8 +387,12 @@ internal static class PythonOps
         return new StringBuilder(s.Length * (int)n).Insert(0, s, (int)n).ToString();
     }
 
-    private static List<object?> RepeatList(IReadOnlyList<object?> list, long n)
+    private static object RepeatList(IReadOnlyList<object?> list, long n)
     {
+        if (list is JinjaTuple tuple)
+        {
+            return new JinjaTuple([.. (List<object?>)RepeatList(tuple.Items, n)]);
+        }
         var result = new List<object?>();
         if (list.Count * Math.Max(n, 0) > JinjaLimits.MaxLoopIterations)
         {
