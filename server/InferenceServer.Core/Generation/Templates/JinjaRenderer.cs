@@ -106,8 +106,9 @@ internal sealed class JinjaRenderer
                     return Flow.Normal;
                 case SetBlockNode sb:
                 {
+                    // The body of a block set, a filter block and a call block has its own scope, as in Jinja2.
                     var captured = new StringBuilder();
-                    RenderBody(sb.Body, scope, captured);
+                    RenderBody(sb.Body, new JinjaScope(scope), captured);
                     object? value = captured.ToString();
                     foreach (var filter in sb.Filters)
                     {
@@ -131,7 +132,7 @@ internal sealed class JinjaRenderer
                 case FilterBlockNode fb:
                 {
                     var captured = new StringBuilder();
-                    RenderBody(fb.Body, scope, captured);
+                    RenderBody(fb.Body, new JinjaScope(scope), captured);
                     object? value = captured.ToString();
                     foreach (var filter in fb.Filters)
                     {
@@ -145,7 +146,8 @@ internal sealed class JinjaRenderer
                 case ContinueNode:
                     return Flow.Continue;
                 case ScopeNode sn:
-                    return RenderBody(sn.Body, scope, output);
+                    // transformers' {% generation %} is a call block: its body is a macro with its own scope.
+                    return RenderBody(sn.Body, new JinjaScope(scope), output);
                 default:
                     throw new JinjaException($"cannot render {node.GetType().Name}");
             }
