@@ -7,6 +7,7 @@ internal sealed class JinjaParser
 
     private readonly List<Token> _tokens;
     private int _index;
+    private int _loopDepth; // for bodies being parsed, reset inside macros: break/continue outside a loop do not compile in Jinja2
 
     private JinjaParser(List<Token> tokens)
     {
@@ -158,16 +159,50 @@ internal sealed class JinjaParser
                 var body = ParseStatements(["endfilter"], dropNeedle: true);
                 return new FilterBlockNode(filters, body, token.Line);
             }
-            case "break":
+            case "break" or "continue":
+                if (_loopDepth == 0)
+                {
+                    throw Fail($"'{token.Value}' outside loop");
+                }
                 Next();
-                return new BreakNode(token.Line);
-            case "continue":
+                return token.Value == "break" ? new BreakNode(token.Line) : new ContinueNode(token.Line);
+            case "with":
+            {
                 Next();
-                return new ContinueNode(token.Line);
+                var assignments = new List<Node>();
+                while (Current.Kind != TokenKind.BlockEnd)
+                {
+                    if (assignments.Count > 0)
+                    {
+                        Expect(TokenKind.Operator, ",");
+                    }
+                    var target = ParseAssignTarget();
+                    Expect(TokenKind.Operator, "=");
+                    assignments.Add(new SetNode(target, ParseExpression(withCondExpr: true), token.Line));
+                }
+                var body = ParseStatements(["endwith"], dropNeedle: true);
+                return new ScopeNode([.. assignments, .. body], token.Line);
+            }
+            case "block":
+            {
+                Next();
+                var name = Expect(TokenKind.Name).Value;
+                SkipName("scoped");
+                SkipName("required");
+                var body = ParseStatements(["endblock"], dropNeedle: true);
+                if (Current.Kind == TokenKind.Name && Current.Value == name)
+                {
+                    Next();
+                }
+                return new ScopeNode(body, token.Line);
+            }
             case "generation":
             {
                 Next();
+                var saved = _loopDepth;
+                _loopDepth = 0;
                 var body = ParseStatements(["endgeneration"], dropNeedle: true);
+                _loopDepth = saved;
                 return new ScopeNode(body, token.Line);
             }
             default:
@@ -211,7 +246,9 @@ internal sealed class JinjaParser
             filter = ParseExpression(withCondExpr: true);
         }
         var recursive = SkipName("recursive");
+        _loopDepth++;
         var body = ParseStatements(["endfor", "else"]);
+        _loopDepth--;
         IReadOnlyList<Node>? elseBody = null;
         if (Next().Value == "else")
         {
@@ -300,7 +337,10 @@ internal sealed class JinjaParser
         var line = Next().Line;
         var name = Expect(TokenKind.Name).Value;
         var (names, defaults) = ParseSignature();
+        var saved = _loopDepth;
+        _loopDepth = 0;
         var body = ParseStatements(["endmacro"], dropNeedle: true);
+        _loopDepth = saved;
         return new MacroNode(name, names, defaults, body, line);
     }
 
@@ -309,7 +349,10 @@ internal sealed class JinjaParser
         var line = Next().Line;
         var (names, defaults) = Current.IsOperator("(") ? ParseSignature() : ([], []);
         var call = ParseExpression(withCondExpr: true) as CallExpr ?? throw Fail("expected call");
+        var saved = _loopDepth;
+        _loopDepth = 0;
         var body = ParseStatements(["endcall"], dropNeedle: true);
+        _loopDepth = saved;
         return new CallBlockNode(call, names, defaults, body, line);
     }
 

@@ -355,6 +355,14 @@ public static class JinjaSnippetCases
         ("{{ l | first }} {{ d | first }} {{ d | last if false else '' }} {{ 'ab' | first }} {{ (1, 2) | last }}", null),
         ("{{ '1.5' | float + 1 }} {{ '1,5' | float }} {{ ' 2 ' | float }} {{ none | int }} {{ true | int }} {{ '-3' | int }} {{ '+4' | int }} {{ '1e2' | int }}", null),
         ("{{ 'abc' | center(2) }}|{{ 'a' | center(4) }}|{{ 'ab' | center(5) }}", null),
+        ("a{% break %}b", null),
+        ("{% for i in l %}{% macro m() %}{% continue %}{% endmacro %}{{ m() }}{% endfor %}", null),
+        ("{% for i in l %}{% else %}{% break %}{% endfor %}", null),
+        ("{% with a = 1, b = n %}{{ a + b }}{% set c = 3 %}{% endwith %}[{{ a }}{{ c }}]", null),
+        ("{% block body %}in block {{ s }}{% set inner = 1 %}{% endblock %}[{{ inner }}]", null),
+        ("{% if true %}a{% elif %}b{% endif %}", null),
+        ("{{ 'a' 'b' }}{{ 1 if true }}{{ x | default }}", null),
+        ("{%- if true -%} {{- 'x' -}} {%- endif -%}", null),
     ];
 
     public static IReadOnlyList<TemplateCase> All { get; } =
