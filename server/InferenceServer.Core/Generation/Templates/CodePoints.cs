@@ -62,16 +62,6 @@ internal static class CodePoints
         return count;
     }
 
-    public static string Join(IEnumerable<string> parts)
-    {
-        var sb = new StringBuilder();
-        foreach (var p in parts)
-        {
-            sb.Append(p);
-        }
-        return sb.ToString();
-    }
-
     // Python's full case mappings where .NET's simple ones differ, for the characters chat text meets.
     public static string Upper(string s)
     {

@@ -38,7 +38,6 @@ internal sealed class JinjaRenderer
     private readonly TimeProvider _clock;
     private long _iterations;
     private int _depth;
-    private int _loopDepth;
 
     public JinjaRenderer(TimeProvider clock)
     {
@@ -190,28 +189,20 @@ internal sealed class JinjaRenderer
             return;
         }
         var loop = new LoopObject(items, depth);
-        _loopDepth++;
-        try
+        for (var i = 0; i < items.Count; i++)
         {
-            for (var i = 0; i < items.Count; i++)
+            if (++_iterations > JinjaLimits.MaxLoopIterations)
             {
-                if (++_iterations > JinjaLimits.MaxLoopIterations)
-                {
-                    throw new JinjaException($"the template exceeds {JinjaLimits.MaxLoopIterations} loop iterations");
-                }
-                loop.Index0 = i;
-                var iterationScope = new JinjaScope(scope);
-                Assign(f.Target, items[i], iterationScope);
-                iterationScope.Set("loop", f.Recursive ? new RecursiveLoop(loop, this, f, scope, depth) : loop);
-                if (RenderBody(f.Body, iterationScope, output) == Flow.Break)
-                {
-                    break;
-                }
+                throw new JinjaException($"the template exceeds {JinjaLimits.MaxLoopIterations} loop iterations");
             }
-        }
-        finally
-        {
-            _loopDepth--;
+            loop.Index0 = i;
+            var iterationScope = new JinjaScope(scope);
+            Assign(f.Target, items[i], iterationScope);
+            iterationScope.Set("loop", f.Recursive ? new RecursiveLoop(loop, this, f, scope, depth) : loop);
+            if (RenderBody(f.Body, iterationScope, output) == Flow.Break)
+            {
+                break;
+            }
         }
     }
 

@@ -417,5 +417,4 @@ internal static class PythonMethods
         return string.Join(separator, parts);
     }
 
-    internal static string Invariant(long v) => v.ToString(CultureInfo.InvariantCulture);
 }

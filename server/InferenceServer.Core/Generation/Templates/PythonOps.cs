@@ -437,7 +437,6 @@ internal static class PythonOps
         _ => throw new JinjaException($"unhashable type: '{PythonFormat.TypeName(value)}'"),
     };
 
-    public static string ToInvariant(long l) => l.ToString(CultureInfo.InvariantCulture);
 }
 
 /// <summary>The render budget that keeps a template from hanging or flooding the server.</summary>
