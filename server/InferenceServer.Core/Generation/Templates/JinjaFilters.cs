@@ -74,6 +74,7 @@ internal static partial class JinjaFilters
             JinjaTuple t => new JinjaGenerator(t.Reverse().ToList(), "reversed"),
             IReadOnlyList<object?> list => new JinjaGenerator(list.Reverse().ToList(), "list_reverseiterator"),
             JinjaDict d => new JinjaGenerator(d.Keys.Reverse().Select(PythonOps.KeyValue).ToList(), "dict_reversekeyiterator"),
+            JinjaDictView view => new JinjaGenerator(view.Items.AsEnumerable().Reverse().ToList(), view.TypeName.Replace("dict_", "dict_reverse") + "iterator"),
             _ => PythonOps.Iterate(v).Reverse().ToList(),
         },
         ["round"] = Round,

@@ -105,3 +105,14 @@ internal sealed class JinjaGenerator(IReadOnlyList<object?> items, string typeNa
         return items;
     }
 }
+
+/// <summary>
+/// Python's dict views (<c>d.items()</c>, <c>d.keys()</c>, <c>d.values()</c>): iterable any number of times, with a
+/// len() and <c>in</c>, printed as <c>dict_items([...])</c>, but not indexable.
+/// </summary>
+internal sealed class JinjaDictView(string typeName, List<object?> items)
+{
+    public string TypeName { get; } = typeName;
+
+    public List<object?> Items { get; } = items;
+}

@@ -21,7 +21,7 @@ internal static class JinjaTests
         ["false"] = (v, _) => v is false,
         ["mapping"] = (v, _) => v is JinjaDict,
         ["sequence"] = (v, _) => v is string or IReadOnlyList<object?> or JinjaDict or JinjaUndefined,
-        ["iterable"] = (v, _) => v is string or IReadOnlyList<object?> or JinjaDict or JinjaUndefined or JinjaGenerator,
+        ["iterable"] = (v, _) => v is string or IReadOnlyList<object?> or JinjaDict or JinjaUndefined or JinjaGenerator or JinjaDictView,
         ["callable"] = (v, _) => v is JinjaCallable or JinjaRenderer.RecursiveLoop,
         ["odd"] = (v, _) => PythonOps.PyEquals(PythonOps.Arithmetic("%", v, 2L), 1L),
         ["even"] = (v, _) => PythonOps.PyEquals(PythonOps.Arithmetic("%", v, 2L), 0L),

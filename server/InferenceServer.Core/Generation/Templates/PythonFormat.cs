@@ -14,7 +14,7 @@ internal static class PythonFormat
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
         double d => Float(d),
-        IReadOnlyList<object?> or JinjaDict or JinjaNamespace or JinjaCallable or LoopObject or JinjaGenerator => Repr(value),
+        IReadOnlyList<object?> or JinjaDict or JinjaNamespace or JinjaCallable or LoopObject or JinjaGenerator or JinjaDictView => Repr(value),
         _ => value.ToString() ?? "",
     };
 
@@ -89,6 +89,11 @@ internal static class PythonFormat
                 break;
             case LoopObject:
                 sb.Append("<LoopContext>");
+                break;
+            case JinjaDictView view:
+                sb.Append(view.TypeName).Append('(');
+                AppendRepr(sb, view.Items, depth + 1);
+                sb.Append(')');
                 break;
             case JinjaGenerator g:
                 sb.Append('<').Append(g.TypeName).Append(" object>");
@@ -236,6 +241,7 @@ internal static class PythonFormat
         JinjaNamespace => "Namespace",
         JinjaCallable => "function",
         JinjaGenerator g => g.TypeName,
+        JinjaDictView v => v.TypeName,
         LoopObject => "LoopContext",
         _ => value.GetType().Name,
     };

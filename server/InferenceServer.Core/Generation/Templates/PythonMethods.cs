@@ -45,9 +45,9 @@ internal static class PythonMethods
 
     private static JinjaCallable? DictMethod(JinjaDict d, string name) => name switch
     {
-        "items" => Method(name, a => { a.Check(0); return d.Select(e => (object?)new JinjaTuple([PythonOps.KeyValue(e.Key), e.Value])).ToList(); }),
-        "keys" => Method(name, a => { a.Check(0); return d.Keys.Select(PythonOps.KeyValue).ToList(); }),
-        "values" => Method(name, a => { a.Check(0); return d.Values.ToList(); }),
+        "items" => Method(name, a => { a.Check(0); return new JinjaDictView("dict_items", d.Select(e => (object?)new JinjaTuple([PythonOps.KeyValue(e.Key), e.Value])).ToList()); }),
+        "keys" => Method(name, a => { a.Check(0); return new JinjaDictView("dict_keys", d.Keys.Select(PythonOps.KeyValue).ToList()); }),
+        "values" => Method(name, a => { a.Check(0); return new JinjaDictView("dict_values", d.Values.ToList()); }),
         "get" => Method(name, a =>
         {
             a.Check(2);

@@ -16,6 +16,7 @@ internal static class PythonOps
         JinjaUndefined => false,
         IReadOnlyList<object?> list => list.Count > 0,
         JinjaDict dict => dict.Count > 0,
+        JinjaDictView view => view.Items.Count > 0,
         _ => true,
     };
 
@@ -158,6 +159,7 @@ internal static class PythonOps
         JinjaDict d => item is not null && IsHashable(item) ? d.ContainsKey(item) : item is null ? d.ContainsKey(NullKey) : throw new JinjaException($"unhashable type: '{PythonFormat.TypeName(item)}'"),
         IReadOnlyList<object?> list => list.Any(x => PyEquals(x, item)),
         JinjaGenerator g => g.Consume().Any(x => PyEquals(x, item)),
+        JinjaDictView view => view.Items.Any(x => PyEquals(x, item)),
         JinjaUndefined => false,
         _ => throw new JinjaException($"argument of type '{PythonFormat.TypeName(container)}' is not iterable"),
     };
@@ -411,6 +413,7 @@ internal static class PythonOps
         string s => CodePoints.Length(s),
         IReadOnlyList<object?> list => list.Count,
         JinjaDict d => d.Count,
+        JinjaDictView view => view.Items.Count,
         JinjaUndefined => 0,
         _ => throw new JinjaException($"object of type '{PythonFormat.TypeName(v)}' has no len()"),
     };
@@ -423,6 +426,7 @@ internal static class PythonOps
         JinjaDict d => d.Keys.Select(KeyValue).ToList(),
         JinjaUndefined => [],
         JinjaGenerator g => g.Consume(),
+        JinjaDictView view => view.Items,
         _ => throw new JinjaException($"'{PythonFormat.TypeName(v)}' object is not iterable"),
     };
 
