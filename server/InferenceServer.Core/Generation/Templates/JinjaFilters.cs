@@ -30,7 +30,10 @@ internal static partial class JinjaFilters
             {
                 items = items.Select(AttributeGetter(attribute, null));
             }
-            return string.Join(PythonFormat.Str(a.Get(0, "d", "")), items.Select(PythonFormat.Str));
+            var parts = items.Select(PythonFormat.Str).ToList();
+            var separator = PythonFormat.Str(a.Get(0, "d", ""));
+            JinjaLimits.CheckSize(parts.Sum(p => (long)p.Length) + (long)separator.Length * Math.Max(0, parts.Count - 1));
+            return string.Join(separator, parts);
         },
         ["map"] = Map,
         ["select"] = (v, a, r) => Select(v, a, r, attribute: false, keep: true),
@@ -421,7 +424,7 @@ internal static partial class JinjaFilters
     {
         args.Check(3, "width", "first", "blank");
         var width = args.Get(0, "width", 4L);
-        var indentation = width is string w ? w : new string(' ', (int)PythonOps.AsLong(width));
+        var indentation = width is string w ? w : new string(' ', (int)Math.Max(0, JinjaLimits.CheckSize(PythonOps.AsLong(width))));
         var first = PythonOps.Truthy(args.Get(1, "first", false));
         var blank = PythonOps.Truthy(args.Get(2, "blank", false));
         if (value is not string text)

@@ -15,7 +15,7 @@ internal static class JinjaJson
         {
             null => null,
             string s => s,
-            long or bool => new string(' ', (int)Math.Max(0, PythonOps.AsLong(indent))),
+            long or bool => new string(' ', (int)Math.Max(0, JinjaLimits.CheckSize(PythonOps.AsLong(indent)))),
             _ => throw new JinjaException($"indent must be an int or a string, not {PythonFormat.TypeName(indent)}"),
         };
         string itemSeparator = indentText is null ? ", " : ",";
@@ -141,6 +141,7 @@ internal static class JinjaJson
                 return;
             }
             sb.Append('\n');
+            JinjaLimits.CheckSize(sb.Length + (long)indent.Length * level);
             for (var i = 0; i < level; i++)
             {
                 sb.Append(indent);

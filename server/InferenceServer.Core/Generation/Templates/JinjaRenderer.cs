@@ -442,7 +442,12 @@ internal sealed class JinjaRenderer
             case "or":
                 return PythonOps.Truthy(left) ? left : Evaluate(b.Right, scope);
             case "~":
-                return string.Concat(PythonFormat.Str(left), PythonFormat.Str(Evaluate(b.Right, scope)));
+            {
+                var l = PythonFormat.Str(left);
+                var r = PythonFormat.Str(Evaluate(b.Right, scope));
+                JinjaLimits.CheckSize((long)l.Length + r.Length);
+                return string.Concat(l, r);
+            }
             default:
                 try
                 {

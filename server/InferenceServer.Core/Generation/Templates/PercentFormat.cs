@@ -48,7 +48,7 @@ internal static class PercentFormat
             {
                 i++;
             }
-            var width = i > widthStart ? int.Parse(format[widthStart..i], CultureInfo.InvariantCulture) : 0;
+            var width = i > widthStart ? (int)JinjaLimits.CheckSize(long.Parse(format[widthStart..i], CultureInfo.InvariantCulture)) : 0;
             int? precision = null;
             if (i < format.Length && format[i] == '.')
             {
@@ -58,7 +58,7 @@ internal static class PercentFormat
                 {
                     i++;
                 }
-                precision = i > precisionStart ? int.Parse(format[precisionStart..i], CultureInfo.InvariantCulture) : 0;
+                precision = i > precisionStart ? (int)Math.Min(long.Parse(format[precisionStart..i], CultureInfo.InvariantCulture), 1000) : 0;
             }
             if (i >= format.Length)
             {

@@ -182,6 +182,7 @@ internal static class PythonOps
         }
         if (a is string sa && b is string sb)
         {
+            JinjaLimits.CheckSize((long)sa.Length + sb.Length);
             return string.Concat(sa, sb);
         }
         if (a is JinjaTuple ta && b is JinjaTuple tb)
@@ -190,7 +191,7 @@ internal static class PythonOps
         }
         if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && a is not JinjaTuple && b is not JinjaTuple)
         {
-            var result = new List<object?>(la.Count + lb.Count);
+            var result = new List<object?>((int)JinjaLimits.CheckSize((long)la.Count + lb.Count, "a list"));
             result.AddRange(la);
             result.AddRange(lb);
             return result;
@@ -450,4 +451,14 @@ internal static class JinjaLimits
     public const long MaxLoopIterations = 10_000_000;
     public const int MaxCallDepth = 200;
     public const int MaxRange = 100_000;
+
+    /// <summary>Refuses to build a string or list longer than the output cap (string doubling in a loop, huge widths).</summary>
+    public static long CheckSize(long size, string what = "a string")
+    {
+        if (size > MaxOutputChars)
+        {
+            throw new JinjaException($"{what} of {size} elements exceeds the template size limit ({MaxOutputChars})");
+        }
+        return size;
+    }
 }

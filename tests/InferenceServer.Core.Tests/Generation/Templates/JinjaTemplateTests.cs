@@ -54,6 +54,21 @@ public sealed class JinjaTemplateTests
         Assert.Throws<JinjaException>(() => Render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"));
     }
 
+    [Theory]
+    [InlineData("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}")]
+    [InlineData("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}")]
+    [InlineData("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}")]
+    [InlineData("{{ 'a'.center(1000000000000) }}")]
+    [InlineData("{{ '{:>99999999999}'.format(1) }}")]
+    [InlineData("{{ '%99999999999s' % 'a' }}")]
+    [InlineData("{{ 'a\nb' | indent(10000000000) }}")]
+    [InlineData("{{ [[[1]]] | tojson(indent=100000000) }}")]
+    [InlineData("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s.replace('a', ns.s) %}{% endfor %}")]
+    public void Values_cannot_grow_past_the_size_limit(string template)
+    {
+        Assert.Throws<JinjaException>(() => Render(template));
+    }
+
     [Fact]
     public void Deep_nesting_fails_cleanly_instead_of_overflowing_the_stack()
     {
