@@ -8,6 +8,8 @@ internal sealed class JinjaParser
     private readonly List<Token> _tokens;
     private int _index;
     private int _loopDepth; // for bodies being parsed, reset inside macros: break/continue outside a loop do not compile in Jinja2
+    private bool _readsVarargs; // whether the macro body being parsed reads varargs / kwargs
+    private bool _readsKwargs;
 
     private JinjaParser(List<Token> tokens)
     {
@@ -337,11 +339,12 @@ internal sealed class JinjaParser
         var line = Next().Line;
         var name = Expect(TokenKind.Name).Value;
         var (names, defaults) = ParseSignature();
-        var saved = _loopDepth;
-        _loopDepth = 0;
+        var (saved, savedVarargs, savedKwargs) = (_loopDepth, _readsVarargs, _readsKwargs);
+        (_loopDepth, _readsVarargs, _readsKwargs) = (0, false, false);
         var body = ParseStatements(["endmacro"], dropNeedle: true);
-        _loopDepth = saved;
-        return new MacroNode(name, names, defaults, body, line);
+        var node = new MacroNode(name, names, defaults, body, _readsVarargs, _readsKwargs, line);
+        (_loopDepth, _readsVarargs, _readsKwargs) = (saved, savedVarargs, savedKwargs);
+        return node;
     }
 
     private Node ParseCallBlock()
@@ -349,11 +352,12 @@ internal sealed class JinjaParser
         var line = Next().Line;
         var (names, defaults) = Current.IsOperator("(") ? ParseSignature() : ([], []);
         var call = ParseExpression(withCondExpr: true) as CallExpr ?? throw Fail("expected call");
-        var saved = _loopDepth;
-        _loopDepth = 0;
+        var (saved, savedVarargs, savedKwargs) = (_loopDepth, _readsVarargs, _readsKwargs);
+        (_loopDepth, _readsVarargs, _readsKwargs) = (0, false, false);
         var body = ParseStatements(["endcall"], dropNeedle: true);
-        _loopDepth = saved;
-        return new CallBlockNode(call, names, defaults, body, line);
+        var node = new CallBlockNode(call, names, defaults, body, _readsVarargs, _readsKwargs, line);
+        (_loopDepth, _readsVarargs, _readsKwargs) = (saved, savedVarargs, savedKwargs);
+        return node;
     }
 
     // ---- expressions ----
@@ -559,7 +563,7 @@ internal sealed class JinjaParser
                     "true" or "True" => new ConstExpr(true, token.Line),
                     "false" or "False" => new ConstExpr(false, token.Line),
                     "none" or "None" => new ConstExpr(null, token.Line),
-                    _ => new NameExpr(token.Value, token.Line),
+                    _ => Name(token),
                 };
             case TokenKind.String:
             {
@@ -626,6 +630,13 @@ internal sealed class JinjaParser
             default:
                 throw Fail($"unexpected {token}");
         }
+    }
+
+    private NameExpr Name(Token token)
+    {
+        _readsVarargs |= token.Value == "varargs";
+        _readsKwargs |= token.Value == "kwargs";
+        return new NameExpr(token.Value, token.Line);
     }
 
     private Expr ParsePostfix(Expr node)
@@ -826,6 +837,10 @@ internal sealed class JinjaParser
             else if (Current.Kind == TokenKind.Name && Peek().IsOperator("="))
             {
                 var name = Next().Value;
+                if (keyword.Any(k => k.Item1 == name))
+                {
+                    throw Fail($"keyword argument repeated: {name}");
+                }
                 Next();
                 keyword.Add((name, ParseExpression(withCondExpr: true)));
             }

@@ -117,11 +117,11 @@ internal sealed class JinjaRenderer
                     return Flow.Normal;
                 }
                 case MacroNode m:
-                    scope.Set(m.Name, MakeMacro(m.Name, m.Parameters, m.Defaults, m.Body, scope));
+                    scope.Set(m.Name, MakeMacro(m.Name, m.Parameters, m.Defaults, m.Body, m.CatchVarargs, m.CatchKwargs, scope));
                     return Flow.Normal;
                 case CallBlockNode c:
                 {
-                    var caller = MakeMacro("caller", c.Parameters, c.Defaults, c.Body, scope);
+                    var caller = MakeMacro("caller", c.Parameters, c.Defaults, c.Body, c.CatchVarargs, c.CatchKwargs, scope);
                     var callee = Evaluate(c.Call.Callee, scope);
                     var args = EvaluateArguments(c.Call.Arguments, scope, "macro");
                     var keywords = new Dictionary<string, object?>(args.Keyword) { ["caller"] = caller };
@@ -253,9 +253,13 @@ internal sealed class JinjaRenderer
         }
     }
 
-    private JinjaCallable MakeMacro(string name, IReadOnlyList<string> parameters, IReadOnlyList<Expr?> defaults, IReadOnlyList<Node> body, JinjaScope definitionScope) =>
+    private JinjaCallable MakeMacro(string name, IReadOnlyList<string> parameters, IReadOnlyList<Expr?> defaults, IReadOnlyList<Node> body, bool catchVarargs, bool catchKwargs, JinjaScope definitionScope) =>
         new(name, (args, kwargs) =>
         {
+            if (args.Count > parameters.Count && !catchVarargs)
+            {
+                throw new JinjaException($"macro '{name}' takes not more than {parameters.Count} argument(s)");
+            }
             if (++_depth > JinjaLimits.MaxCallDepth)
             {
                 throw new JinjaException("maximum recursion depth exceeded in macro calls");
@@ -288,6 +292,10 @@ internal sealed class JinjaRenderer
                 if (remaining.Remove("caller", out var caller))
                 {
                     scope.Set("caller", caller);
+                }
+                if (remaining.Count > 0 && !catchKwargs)
+                {
+                    throw new JinjaException($"macro '{name}' takes no keyword argument '{remaining.Keys.First()}'");
                 }
                 scope.Set("varargs", new JinjaTuple(args.Skip(parameters.Count).ToArray()));
                 var kwargsDict = new JinjaDict();
