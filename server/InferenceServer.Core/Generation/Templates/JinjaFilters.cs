@@ -449,7 +449,7 @@ internal static partial class JinjaFilters
         return first ? indentation + result : result;
     }
 
-    private static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;").Replace("\"", "&#34;").Replace("'", "&#39;");
+    private static string Escape(string s) => JinjaRenderer.Escape(s);
 
     private static object? MinMax(object? value, JinjaArguments args, bool min)
     {

@@ -456,6 +456,16 @@ internal sealed class JinjaRenderer
                 JinjaLimits.CheckSize((long)l.Length + r.Length);
                 return string.Concat(l, r);
             }
+            case "+" when IsMarkup(b.Left) || IsMarkup(b.Right):
+            {
+                // Jinja2's safe/escape filters return Markup, and Markup + str escapes the plain string (both ways).
+                var right = Evaluate(b.Right, scope);
+                if (left is string l && right is string r)
+                {
+                    return string.Concat(IsMarkup(b.Left) ? l : Escape(l), IsMarkup(b.Right) ? r : Escape(r));
+                }
+                return PythonOps.Arithmetic("+", left, right);
+            }
             default:
                 try
                 {
@@ -467,6 +477,16 @@ internal sealed class JinjaRenderer
                 }
         }
     }
+
+    /// <summary>Whether an expression yields Markup: a safe/escape filter, or a + whose operand does.</summary>
+    private static bool IsMarkup(Expr expr) => expr switch
+    {
+        FilterExpr f => f.Name is "safe" or "e" or "escape" or "forceescape",
+        BinaryExpr { Operator: "+" } b => IsMarkup(b.Left) || IsMarkup(b.Right),
+        _ => false,
+    };
+
+    internal static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;").Replace("\"", "&#34;").Replace("'", "&#39;");
 
     public JinjaArguments EvaluateArguments(CallArguments arguments, JinjaScope scope, string callee)
     {

@@ -364,6 +364,8 @@ public static class JinjaSnippetCases
         ("{% macro m(a) %}[{{ a }}]{% endmacro %}{{ m() }}|{{ m(a=1, a=2) if false }}", null),
         ("{% macro m(a, b) %}{{ a }}{{ b }}{% endmacro %}{{ m(1, a=2) }}", null),
         ("{% macro m(a) %}[{{ a }}]{% endmacro %}{{ m() }}{{ m(none) }}{{ m(a=3) }}", null),
+        ("{{ '<tools>' + d | tojson | safe + '</tools>' }}|{{ ('<a>' | e) + '<b>' }}|{{ '<x>' ~ ('<y>' | safe) }}|{{ '<' + ('&' | safe) + ('>' | e) }}|{{ 'a' + 'b' | safe }}", null),
+        ("{% set m = '<i>' | e %}{{ m }}{{ m | length }}{{ m ~ '<' }}{{ '<b>' | safe | upper }}", null),
         ("a{% break %}b", null),
         ("{% for i in l %}{% macro m() %}{% continue %}{% endmacro %}{{ m() }}{% endfor %}", null),
         ("{% for i in l %}{% else %}{% break %}{% endfor %}", null),
