@@ -60,7 +60,7 @@ internal static class JinjaJson
                 case string s:
                     WriteString(s);
                     break;
-                case IReadOnlyList<object?> list:
+                case IReadOnlyList<object?> list when list is not JinjaRange:
                     if (list.Count == 0)
                     {
                         sb.Append("[]");

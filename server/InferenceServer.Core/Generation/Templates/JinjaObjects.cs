@@ -116,3 +116,27 @@ internal sealed class JinjaDictView(string typeName, List<object?> items)
 
     public List<object?> Items { get; } = items;
 }
+
+/// <summary>Python's range: a lazy sequence of ints that prints as <c>range(0, 3)</c>.</summary>
+internal sealed class JinjaRange(long start, long stop, long step, int count) : IReadOnlyList<object?>
+{
+    public long Start => start;
+
+    public long Step => step;
+
+    public int Count { get; } = count;
+
+    public object? this[int index] => start + index * step;
+
+    public IEnumerator<object?> GetEnumerator()
+    {
+        for (var i = 0; i < Count; i++)
+        {
+            yield return start + i * step;
+        }
+    }
+
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+
+    public override string ToString() => step == 1 ? $"range({start}, {stop})" : $"range({start}, {stop}, {step})";
+}

@@ -36,6 +36,9 @@ internal static class PythonFormat
             case string s:
                 AppendStringRepr(sb, s);
                 break;
+            case JinjaRange r:
+                sb.Append(r.ToString());
+                break;
             case JinjaTuple t:
                 sb.Append('(');
                 for (var i = 0; i < t.Count; i++)
@@ -235,6 +238,7 @@ internal static class PythonFormat
         long => "int",
         double => "float",
         JinjaTuple => "tuple",
+        JinjaRange => "range",
         IReadOnlyList<object?> => "list",
         JinjaDict => "dict",
         JinjaUndefined => "Undefined",

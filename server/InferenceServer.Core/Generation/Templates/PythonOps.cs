@@ -61,8 +61,10 @@ internal static class PythonOps
                 return b is string sb && string.Equals(sa, sb, StringComparison.Ordinal);
             case JinjaTuple ta:
                 return b is JinjaTuple tb && SequenceEquals(ta, tb);
+            case JinjaRange ra:
+                return b is JinjaRange rb && SequenceEquals(ra, rb);
             case IReadOnlyList<object?> la:
-                return b is IReadOnlyList<object?> lb && b is not JinjaTuple && SequenceEquals(la, lb);
+                return b is IReadOnlyList<object?> lb && b is not (JinjaTuple or JinjaRange) && SequenceEquals(la, lb);
             case JinjaDict da:
                 if (b is not JinjaDict db || da.Count != db.Count)
                 {
@@ -114,7 +116,7 @@ internal static class PythonOps
         {
             return Math.Sign(CompareCodePoints(sa, sb));
         }
-        if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && (a is JinjaTuple) == (b is JinjaTuple))
+        if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && (a is JinjaTuple) == (b is JinjaTuple) && a is not JinjaRange && b is not JinjaRange)
         {
             for (var i = 0; i < Math.Min(la.Count, lb.Count); i++)
             {
@@ -189,7 +191,7 @@ internal static class PythonOps
         {
             return new JinjaTuple([.. ta.Items, .. tb.Items]);
         }
-        if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && a is not JinjaTuple && b is not JinjaTuple)
+        if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && a is not (JinjaTuple or JinjaRange) && b is not (JinjaTuple or JinjaRange))
         {
             var result = new List<object?>((int)JinjaLimits.CheckSize((long)la.Count + lb.Count, "a list"));
             result.AddRange(la);
@@ -240,11 +242,11 @@ internal static class PythonOps
             {
                 return Repeat(s2, AsLong(a));
             }
-            if (a is IReadOnlyList<object?> list && IsInteger(b))
+            if (a is IReadOnlyList<object?> list && a is not JinjaRange && IsInteger(b))
             {
                 return RepeatList(list, AsLong(b));
             }
-            if (b is IReadOnlyList<object?> list2 && IsInteger(a))
+            if (b is IReadOnlyList<object?> list2 && b is not JinjaRange && IsInteger(a))
             {
                 return RepeatList(list2, AsLong(a));
             }
