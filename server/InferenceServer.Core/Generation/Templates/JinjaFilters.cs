@@ -83,7 +83,8 @@ internal static partial class JinjaFilters
         ["round"] = Round,
         ["abs"] = (v, _, _) => v switch
         {
-            long l => (object)Math.Abs(l),
+            long l => l == long.MinValue ? -(System.Numerics.BigInteger)l : (object)Math.Abs(l),
+            System.Numerics.BigInteger g => System.Numerics.BigInteger.Abs(g),
             double d => Math.Abs(d),
             bool b => b ? 1L : 0L,
             _ => throw new JinjaException($"bad operand type for abs(): '{PythonFormat.TypeName(v)}'"),
@@ -229,8 +230,8 @@ internal static partial class JinjaFilters
         var numberBase = PythonOps.AsLong(args.Get(1, "base", 10L));
         switch (value)
         {
-            case long or bool:
-                return PythonOps.AsLong(value);
+            case long or bool or System.Numerics.BigInteger:
+                return PythonOps.Normalize(PythonOps.AsBig(value));
             case double d:
                 return double.IsFinite(d) ? (long)Math.Truncate(d) : fallback;
             case string s:
@@ -264,6 +265,10 @@ internal static partial class JinjaFilters
                 {
                     return l;
                 }
+                if (t.Length > 0 && t.TrimStart('+', '-').All(char.IsAsciiDigit) && System.Numerics.BigInteger.TryParse(t, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var big))
+                {
+                    return PythonOps.Normalize(big);
+                }
                 return ToFloat(s) is double f && double.IsFinite(f) ? (long)Math.Truncate(f) : fallback;
             }
             default:
@@ -273,7 +278,7 @@ internal static partial class JinjaFilters
 
     private static double? ToFloat(object? value) => value switch
     {
-        long or bool => PythonOps.AsDouble(value),
+        long or bool or System.Numerics.BigInteger => PythonOps.AsDouble(value),
         double d => d,
         string s => s.Trim().ToLowerInvariant() switch
         {

@@ -54,6 +54,9 @@ internal static class JinjaJson
                 case long l:
                     sb.Append(l.ToString(CultureInfo.InvariantCulture));
                     break;
+                case System.Numerics.BigInteger g:
+                    sb.Append(g.ToString(CultureInfo.InvariantCulture));
+                    break;
                 case double d:
                     sb.Append(Float(d));
                     break;
@@ -128,6 +131,7 @@ internal static class JinjaJson
             null => "null",
             bool b => b ? "true" : "false",
             long l => l.ToString(CultureInfo.InvariantCulture),
+            System.Numerics.BigInteger g => g.ToString(CultureInfo.InvariantCulture),
             double d => Float(d),
             _ => throw new JinjaException($"keys must be str, int, float, bool or None, not {PythonFormat.TypeName(key)}"),
         };

@@ -378,7 +378,8 @@ internal sealed class JinjaRenderer
                     "not" => !PythonOps.Truthy(operand),
                     "-" => operand switch
                     {
-                        long l => (object)checked(-l),
+                        long l => l == long.MinValue ? -(System.Numerics.BigInteger)l : (object)(-l),
+                        System.Numerics.BigInteger g => PythonOps.Normalize(-g),
                         double d => -d,
                         bool b => (object)(b ? -1L : 0L),
                         JinjaUndefined und => throw und.Fail(),
@@ -386,7 +387,7 @@ internal sealed class JinjaRenderer
                     },
                     _ => operand switch
                     {
-                        long or double => (object)operand,
+                        long or double or System.Numerics.BigInteger => (object)operand,
                         bool b => b ? 1L : 0L,
                         JinjaUndefined und => throw und.Fail(),
                         _ => throw new JinjaException($"bad operand type for unary +: '{PythonFormat.TypeName(operand)}'"),

@@ -86,8 +86,10 @@ internal static class PercentFormat
             {
                 's' => PythonFormat.Str(value),
                 'r' or 'a' => PythonFormat.Repr(value),
-                'd' or 'i' or 'u' => PythonOps.IsNumber(value)
-                    ? ((long)Math.Truncate(PythonOps.AsDouble(value))).ToString(CultureInfo.InvariantCulture)
+                'd' or 'i' or 'u' => PythonOps.IsInteger(value)
+                    ? PythonOps.AsBig(value).ToString(CultureInfo.InvariantCulture)
+                    : PythonOps.IsNumber(value)
+                    ? new System.Numerics.BigInteger(Math.Truncate(PythonOps.AsDouble(value))).ToString(CultureInfo.InvariantCulture)
                     : throw new JinjaException($"%{conversion} format: a real number is required, not {PythonFormat.TypeName(value)}"),
                 'f' or 'F' => PythonOps.AsDouble(value).ToString("F" + (precision ?? 6), CultureInfo.InvariantCulture),
                 'x' => PythonOps.AsLong(value).ToString("x", CultureInfo.InvariantCulture),

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 
 namespace InferenceServer.Generation.Templates;
@@ -13,6 +14,7 @@ internal static class PythonFormat
         JinjaUndefined => "",
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
+        BigInteger g => g.ToString(CultureInfo.InvariantCulture),
         double d => Float(d),
         IReadOnlyList<object?> or JinjaDict or JinjaNamespace or JinjaCallable or LoopObject or JinjaGenerator or JinjaDictView => Repr(value),
         _ => value.ToString() ?? "",
@@ -235,7 +237,7 @@ internal static class PythonFormat
         null => "NoneType",
         string => "str",
         bool => "bool",
-        long => "int",
+        long or BigInteger => "int",
         double => "float",
         JinjaTuple => "tuple",
         JinjaRange => "range",

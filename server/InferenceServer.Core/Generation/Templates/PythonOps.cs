@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 
 namespace InferenceServer.Generation.Templates;
@@ -11,6 +12,7 @@ internal static class PythonOps
         null => false,
         bool b => b,
         long l => l != 0,
+        BigInteger g => !g.IsZero,
         double d => d != 0,
         string s => s.Length > 0,
         JinjaUndefined => false,
@@ -20,14 +22,27 @@ internal static class PythonOps
         _ => true,
     };
 
-    public static bool IsNumber(object? v) => v is long or double or bool;
+    public static bool IsNumber(object? v) => v is long or double or bool or BigInteger;
 
-    public static bool IsInteger(object? v) => v is long or bool;
+    /// <summary>Python ints (and bools): long, and BigInteger beyond it, so that integers never overflow.</summary>
+    public static bool IsInteger(object? v) => v is long or bool or BigInteger;
+
+    public static BigInteger AsBig(object? v) => v switch
+    {
+        long l => l,
+        bool b => b ? 1 : 0,
+        BigInteger g => g,
+        _ => throw new JinjaException($"'{PythonFormat.TypeName(v)}' object cannot be interpreted as an integer"),
+    };
+
+    /// <summary>An integer result as the engine keeps it: long when it fits, BigInteger beyond.</summary>
+    public static object Normalize(BigInteger g) => g >= long.MinValue && g <= long.MaxValue ? (object)(long)g : g;
 
     public static long AsLong(object? v) => v switch
     {
         long l => l,
         bool b => b ? 1 : 0,
+        BigInteger g => g >= long.MinValue && g <= long.MaxValue ? (long)g : throw new JinjaException("Python int too large to convert to C long"),
         _ => throw new JinjaException($"'{PythonFormat.TypeName(v)}' object cannot be interpreted as an integer"),
     };
 
@@ -36,6 +51,7 @@ internal static class PythonOps
         long l => l,
         double d => d,
         bool b => b ? 1 : 0,
+        BigInteger g => (double)g,
         _ => throw new JinjaException($"must be real number, not {PythonFormat.TypeName(v)}"),
     };
 
@@ -51,7 +67,7 @@ internal static class PythonOps
             {
                 return AsDouble(a) == AsDouble(b);
             }
-            return AsLong(a) == AsLong(b);
+            return a is long x && b is long y ? x == y : AsBig(a) == AsBig(b);
         }
         switch (a)
         {
@@ -110,7 +126,7 @@ internal static class PythonOps
                 var y = AsDouble(b);
                 return x < y ? -1 : x > y ? 1 : x == y ? 0 : 2; // 2: unordered (nan)
             }
-            return AsLong(a).CompareTo(AsLong(b));
+            return Math.Sign(AsBig(a).CompareTo(AsBig(b)));
         }
         if (a is string sa && b is string sb)
         {
@@ -180,7 +196,7 @@ internal static class PythonOps
     {
         if (IsNumber(a) && IsNumber(b))
         {
-            return a is double || b is double ? (object)(AsDouble(a) + AsDouble(b)) : checked(AsLong(a) + AsLong(b));
+            return a is double || b is double ? AsDouble(a) + AsDouble(b) : Normalize(AsBig(a) + AsBig(b));
         }
         if (a is string sa && b is string sb)
         {
@@ -259,9 +275,9 @@ internal static class PythonOps
         switch (op)
         {
             case "-":
-                return isFloat ? (object)(AsDouble(a) - AsDouble(b)) : checked(AsLong(a) - AsLong(b));
+                return isFloat ? AsDouble(a) - AsDouble(b) : Normalize(AsBig(a) - AsBig(b));
             case "*":
-                return isFloat ? (object)(AsDouble(a) * AsDouble(b)) : checked(AsLong(a) * AsLong(b));
+                return isFloat ? AsDouble(a) * AsDouble(b) : Normalize(AsBig(a) * AsBig(b));
             case "/":
             {
                 var y = AsDouble(b);
@@ -283,18 +299,18 @@ internal static class PythonOps
                 }
                 else
                 {
-                    var x = AsLong(a);
-                    var y = AsLong(b);
-                    if (y == 0)
+                    var x = AsBig(a);
+                    var y = AsBig(b);
+                    if (y.IsZero)
                     {
                         throw new JinjaException("integer division or modulo by zero");
                     }
-                    var q = x / y;
-                    if ((x % y != 0) && ((x < 0) != (y < 0)))
+                    var q = BigInteger.DivRem(x, y, out var r);
+                    if (!r.IsZero && (r.Sign < 0) != (y.Sign < 0))
                     {
-                        q--;
+                        q -= 1;
                     }
-                    return q;
+                    return Normalize(q);
                 }
             case "%":
                 if (isFloat)
@@ -308,18 +324,18 @@ internal static class PythonOps
                 }
                 else
                 {
-                    var x = AsLong(a);
-                    var y = AsLong(b);
-                    if (y == 0)
+                    var x = AsBig(a);
+                    var y = AsBig(b);
+                    if (y.IsZero)
                     {
                         throw new JinjaException("integer division or modulo by zero");
                     }
-                    var m = x % y;
-                    if (m != 0 && (m < 0) != (y < 0))
+                    var m = BigInteger.Remainder(x, y);
+                    if (!m.IsZero && (m.Sign < 0) != (y.Sign < 0))
                     {
                         m += y;
                     }
-                    return m;
+                    return Normalize(m);
                 }
             case "**":
                 if (AsDouble(a) == 0 && AsDouble(b) < 0)
@@ -330,15 +346,15 @@ internal static class PythonOps
                 {
                     throw new JinjaException("a negative number raised to a fractional power is complex, which templates do not support");
                 }
-                if (!isFloat && AsLong(b) >= 0)
+                if (!isFloat && AsBig(b).Sign >= 0)
                 {
-                    long result = 1;
-                    long x = AsLong(a);
-                    for (long i = 0; i < AsLong(b); i++)
+                    var x = AsBig(a);
+                    var exponent = AsBig(b);
+                    if (BigInteger.Abs(x) > 1 && (exponent > 1_000_000 || (double)exponent * BigInteger.Abs(x).GetBitLength() > 1_000_000))
                     {
-                        result = checked(result * x);
+                        throw new JinjaException("the power is too large for a template");
                     }
-                    return result;
+                    return Normalize(BigInteger.Pow(x, BigInteger.Abs(x) > 1 ? (int)exponent : (int)BigInteger.Min(exponent, 2 + (exponent % 2))));
                 }
                 return Math.Pow(AsDouble(a), AsDouble(b));
             default:

@@ -107,7 +107,7 @@ public sealed class JinjaTemplateTests
         Assert.Equal(["b", "a", "c"], dict.Keys.Cast<string>());
         Assert.Equal(1L, dict["b"]);
         Assert.Equal(1.0, dict["a"]);
-        Assert.Equal("{'b': 1, 'a': 1.0, 'c': [True, None, 's', 100.0, 0, 1.2345678901234567e+19]}",
+        Assert.Equal("{'b': 1, 'a': 1.0, 'c': [True, None, 's', 100.0, 0, 12345678901234567890]}",
             JinjaTemplate.Parse("{{ v }}").Render(new Dictionary<string, object?> { ["v"] = value }));
     }
 
