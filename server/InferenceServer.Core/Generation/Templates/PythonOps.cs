@@ -126,7 +126,7 @@ internal static class PythonOps
                 var y = AsDouble(b);
                 return x < y ? -1 : x > y ? 1 : x == y ? 0 : 2; // 2: unordered (nan)
             }
-            return Math.Sign(AsBig(a).CompareTo(AsBig(b)));
+            return a is long xl && b is long yl ? xl.CompareTo(yl) : Math.Sign(AsBig(a).CompareTo(AsBig(b)));
         }
         if (a is string sa && b is string sb)
         {
@@ -196,6 +196,12 @@ internal static class PythonOps
     {
         if (IsNumber(a) && IsNumber(b))
         {
+            if (a is long x && b is long y)
+            {
+                var sum = x + y;
+                // No overflow when the operands' signs differ or the sum keeps their sign.
+                return ((x ^ sum) & (y ^ sum)) >= 0 ? sum : Normalize((BigInteger)x + y);
+            }
             return a is double || b is double ? AsDouble(a) + AsDouble(b) : Normalize(AsBig(a) + AsBig(b));
         }
         if (a is string sa && b is string sb)
