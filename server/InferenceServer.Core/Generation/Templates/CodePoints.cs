@@ -62,33 +62,60 @@ internal static class CodePoints
         return count;
     }
 
-    public static string Join(IEnumerable<string> parts)
+    // Python's full case mappings where .NET's simple ones differ, for the characters chat text meets.
+    public static string Upper(string s)
     {
-        var sb = new StringBuilder();
-        foreach (var p in parts)
-        {
-            sb.Append(p);
-        }
-        return sb.ToString();
+        var upper = s.ToUpperInvariant();
+        return upper.AsSpan().IndexOfAny("ßﬀﬁﬂﬃﬄﬅﬆ") < 0 ? upper
+            : upper.Replace("ß", "SS").Replace("ﬀ", "FF").Replace("ﬁ", "FI").Replace("ﬂ", "FL").Replace("ﬃ", "FFI").Replace("ﬄ", "FFL").Replace("ﬅ", "ST").Replace("ﬆ", "ST");
     }
 
-    public static string Upper(string s) => s.ToUpperInvariant();
-
-    public static string Lower(string s) => s.ToLowerInvariant();
+    public static string Lower(string s)
+    {
+        var lower = s.ToLowerInvariant();
+        return s.Contains('İ') ? s.Replace("İ", "i\u0307").ToLowerInvariant() : lower;
+    }
 
     public static bool IsSpace(char c) => char.IsWhiteSpace(c) || (c >= '\x1c' && c <= '\x1f');
 
-    public static string Capitalize(string s) => s.Length == 0 ? s : Upper(s[..1]) + Lower(s[1..]);
+    /// <summary>Python's str.capitalize(): the first character in title case, the rest lower case.</summary>
+    public static string Capitalize(string s) => s.Length == 0 ? s : TitleCase(s[0]) + Lower(s[1..]);
 
-    /// <summary>Python's str.title(): uppercase after any non-letter, lowercase after a letter.</summary>
+    /// <summary>A character's title case (Python's, where it differs from upper case: ß -> Ss, ǆ -> ǅ, ligatures).</summary>
+    private static string TitleCase(char c) => c switch
+    {
+        'ß' => "Ss",
+        'ﬀ' => "Ff",
+        'ﬁ' => "Fi",
+        'ﬂ' => "Fl",
+        'ﬃ' => "Ffi",
+        'ﬄ' => "Ffl",
+        'ﬅ' or 'ﬆ' => "St",
+        'Ǆ' or 'ǅ' or 'ǆ' => "ǅ",
+        'Ǉ' or 'ǈ' or 'ǉ' => "ǈ",
+        'Ǌ' or 'ǋ' or 'ǌ' => "ǋ",
+        'Ǳ' or 'ǲ' or 'ǳ' => "ǲ",
+        _ => char.ToUpperInvariant(c).ToString(),
+    };
+
+    private static bool IsCased(char c) => char.IsUpper(c) || char.IsLower(c) || char.GetUnicodeCategory(c) == UnicodeCategory.TitlecaseLetter;
+
+    /// <summary>Python's str.title(): title case after an uncased character, lower case after a cased one.</summary>
     public static string Title(string s)
     {
         var sb = new StringBuilder(s.Length);
         var previousCased = false;
         foreach (var c in s)
         {
-            var cased = char.IsLetter(c);
-            sb.Append(cased ? (previousCased ? char.ToLowerInvariant(c) : char.ToUpperInvariant(c)) : c);
+            var cased = IsCased(c);
+            if (cased)
+            {
+                sb.Append(previousCased ? Lower(c.ToString()) : TitleCase(c));
+            }
+            else
+            {
+                sb.Append(c);
+            }
             previousCased = cased;
         }
         return sb.ToString();

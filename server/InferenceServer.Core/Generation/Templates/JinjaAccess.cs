@@ -103,6 +103,12 @@ internal static class JinjaAccess
             }
             case JinjaTuple t:
                 return new JinjaTuple(SliceIndices(t.Count, start, stop, step).Select(i => t[i]).ToArray());
+            case JinjaRange r:
+            {
+                var (from, to, k) = SliceBounds(r.Count, start, stop, step);
+                var count = SliceIndices(r.Count, start, stop, step).Count;
+                return new JinjaRange(r.Start + from * r.Step, r.Start + to * r.Step, r.Step * k, count);
+            }
             case IReadOnlyList<object?> list:
                 return SliceIndices(list.Count, start, stop, step).Select(i => list[i]).ToList();
             default:
@@ -113,6 +119,28 @@ internal static class JinjaAccess
 
     /// <summary>Python's slice.indices(length), expanded.</summary>
     public static List<int> SliceIndices(int length, object? start, object? stop, object? step)
+    {
+        var (from, to, stepValue) = SliceBounds(length, start, stop, step);
+        var result = new List<int>();
+        if (stepValue > 0)
+        {
+            for (var i = from; i < to; i += stepValue)
+            {
+                result.Add((int)i);
+            }
+        }
+        else
+        {
+            for (var i = from; i > to; i += stepValue)
+            {
+                result.Add((int)i);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Python's slice.indices(length): the clamped start, stop and step.</summary>
+    public static (long From, long To, long Step) SliceBounds(int length, object? start, object? stop, object? step)
     {
         long stepValue = step is null ? 1 : SliceInt(step);
         if (stepValue == 0)
@@ -135,24 +163,7 @@ internal static class JinjaAccess
             }
             return i > upper ? upper : i;
         }
-        var from = Clamp(start, stepValue < 0 ? upper : lower);
-        var to = Clamp(stop, stepValue < 0 ? lower : upper);
-        var result = new List<int>();
-        if (stepValue > 0)
-        {
-            for (var i = from; i < to; i += stepValue)
-            {
-                result.Add((int)i);
-            }
-        }
-        else
-        {
-            for (var i = from; i > to; i += stepValue)
-            {
-                result.Add((int)i);
-            }
-        }
-        return result;
+        return (Clamp(start, stepValue < 0 ? upper : lower), Clamp(stop, stepValue < 0 ? lower : upper), stepValue);
     }
 
     private static long SliceInt(object v) => PythonOps.IsInteger(v)

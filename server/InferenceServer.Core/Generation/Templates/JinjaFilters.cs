@@ -19,7 +19,9 @@ internal static partial class JinjaFilters
         ["length"] = (v, _, _) => PythonOps.Length(v),
         ["count"] = (v, _, _) => PythonOps.Length(v),
         ["first"] = (v, _, _) => v is JinjaUndefined ? v : PythonOps.Iterate(v) is { Count: > 0 } items ? items[0] : new JinjaUndefined("No first item, sequence was empty."),
-        ["last"] = (v, _, _) => v is JinjaUndefined ? v : PythonOps.Iterate(v) is { Count: > 0 } items ? items[^1] : new JinjaUndefined("No last item, sequence was empty."),
+        ["last"] = (v, _, _) => v is JinjaUndefined ? v
+            : v is JinjaGenerator g ? throw new JinjaException($"'{g.TypeName}' object is not reversible")
+            : PythonOps.Iterate(v) is { Count: > 0 } items ? items[^1] : new JinjaUndefined("No last item, sequence was empty."),
         ["join"] = (v, a, _) =>
         {
             a.Check(2, "d", "attribute");
@@ -28,7 +30,10 @@ internal static partial class JinjaFilters
             {
                 items = items.Select(AttributeGetter(attribute, null));
             }
-            return string.Join(PythonFormat.Str(a.Get(0, "d", "")), items.Select(PythonFormat.Str));
+            var parts = items.Select(PythonFormat.Str).ToList();
+            var separator = PythonFormat.Str(a.Get(0, "d", ""));
+            JinjaLimits.CheckSize(parts.Sum(p => (long)p.Length) + (long)separator.Length * Math.Max(0, parts.Count - 1));
+            return string.Join(separator, parts);
         },
         ["map"] = Map,
         ["select"] = (v, a, r) => Select(v, a, r, attribute: false, keep: true),
@@ -60,7 +65,7 @@ internal static partial class JinjaFilters
         ["items"] = (v, _, _) => v switch
         {
             JinjaUndefined => new List<object?>(),
-            JinjaDict d => d.Select(e => (object?)new JinjaTuple([PythonOps.KeyValue(e.Key), e.Value])).ToList(),
+            JinjaDict d => new JinjaGenerator(d.Select(e => (object?)new JinjaTuple([PythonOps.KeyValue(e.Key), e.Value])).ToList()),
             _ => throw new JinjaException("Can only get item pairs from a mapping."),
         },
         ["dictsort"] = DictSort,
@@ -69,13 +74,17 @@ internal static partial class JinjaFilters
         ["reverse"] = (v, _, _) => v switch
         {
             string s => string.Concat(CodePoints.Split(s).Reverse()),
-            JinjaTuple t => t.Reverse().ToList(),
+            JinjaTuple t => new JinjaGenerator(t.Reverse().ToList(), "reversed"),
+            IReadOnlyList<object?> list => new JinjaGenerator(list.Reverse().ToList(), "list_reverseiterator"),
+            JinjaDict d => new JinjaGenerator(d.Keys.Reverse().Select(PythonOps.KeyValue).ToList(), "dict_reversekeyiterator"),
+            JinjaDictView view => new JinjaGenerator(view.Items.AsEnumerable().Reverse().ToList(), view.TypeName.Replace("dict_", "dict_reverse") + "iterator"),
             _ => PythonOps.Iterate(v).Reverse().ToList(),
         },
         ["round"] = Round,
         ["abs"] = (v, _, _) => v switch
         {
-            long l => (object)Math.Abs(l),
+            long l => l == long.MinValue ? -(System.Numerics.BigInteger)l : (object)Math.Abs(l),
+            System.Numerics.BigInteger g => System.Numerics.BigInteger.Abs(g),
             double d => Math.Abs(d),
             bool b => b ? 1L : 0L,
             _ => throw new JinjaException($"bad operand type for abs(): '{PythonFormat.TypeName(v)}'"),
@@ -174,11 +183,12 @@ internal static partial class JinjaFilters
 
     private static object? Map(object? value, JinjaArguments args, JinjaRenderer renderer)
     {
-        var items = PythonOps.Iterate(value);
+        // Jinja2 iterates only a truthy value: map over False or 0 is empty rather than an error.
+        var items = PythonOps.Truthy(value) ? PythonOps.Iterate(value) : [];
         if (args.Positional.Count == 0 && args.Keyword.TryGetValue("attribute", out var attribute))
         {
             var getter = AttributeGetter(attribute!, args.Keyword.GetValueOrDefault("default"));
-            return items.Select(getter).ToList();
+            return new JinjaGenerator(items.Select(getter).ToList());
         }
         if (args.Positional.Count == 0)
         {
@@ -186,12 +196,12 @@ internal static partial class JinjaFilters
         }
         var name = PythonFormat.Str(args.Positional[0]);
         var rest = new JinjaArguments(args.Positional.Skip(1).ToList(), args.Keyword, name);
-        return items.Select(item => Apply(name, item, rest, renderer)).ToList();
+        return new JinjaGenerator(items.Select(item => Apply(name, item, rest, renderer)).ToList());
     }
 
     private static object? Select(object? value, JinjaArguments args, JinjaRenderer renderer, bool attribute, bool keep)
     {
-        var items = PythonOps.Iterate(value);
+        var items = PythonOps.Truthy(value) ? PythonOps.Iterate(value) : [];
         var offset = 0;
         Func<object?, object?> getter = x => x;
         if (attribute)
@@ -210,7 +220,7 @@ internal static partial class JinjaFilters
         {
             test = PythonOps.Truthy;
         }
-        return items.Where(item => test(getter(item)) == keep).ToList();
+        return new JinjaGenerator(items.Where(item => test(getter(item)) == keep).ToList());
     }
 
     private static object? ToInt(object? value, JinjaArguments args, JinjaRenderer _)
@@ -220,8 +230,8 @@ internal static partial class JinjaFilters
         var numberBase = PythonOps.AsLong(args.Get(1, "base", 10L));
         switch (value)
         {
-            case long or bool:
-                return PythonOps.AsLong(value);
+            case long or bool or System.Numerics.BigInteger:
+                return PythonOps.Normalize(PythonOps.AsBig(value));
             case double d:
                 return double.IsFinite(d) ? (long)Math.Truncate(d) : fallback;
             case string s:
@@ -255,6 +265,10 @@ internal static partial class JinjaFilters
                 {
                     return l;
                 }
+                if (t.Length > 0 && t.TrimStart('+', '-').All(char.IsAsciiDigit) && System.Numerics.BigInteger.TryParse(t, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var big))
+                {
+                    return PythonOps.Normalize(big);
+                }
                 return ToFloat(s) is double f && double.IsFinite(f) ? (long)Math.Truncate(f) : fallback;
             }
             default:
@@ -264,7 +278,7 @@ internal static partial class JinjaFilters
 
     private static double? ToFloat(object? value) => value switch
     {
-        long or bool => PythonOps.AsDouble(value),
+        long or bool or System.Numerics.BigInteger => PythonOps.AsDouble(value),
         double d => d,
         string s => s.Trim().ToLowerInvariant() switch
         {
@@ -317,7 +331,7 @@ internal static partial class JinjaFilters
     private static List<T> StableSort<T>(List<T> items, Func<T, object?> key, bool reverse)
     {
         var keyed = items.Select((item, index) => (item, key: key(item), index)).ToList();
-        keyed.Sort((x, y) =>
+        SortOrThrow(keyed, (x, y) =>
         {
             var c = PythonOps.Compare(x.key, y.key, "<");
             if (c == 2)
@@ -331,6 +345,19 @@ internal static partial class JinjaFilters
             return c != 0 ? c : x.index.CompareTo(y.index);
         });
         return keyed.Select(k => k.item).ToList();
+    }
+
+    /// <summary>List.Sort wraps a comparer's exception; a failed comparison is the template's error.</summary>
+    private static void SortOrThrow<T>(List<T> list, Comparison<T> comparison)
+    {
+        try
+        {
+            list.Sort(comparison);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is JinjaException inner)
+        {
+            throw inner;
+        }
     }
 
     private static object? Sort(object? value, JinjaArguments args, JinjaRenderer _)
@@ -372,7 +399,7 @@ internal static partial class JinjaFilters
                 result.Add(item);
             }
         }
-        return result;
+        return new JinjaGenerator(result);
     }
 
     private static object? Round(object? value, JinjaArguments args, JinjaRenderer _)
@@ -402,10 +429,14 @@ internal static partial class JinjaFilters
     {
         args.Check(3, "width", "first", "blank");
         var width = args.Get(0, "width", 4L);
-        var indentation = width is string w ? w : new string(' ', (int)PythonOps.AsLong(width));
+        var indentation = width is string w ? w : new string(' ', (int)Math.Max(0, JinjaLimits.CheckSize(PythonOps.AsLong(width))));
         var first = PythonOps.Truthy(args.Get(1, "first", false));
         var blank = PythonOps.Truthy(args.Get(2, "blank", false));
-        var s = PythonFormat.Str(value) + "\n";
+        if (value is not string text)
+        {
+            throw value is JinjaUndefined u ? u.Fail() : new JinjaException($"unsupported operand type(s) for +=: '{PythonFormat.TypeName(value)}' and 'str'");
+        }
+        var s = text + "\n";
         var lines = ((List<object?>)((JinjaCallable)PythonMethods.Get(s, "splitlines")!).Invoke([], JinjaArguments.NoKeywords)!).Cast<string>().ToList();
         string result;
         if (blank)
@@ -423,7 +454,7 @@ internal static partial class JinjaFilters
         return first ? indentation + result : result;
     }
 
-    private static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;").Replace("\"", "&#34;").Replace("'", "&#39;");
+    private static string Escape(string s) => JinjaRenderer.Escape(s);
 
     private static object? MinMax(object? value, JinjaArguments args, bool min)
     {

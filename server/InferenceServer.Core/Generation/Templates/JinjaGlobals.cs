@@ -68,7 +68,7 @@ internal static class JinjaGlobals
         }));
     }
 
-    private static List<object?> Range(IReadOnlyList<object?> args)
+    private static JinjaRange Range(IReadOnlyList<object?> args)
     {
         long start = 0, stop, step = 1;
         switch (args.Count)
@@ -97,12 +97,7 @@ internal static class JinjaGlobals
         {
             throw new JinjaException($"Range too big. The sandbox blocks ranges larger than MAX_RANGE ({JinjaLimits.MaxRange}).");
         }
-        var result = new List<object?>((int)count);
-        for (long i = 0; i < count; i++)
-        {
-            result.Add(start + i * step);
-        }
-        return result;
+        return new JinjaRange(start, stop, step, (int)count);
     }
 
     /// <summary>C's strftime (as Python's datetime.strftime on glibc) for the common directives.</summary>

@@ -15,7 +15,7 @@ internal static class JinjaJson
         {
             null => null,
             string s => s,
-            long or bool => new string(' ', (int)Math.Max(0, PythonOps.AsLong(indent))),
+            long or bool => new string(' ', (int)Math.Max(0, JinjaLimits.CheckSize(PythonOps.AsLong(indent)))),
             _ => throw new JinjaException($"indent must be an int or a string, not {PythonFormat.TypeName(indent)}"),
         };
         string itemSeparator = indentText is null ? ", " : ",";
@@ -54,13 +54,16 @@ internal static class JinjaJson
                 case long l:
                     sb.Append(l.ToString(CultureInfo.InvariantCulture));
                     break;
+                case System.Numerics.BigInteger g:
+                    sb.Append(g.ToString(CultureInfo.InvariantCulture));
+                    break;
                 case double d:
                     sb.Append(Float(d));
                     break;
                 case string s:
                     WriteString(s);
                     break;
-                case IReadOnlyList<object?> list:
+                case IReadOnlyList<object?> list when list is not JinjaRange:
                     if (list.Count == 0)
                     {
                         sb.Append("[]");
@@ -88,11 +91,18 @@ internal static class JinjaJson
                     {
                         var list = dict.ToList();
                         var keyed = list.Select((e, i) => (e, i)).ToList();
-                        keyed.Sort((x, y) =>
+                        try
                         {
-                            var c = PythonOps.Compare(PythonOps.KeyValue(x.e.Key), PythonOps.KeyValue(y.e.Key), "<");
-                            return c != 0 ? c : x.i.CompareTo(y.i);
-                        });
+                            keyed.Sort((x, y) =>
+                            {
+                                var c = PythonOps.Compare(PythonOps.KeyValue(x.e.Key), PythonOps.KeyValue(y.e.Key), "<");
+                                return c != 0 ? c : x.i.CompareTo(y.i);
+                            });
+                        }
+                        catch (InvalidOperationException e) when (e.InnerException is JinjaException inner)
+                        {
+                            throw inner;
+                        }
                         entries = keyed.Select(k => k.e);
                     }
                     sb.Append('{');
@@ -121,6 +131,7 @@ internal static class JinjaJson
             null => "null",
             bool b => b ? "true" : "false",
             long l => l.ToString(CultureInfo.InvariantCulture),
+            System.Numerics.BigInteger g => g.ToString(CultureInfo.InvariantCulture),
             double d => Float(d),
             _ => throw new JinjaException($"keys must be str, int, float, bool or None, not {PythonFormat.TypeName(key)}"),
         };
@@ -134,6 +145,7 @@ internal static class JinjaJson
                 return;
             }
             sb.Append('\n');
+            JinjaLimits.CheckSize(sb.Length + (long)indent.Length * level);
             for (var i = 0; i < level; i++)
             {
                 sb.Append(indent);

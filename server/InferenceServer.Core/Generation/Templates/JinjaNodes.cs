@@ -20,7 +20,7 @@ internal sealed record GetItemExpr(Expr Target, Expr Index, int Line) : Expr(Lin
 
 internal sealed record SliceExpr(Expr? Start, Expr? Stop, Expr? Step, int Line) : Expr(Line);
 
-internal sealed record CallArguments(IReadOnlyList<Expr> Positional, IReadOnlyList<(string Name, Expr Value)> Keyword)
+internal sealed record CallArguments(IReadOnlyList<Expr> Positional, IReadOnlyList<(string Name, Expr Value)> Keyword, Expr? DynamicPositional = null, Expr? DynamicKeyword = null)
 {
     public static readonly CallArguments None = new([], []);
 }
@@ -53,9 +53,10 @@ internal sealed record SetNode(Expr Target, Expr Value, int Line) : Node(Line);
 
 internal sealed record SetBlockNode(Expr Target, IReadOnlyList<FilterExpr> Filters, IReadOnlyList<Node> Body, int Line) : Node(Line);
 
-internal sealed record MacroNode(string Name, IReadOnlyList<string> Parameters, IReadOnlyList<Expr?> Defaults, IReadOnlyList<Node> Body, int Line) : Node(Line);
+/// <summary>A macro; extra positional or keyword arguments are accepted only when its body reads varargs or kwargs.</summary>
+internal sealed record MacroNode(string Name, IReadOnlyList<string> Parameters, IReadOnlyList<Expr?> Defaults, IReadOnlyList<Node> Body, bool CatchVarargs, bool CatchKwargs, int Line) : Node(Line);
 
-internal sealed record CallBlockNode(CallExpr Call, IReadOnlyList<string> Parameters, IReadOnlyList<Expr?> Defaults, IReadOnlyList<Node> Body, int Line) : Node(Line);
+internal sealed record CallBlockNode(CallExpr Call, IReadOnlyList<string> Parameters, IReadOnlyList<Expr?> Defaults, IReadOnlyList<Node> Body, bool CatchVarargs, bool CatchKwargs, int Line) : Node(Line);
 
 internal sealed record FilterBlockNode(IReadOnlyList<FilterExpr> Filters, IReadOnlyList<Node> Body, int Line) : Node(Line);
 

@@ -51,6 +51,9 @@ internal sealed class JinjaCallable(string name, Func<IReadOnlyList<object?>, IR
 /// <summary>The <c>loop</c> variable of a for loop.</summary>
 internal sealed class LoopObject(IReadOnlyList<object?> items, int depth)
 {
+    private static readonly object NotCalled = new();
+    private object? _lastChanged = NotCalled;
+
     public int Index0 { get; set; }
 
     public object? GetAttribute(string name) => name switch
@@ -68,6 +71,72 @@ internal sealed class LoopObject(IReadOnlyList<object?> items, int depth)
         "nextitem" => Index0 + 1 < items.Count ? items[Index0 + 1] : new JinjaUndefined("there is no next item"),
         "cycle" => new JinjaCallable("cycle", (args, _) =>
             args.Count == 0 ? throw new JinjaException("no items for cycling given") : args[Index0 % args.Count]),
+        "changed" => new JinjaCallable("changed", (args, _) =>
+        {
+            var value = new JinjaTuple([.. args]);
+            if (_lastChanged != NotCalled && PythonOps.PyEquals(_lastChanged, value))
+            {
+                return false;
+            }
+            _lastChanged = value;
+            return true;
+        }),
         _ => JinjaUndefined.ForAttribute(this, name),
     };
+}
+
+/// <summary>
+/// A Python generator or iterator (what map, select, reject, selectattr, rejectattr, unique and reverse return):
+/// always truthy, no len(), not reversible, not indexable, and consumed by the first iteration.
+/// </summary>
+internal sealed class JinjaGenerator(IReadOnlyList<object?> items, string typeName = "generator")
+{
+    private bool _consumed;
+
+    public string TypeName { get; } = typeName;
+
+    public IReadOnlyList<object?> Consume()
+    {
+        if (_consumed)
+        {
+            return [];
+        }
+        _consumed = true;
+        return items;
+    }
+}
+
+/// <summary>
+/// Python's dict views (<c>d.items()</c>, <c>d.keys()</c>, <c>d.values()</c>): iterable any number of times, with a
+/// len() and <c>in</c>, printed as <c>dict_items([...])</c>, but not indexable.
+/// </summary>
+internal sealed class JinjaDictView(string typeName, List<object?> items)
+{
+    public string TypeName { get; } = typeName;
+
+    public List<object?> Items { get; } = items;
+}
+
+/// <summary>Python's range: a lazy sequence of ints that prints as <c>range(0, 3)</c>.</summary>
+internal sealed class JinjaRange(long start, long stop, long step, int count) : IReadOnlyList<object?>
+{
+    public long Start => start;
+
+    public long Step => step;
+
+    public int Count { get; } = count;
+
+    public object? this[int index] => start + index * step;
+
+    public IEnumerator<object?> GetEnumerator()
+    {
+        for (var i = 0; i < Count; i++)
+        {
+            yield return start + i * step;
+        }
+    }
+
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+
+    public override string ToString() => step == 1 ? $"range({start}, {stop})" : $"range({start}, {stop}, {step})";
 }

@@ -7,6 +7,9 @@ internal sealed class JinjaParser
 
     private readonly List<Token> _tokens;
     private int _index;
+    private int _loopDepth; // for bodies being parsed, reset inside macros: break/continue outside a loop do not compile in Jinja2
+    private bool _readsVarargs; // whether the macro body being parsed reads varargs / kwargs
+    private bool _readsKwargs;
 
     private JinjaParser(List<Token> tokens)
     {
@@ -81,6 +84,7 @@ internal sealed class JinjaParser
 
     private List<Node> Subparse(string[]? endTokens)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var body = new List<Node>();
         while (true)
         {
@@ -157,16 +161,50 @@ internal sealed class JinjaParser
                 var body = ParseStatements(["endfilter"], dropNeedle: true);
                 return new FilterBlockNode(filters, body, token.Line);
             }
-            case "break":
+            case "break" or "continue":
+                if (_loopDepth == 0)
+                {
+                    throw Fail($"'{token.Value}' outside loop");
+                }
                 Next();
-                return new BreakNode(token.Line);
-            case "continue":
+                return token.Value == "break" ? new BreakNode(token.Line) : new ContinueNode(token.Line);
+            case "with":
+            {
                 Next();
-                return new ContinueNode(token.Line);
+                var assignments = new List<Node>();
+                while (Current.Kind != TokenKind.BlockEnd)
+                {
+                    if (assignments.Count > 0)
+                    {
+                        Expect(TokenKind.Operator, ",");
+                    }
+                    var target = ParseAssignTarget();
+                    Expect(TokenKind.Operator, "=");
+                    assignments.Add(new SetNode(target, ParseExpression(withCondExpr: true), token.Line));
+                }
+                var body = ParseStatements(["endwith"], dropNeedle: true);
+                return new ScopeNode([.. assignments, .. body], token.Line);
+            }
+            case "block":
+            {
+                Next();
+                var name = Expect(TokenKind.Name).Value;
+                SkipName("scoped");
+                SkipName("required");
+                var body = ParseStatements(["endblock"], dropNeedle: true);
+                if (Current.Kind == TokenKind.Name && Current.Value == name)
+                {
+                    Next();
+                }
+                return new ScopeNode(body, token.Line);
+            }
             case "generation":
             {
                 Next();
+                var saved = _loopDepth;
+                _loopDepth = 0;
                 var body = ParseStatements(["endgeneration"], dropNeedle: true);
+                _loopDepth = saved;
                 return new ScopeNode(body, token.Line);
             }
             default:
@@ -210,7 +248,9 @@ internal sealed class JinjaParser
             filter = ParseExpression(withCondExpr: true);
         }
         var recursive = SkipName("recursive");
+        _loopDepth++;
         var body = ParseStatements(["endfor", "else"]);
+        _loopDepth--;
         IReadOnlyList<Node>? elseBody = null;
         if (Next().Value == "else")
         {
@@ -299,8 +339,12 @@ internal sealed class JinjaParser
         var line = Next().Line;
         var name = Expect(TokenKind.Name).Value;
         var (names, defaults) = ParseSignature();
+        var (saved, savedVarargs, savedKwargs) = (_loopDepth, _readsVarargs, _readsKwargs);
+        (_loopDepth, _readsVarargs, _readsKwargs) = (0, false, false);
         var body = ParseStatements(["endmacro"], dropNeedle: true);
-        return new MacroNode(name, names, defaults, body, line);
+        var node = new MacroNode(name, names, defaults, body, _readsVarargs, _readsKwargs, line);
+        (_loopDepth, _readsVarargs, _readsKwargs) = (saved, savedVarargs, savedKwargs);
+        return node;
     }
 
     private Node ParseCallBlock()
@@ -308,8 +352,12 @@ internal sealed class JinjaParser
         var line = Next().Line;
         var (names, defaults) = Current.IsOperator("(") ? ParseSignature() : ([], []);
         var call = ParseExpression(withCondExpr: true) as CallExpr ?? throw Fail("expected call");
+        var (saved, savedVarargs, savedKwargs) = (_loopDepth, _readsVarargs, _readsKwargs);
+        (_loopDepth, _readsVarargs, _readsKwargs) = (0, false, false);
         var body = ParseStatements(["endcall"], dropNeedle: true);
-        return new CallBlockNode(call, names, defaults, body, line);
+        var node = new CallBlockNode(call, names, defaults, body, _readsVarargs, _readsKwargs, line);
+        (_loopDepth, _readsVarargs, _readsKwargs) = (saved, savedVarargs, savedKwargs);
+        return node;
     }
 
     // ---- expressions ----
@@ -483,6 +531,7 @@ internal sealed class JinjaParser
 
     private Expr ParseUnary(bool withFilter)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var token = Current;
         Expr node;
         if (token.IsOperator("-") || token.IsOperator("+"))
@@ -514,7 +563,7 @@ internal sealed class JinjaParser
                     "true" or "True" => new ConstExpr(true, token.Line),
                     "false" or "False" => new ConstExpr(false, token.Line),
                     "none" or "None" => new ConstExpr(null, token.Line),
-                    _ => new NameExpr(token.Value, token.Line),
+                    _ => Name(token),
                 };
             case TokenKind.String:
             {
@@ -581,6 +630,13 @@ internal sealed class JinjaParser
             default:
                 throw Fail($"unexpected {token}");
         }
+    }
+
+    private NameExpr Name(Token token)
+    {
+        _readsVarargs |= token.Value == "varargs";
+        _readsKwargs |= token.Value == "kwargs";
+        return new NameExpr(token.Value, token.Line);
     }
 
     private Expr ParsePostfix(Expr node)
@@ -754,9 +810,12 @@ internal sealed class JinjaParser
         Expect(TokenKind.Operator, "(");
         var positional = new List<Expr>();
         var keyword = new List<(string, Expr)>();
+        Expr? dynamicPositional = null;
+        Expr? dynamicKeyword = null;
+        var first = true;
         while (!Current.IsOperator(")"))
         {
-            if (positional.Count + keyword.Count > 0)
+            if (!first)
             {
                 Expect(TokenKind.Operator, ",");
                 if (Current.IsOperator(")"))
@@ -764,9 +823,24 @@ internal sealed class JinjaParser
                     break;
                 }
             }
-            if (Current.Kind == TokenKind.Name && Peek().IsOperator("="))
+            first = false;
+            if (Current.IsOperator("*"))
+            {
+                Next();
+                dynamicPositional = ParseExpression(withCondExpr: true);
+            }
+            else if (Current.IsOperator("**"))
+            {
+                Next();
+                dynamicKeyword = ParseExpression(withCondExpr: true);
+            }
+            else if (Current.Kind == TokenKind.Name && Peek().IsOperator("="))
             {
                 var name = Next().Value;
+                if (keyword.Any(k => k.Item1 == name))
+                {
+                    throw Fail($"keyword argument repeated: {name}");
+                }
                 Next();
                 keyword.Add((name, ParseExpression(withCondExpr: true)));
             }
@@ -780,6 +854,6 @@ internal sealed class JinjaParser
             }
         }
         Expect(TokenKind.Operator, ")");
-        return new CallArguments(positional, keyword);
+        return new CallArguments(positional, keyword, dynamicPositional, dynamicKeyword);
     }
 }

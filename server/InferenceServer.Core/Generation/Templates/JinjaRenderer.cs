@@ -38,7 +38,6 @@ internal sealed class JinjaRenderer
     private readonly TimeProvider _clock;
     private long _iterations;
     private int _depth;
-    private int _loopDepth;
 
     public JinjaRenderer(TimeProvider clock)
     {
@@ -78,6 +77,7 @@ internal sealed class JinjaRenderer
 
     private Flow RenderNode(Node node, JinjaScope scope, StringBuilder output)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         try
         {
             switch (node)
@@ -105,8 +105,9 @@ internal sealed class JinjaRenderer
                     return Flow.Normal;
                 case SetBlockNode sb:
                 {
+                    // The body of a block set, a filter block and a call block has its own scope, as in Jinja2.
                     var captured = new StringBuilder();
-                    RenderBody(sb.Body, scope, captured);
+                    RenderBody(sb.Body, new JinjaScope(scope), captured);
                     object? value = captured.ToString();
                     foreach (var filter in sb.Filters)
                     {
@@ -116,11 +117,11 @@ internal sealed class JinjaRenderer
                     return Flow.Normal;
                 }
                 case MacroNode m:
-                    scope.Set(m.Name, MakeMacro(m.Name, m.Parameters, m.Defaults, m.Body, scope));
+                    scope.Set(m.Name, MakeMacro(m.Name, m.Parameters, m.Defaults, m.Body, m.CatchVarargs, m.CatchKwargs, scope));
                     return Flow.Normal;
                 case CallBlockNode c:
                 {
-                    var caller = MakeMacro("caller", c.Parameters, c.Defaults, c.Body, scope);
+                    var caller = MakeMacro("caller", c.Parameters, c.Defaults, c.Body, c.CatchVarargs, c.CatchKwargs, scope);
                     var callee = Evaluate(c.Call.Callee, scope);
                     var args = EvaluateArguments(c.Call.Arguments, scope, "macro");
                     var keywords = new Dictionary<string, object?>(args.Keyword) { ["caller"] = caller };
@@ -130,7 +131,7 @@ internal sealed class JinjaRenderer
                 case FilterBlockNode fb:
                 {
                     var captured = new StringBuilder();
-                    RenderBody(fb.Body, scope, captured);
+                    RenderBody(fb.Body, new JinjaScope(scope), captured);
                     object? value = captured.ToString();
                     foreach (var filter in fb.Filters)
                     {
@@ -144,7 +145,8 @@ internal sealed class JinjaRenderer
                 case ContinueNode:
                     return Flow.Continue;
                 case ScopeNode sn:
-                    return RenderBody(sn.Body, scope, output);
+                    // transformers' {% generation %} is a call block: its body is a macro with its own scope.
+                    return RenderBody(sn.Body, new JinjaScope(scope), output);
                 default:
                     throw new JinjaException($"cannot render {node.GetType().Name}");
             }
@@ -187,28 +189,20 @@ internal sealed class JinjaRenderer
             return;
         }
         var loop = new LoopObject(items, depth);
-        _loopDepth++;
-        try
+        for (var i = 0; i < items.Count; i++)
         {
-            for (var i = 0; i < items.Count; i++)
+            if (++_iterations > JinjaLimits.MaxLoopIterations)
             {
-                if (++_iterations > JinjaLimits.MaxLoopIterations)
-                {
-                    throw new JinjaException($"the template exceeds {JinjaLimits.MaxLoopIterations} loop iterations");
-                }
-                loop.Index0 = i;
-                var iterationScope = new JinjaScope(scope);
-                Assign(f.Target, items[i], iterationScope);
-                iterationScope.Set("loop", f.Recursive ? new RecursiveLoop(loop, this, f, scope, depth) : loop);
-                if (RenderBody(f.Body, iterationScope, output) == Flow.Break)
-                {
-                    break;
-                }
+                throw new JinjaException($"the template exceeds {JinjaLimits.MaxLoopIterations} loop iterations");
             }
-        }
-        finally
-        {
-            _loopDepth--;
+            loop.Index0 = i;
+            var iterationScope = new JinjaScope(scope);
+            Assign(f.Target, items[i], iterationScope);
+            iterationScope.Set("loop", f.Recursive ? new RecursiveLoop(loop, this, f, scope, depth) : loop);
+            if (RenderBody(f.Body, iterationScope, output) == Flow.Break)
+            {
+                break;
+            }
         }
     }
 
@@ -259,9 +253,13 @@ internal sealed class JinjaRenderer
         }
     }
 
-    private JinjaCallable MakeMacro(string name, IReadOnlyList<string> parameters, IReadOnlyList<Expr?> defaults, IReadOnlyList<Node> body, JinjaScope definitionScope) =>
+    private JinjaCallable MakeMacro(string name, IReadOnlyList<string> parameters, IReadOnlyList<Expr?> defaults, IReadOnlyList<Node> body, bool catchVarargs, bool catchKwargs, JinjaScope definitionScope) =>
         new(name, (args, kwargs) =>
         {
+            if (args.Count > parameters.Count && !catchVarargs)
+            {
+                throw new JinjaException($"macro '{name}' takes not more than {parameters.Count} argument(s)");
+            }
             if (++_depth > JinjaLimits.MaxCallDepth)
             {
                 throw new JinjaException("maximum recursion depth exceeded in macro calls");
@@ -295,7 +293,11 @@ internal sealed class JinjaRenderer
                 {
                     scope.Set("caller", caller);
                 }
-                scope.Set("varargs", args.Count > parameters.Count ? args.Skip(parameters.Count).ToList() : new List<object?>());
+                if (remaining.Count > 0 && !catchKwargs)
+                {
+                    throw new JinjaException($"macro '{name}' takes no keyword argument '{remaining.Keys.First()}'");
+                }
+                scope.Set("varargs", new JinjaTuple(args.Skip(parameters.Count).ToArray()));
                 var kwargsDict = new JinjaDict();
                 foreach (var (k, v) in remaining)
                 {
@@ -316,6 +318,7 @@ internal sealed class JinjaRenderer
 
     public object? Evaluate(Expr expr, JinjaScope scope)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         switch (expr)
         {
             case ConstExpr c:
@@ -375,7 +378,8 @@ internal sealed class JinjaRenderer
                     "not" => !PythonOps.Truthy(operand),
                     "-" => operand switch
                     {
-                        long l => (object)checked(-l),
+                        long l => l == long.MinValue ? -(System.Numerics.BigInteger)l : (object)(-l),
+                        System.Numerics.BigInteger g => PythonOps.Normalize(-g),
                         double d => -d,
                         bool b => (object)(b ? -1L : 0L),
                         JinjaUndefined und => throw und.Fail(),
@@ -383,7 +387,7 @@ internal sealed class JinjaRenderer
                     },
                     _ => operand switch
                     {
-                        long or double => (object)operand,
+                        long or double or System.Numerics.BigInteger => (object)operand,
                         bool b => b ? 1L : 0L,
                         JinjaUndefined und => throw und.Fail(),
                         _ => throw new JinjaException($"bad operand type for unary +: '{PythonFormat.TypeName(operand)}'"),
@@ -447,7 +451,22 @@ internal sealed class JinjaRenderer
             case "or":
                 return PythonOps.Truthy(left) ? left : Evaluate(b.Right, scope);
             case "~":
-                return string.Concat(PythonFormat.Str(left), PythonFormat.Str(Evaluate(b.Right, scope)));
+            {
+                var l = PythonFormat.Str(left);
+                var r = PythonFormat.Str(Evaluate(b.Right, scope));
+                JinjaLimits.CheckSize((long)l.Length + r.Length);
+                return string.Concat(l, r);
+            }
+            case "+" when IsMarkup(b.Left) || IsMarkup(b.Right):
+            {
+                // Jinja2's safe/escape filters return Markup, and Markup + str escapes the plain string (both ways).
+                var right = Evaluate(b.Right, scope);
+                if (left is string l && right is string r)
+                {
+                    return string.Concat(IsMarkup(b.Left) ? l : Escape(l), IsMarkup(b.Right) ? r : Escape(r));
+                }
+                return PythonOps.Arithmetic("+", left, right);
+            }
             default:
                 try
                 {
@@ -460,9 +479,19 @@ internal sealed class JinjaRenderer
         }
     }
 
+    /// <summary>Whether an expression yields Markup: a safe/escape filter, or a + whose operand does.</summary>
+    private static bool IsMarkup(Expr expr) => expr switch
+    {
+        FilterExpr f => f.Name is "safe" or "e" or "escape" or "forceescape",
+        BinaryExpr { Operator: "+" } b => IsMarkup(b.Left) || IsMarkup(b.Right),
+        _ => false,
+    };
+
+    internal static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;").Replace("\"", "&#34;").Replace("'", "&#39;");
+
     public JinjaArguments EvaluateArguments(CallArguments arguments, JinjaScope scope, string callee)
     {
-        if (arguments.Positional.Count == 0 && arguments.Keyword.Count == 0)
+        if (arguments.Positional.Count == 0 && arguments.Keyword.Count == 0 && arguments.DynamicPositional is null && arguments.DynamicKeyword is null)
         {
             return new JinjaArguments([], JinjaArguments.NoKeywords, callee);
         }
@@ -471,6 +500,21 @@ internal sealed class JinjaRenderer
         foreach (var (name, valueExpr) in arguments.Keyword)
         {
             keyword[name] = Evaluate(valueExpr, scope);
+        }
+        if (arguments.DynamicPositional is not null)
+        {
+            positional.AddRange(PythonOps.Iterate(Evaluate(arguments.DynamicPositional, scope)));
+        }
+        if (arguments.DynamicKeyword is not null)
+        {
+            if (Evaluate(arguments.DynamicKeyword, scope) is not JinjaDict kwargs)
+            {
+                throw new JinjaException("argument after ** must be a mapping");
+            }
+            foreach (var (k, v) in kwargs)
+            {
+                keyword[k as string ?? throw new JinjaException("keywords must be strings")] = v;
+            }
         }
         return new JinjaArguments(positional, keyword, callee);
     }

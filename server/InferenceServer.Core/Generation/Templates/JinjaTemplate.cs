@@ -19,7 +19,18 @@ public sealed class JinjaTemplate
     public static JinjaTemplate Parse(string source)
     {
         ArgumentNullException.ThrowIfNull(source);
-        return new JinjaTemplate(JinjaParser.Parse(source));
+        try
+        {
+            return new JinjaTemplate(JinjaParser.Parse(source));
+        }
+        catch (InsufficientExecutionStackException)
+        {
+            throw new JinjaException("the template nests too deeply");
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
+        {
+            throw new JinjaException($"the template does not parse: {e.Message}");
+        }
     }
 
     /// <summary>
@@ -42,6 +53,11 @@ public sealed class JinjaTemplate
         catch (OverflowException)
         {
             throw new JinjaException("integer overflow (the engine's integers are 64-bit)");
+        }
+        catch (Exception e) when (e is not JinjaException and (ArgumentException or InvalidOperationException or InvalidCastException or IndexOutOfRangeException or FormatException or KeyNotFoundException or NullReferenceException))
+        {
+            // A template that reaches an edge the engine does not model fails like any template error.
+            throw new JinjaException($"the template failed: {e.Message}");
         }
     }
 }

@@ -42,6 +42,10 @@ public static class JinjaValue
                 {
                     return l;
                 }
+                if (raw.AsSpan().IndexOfAny(".eE") < 0 && System.Numerics.BigInteger.TryParse(raw, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var big))
+                {
+                    return big;
+                }
                 return e.TryGetDouble(out var d) ? d : double.Parse(raw, NumberStyles.Float, CultureInfo.InvariantCulture);
             }
             case JsonValueKind.True:
@@ -58,17 +62,29 @@ public static class JinjaValue
     {
         null or string or bool or long or double => value,
         int or short or byte or sbyte or uint or ushort => Convert.ToInt64(value, CultureInfo.InvariantCulture),
-        ulong u => u <= long.MaxValue ? (long)u : (double)u,
+        ulong u => u <= long.MaxValue ? (long)u : (System.Numerics.BigInteger)u,
+        System.Numerics.BigInteger g => PythonOps.Normalize(g),
         float f => (double)f,
         decimal m => (double)m,
         char c => c.ToString(),
         JsonElement e => FromJson(e),
-        JinjaDict d => d,
+        System.Text.Json.Nodes.JsonNode node => FromJson(JsonSerializer.SerializeToElement(node)),
+        JinjaDict d => Copy(d),
         IEnumerable<KeyValuePair<string, object?>> pairs => new JinjaDict(pairs.Select(p => new KeyValuePair<string, object?>(p.Key, FromDotNet(p.Value)))),
         IDictionary dictionary => FromDictionary(dictionary),
         IEnumerable sequence => sequence.Cast<object?>().Select(FromDotNet).ToList(),
         _ => value,
     };
+
+    private static JinjaDict Copy(JinjaDict source)
+    {
+        var dict = new JinjaDict();
+        foreach (var (k, v) in source)
+        {
+            dict[k] = FromDotNet(v);
+        }
+        return dict;
+    }
 
     private static JinjaDict FromDictionary(IDictionary dictionary)
     {

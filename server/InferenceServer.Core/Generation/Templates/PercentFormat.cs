@@ -48,7 +48,7 @@ internal static class PercentFormat
             {
                 i++;
             }
-            var width = i > widthStart ? int.Parse(format[widthStart..i], CultureInfo.InvariantCulture) : 0;
+            var width = i > widthStart ? (int)JinjaLimits.CheckSize(long.Parse(format[widthStart..i], CultureInfo.InvariantCulture)) : 0;
             int? precision = null;
             if (i < format.Length && format[i] == '.')
             {
@@ -58,7 +58,7 @@ internal static class PercentFormat
                 {
                     i++;
                 }
-                precision = i > precisionStart ? int.Parse(format[precisionStart..i], CultureInfo.InvariantCulture) : 0;
+                precision = i > precisionStart ? (int)Math.Min(long.Parse(format[precisionStart..i], CultureInfo.InvariantCulture), 1000) : 0;
             }
             if (i >= format.Length)
             {
@@ -86,8 +86,10 @@ internal static class PercentFormat
             {
                 's' => PythonFormat.Str(value),
                 'r' or 'a' => PythonFormat.Repr(value),
-                'd' or 'i' or 'u' => PythonOps.IsNumber(value)
-                    ? ((long)Math.Truncate(PythonOps.AsDouble(value))).ToString(CultureInfo.InvariantCulture)
+                'd' or 'i' or 'u' => PythonOps.IsInteger(value)
+                    ? PythonOps.AsBig(value).ToString(CultureInfo.InvariantCulture)
+                    : PythonOps.IsNumber(value)
+                    ? new System.Numerics.BigInteger(Math.Truncate(PythonOps.AsDouble(value))).ToString(CultureInfo.InvariantCulture)
                     : throw new JinjaException($"%{conversion} format: a real number is required, not {PythonFormat.TypeName(value)}"),
                 'f' or 'F' => PythonOps.AsDouble(value).ToString("F" + (precision ?? 6), CultureInfo.InvariantCulture),
                 'x' => PythonOps.AsLong(value).ToString("x", CultureInfo.InvariantCulture),
@@ -110,7 +112,8 @@ internal static class PercentFormat
             }
             sb.Append(text);
         }
-        if (next < values.Count && dict is null && args is JinjaTuple)
+        // Python skips the check when the argument is a mapping or anything indexable but a tuple or str (a list).
+        if (next < values.Count && dict is null && !(args is IReadOnlyList<object?> and not JinjaTuple))
         {
             throw new JinjaException("not all arguments converted during string formatting");
         }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 
 namespace InferenceServer.Generation.Templates;
@@ -13,8 +14,9 @@ internal static class PythonFormat
         JinjaUndefined => "",
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
+        BigInteger g => g.ToString(CultureInfo.InvariantCulture),
         double d => Float(d),
-        IReadOnlyList<object?> or JinjaDict or JinjaNamespace or JinjaCallable or LoopObject => Repr(value),
+        IReadOnlyList<object?> or JinjaDict or JinjaNamespace or JinjaCallable or LoopObject or JinjaGenerator or JinjaDictView => Repr(value),
         _ => value.ToString() ?? "",
     };
 
@@ -35,6 +37,9 @@ internal static class PythonFormat
         {
             case string s:
                 AppendStringRepr(sb, s);
+                break;
+            case JinjaRange r:
+                sb.Append(r.ToString());
                 break;
             case JinjaTuple t:
                 sb.Append('(');
@@ -89,6 +94,14 @@ internal static class PythonFormat
                 break;
             case LoopObject:
                 sb.Append("<LoopContext>");
+                break;
+            case JinjaDictView view:
+                sb.Append(view.TypeName).Append('(');
+                AppendRepr(sb, view.Items, depth + 1);
+                sb.Append(')');
+                break;
+            case JinjaGenerator g:
+                sb.Append('<').Append(g.TypeName).Append(" object>");
                 break;
             default:
                 sb.Append(Str(value));
@@ -224,14 +237,17 @@ internal static class PythonFormat
         null => "NoneType",
         string => "str",
         bool => "bool",
-        long => "int",
+        long or BigInteger => "int",
         double => "float",
         JinjaTuple => "tuple",
+        JinjaRange => "range",
         IReadOnlyList<object?> => "list",
         JinjaDict => "dict",
         JinjaUndefined => "Undefined",
         JinjaNamespace => "Namespace",
         JinjaCallable => "function",
+        JinjaGenerator g => g.TypeName,
+        JinjaDictView v => v.TypeName,
         LoopObject => "LoopContext",
         _ => value.GetType().Name,
     };

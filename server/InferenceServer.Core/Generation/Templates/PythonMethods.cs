@@ -45,9 +45,9 @@ internal static class PythonMethods
 
     private static JinjaCallable? DictMethod(JinjaDict d, string name) => name switch
     {
-        "items" => Method(name, a => { a.Check(0); return d.Select(e => (object?)new JinjaTuple([PythonOps.KeyValue(e.Key), e.Value])).ToList(); }),
-        "keys" => Method(name, a => { a.Check(0); return d.Keys.Select(PythonOps.KeyValue).ToList(); }),
-        "values" => Method(name, a => { a.Check(0); return d.Values.ToList(); }),
+        "items" => Method(name, a => { a.Check(0); return new JinjaDictView("dict_items", d.Select(e => (object?)new JinjaTuple([PythonOps.KeyValue(e.Key), e.Value])).ToList()); }),
+        "keys" => Method(name, a => { a.Check(0); return new JinjaDictView("dict_keys", d.Keys.Select(PythonOps.KeyValue).ToList()); }),
+        "values" => Method(name, a => { a.Check(0); return new JinjaDictView("dict_values", d.Values.ToList()); }),
         "get" => Method(name, a =>
         {
             a.Check(2);
@@ -123,7 +123,7 @@ internal static class PythonMethods
         "removesuffix" => Method(name, a => { var p = Str(a.Required(0, "suffix"), name); return p.Length > 0 && s.EndsWith(p, StringComparison.Ordinal) ? s[..^p.Length] : s; }),
         "zfill" => Method(name, a =>
         {
-            var width = (int)PythonOps.AsLong(a.Required(0, "width"));
+            var width = (int)JinjaLimits.CheckSize(PythonOps.AsLong(a.Required(0, "width")));
             if (s.Length >= width)
             {
                 return s;
@@ -133,7 +133,7 @@ internal static class PythonMethods
         }),
         "center" or "ljust" or "rjust" => Method(name, a =>
         {
-            var width = (int)PythonOps.AsLong(a.Required(0, "width"));
+            var width = (int)JinjaLimits.CheckSize(PythonOps.AsLong(a.Required(0, "width")));
             var fill = a.Has(1, "fillchar") ? Str(a.Get(1, "fillchar"), name)[0] : ' ';
             var length = CodePoints.Length(s);
             if (length >= width)
@@ -335,6 +335,15 @@ internal static class PythonMethods
 
     private static string Replace(string s, string old, string @new, long count)
     {
+        if (@new.Length > old.Length)
+        {
+            var occurrences = Count(s, old);
+            if (count >= 0)
+            {
+                occurrences = Math.Min(occurrences, count);
+            }
+            JinjaLimits.CheckSize(s.Length + occurrences * (@new.Length - old.Length));
+        }
         if (count < 0)
         {
             if (old.Length == 0)
@@ -410,12 +419,14 @@ internal static class PythonMethods
     {
         var items = PythonOps.Iterate(iterable);
         var parts = new string[items.Count];
+        long size = (long)separator.Length * Math.Max(0, items.Count - 1);
         for (var i = 0; i < items.Count; i++)
         {
             parts[i] = items[i] as string ?? throw new JinjaException($"sequence item {i}: expected str instance, {PythonFormat.TypeName(items[i])} found");
+            size += parts[i].Length;
         }
+        JinjaLimits.CheckSize(size);
         return string.Join(separator, parts);
     }
 
-    internal static string Invariant(long v) => v.ToString(CultureInfo.InvariantCulture);
 }

