@@ -334,21 +334,9 @@ public sealed class MonitoringManifestTests
 
     private static (int Code, string Output) Promtool(params string[] args)
     {
-        var start = new ProcessStartInfo("promtool", args) { RedirectStandardOutput = true, RedirectStandardError = true };
-        // Under tests/run.sh's private host (old libstdc++ systems), LD_LIBRARY_PATH points at newer C runtimes that a
-        // system binary must not load: give promtool the library path the test run started with.
-        if (Environment.GetEnvironmentVariable("INFERENCE_LIBSTDCXX_COMPAT_ACTIVE") == "1")
-        {
-            var saved = Environment.GetEnvironmentVariable("INFERENCE_LIBSTDCXX_COMPAT_SAVED_LD_LIBRARY_PATH");
-            if (string.IsNullOrEmpty(saved))
-            {
-                start.Environment.Remove("LD_LIBRARY_PATH");
-            }
-            else
-            {
-                start.Environment["LD_LIBRARY_PATH"] = saved;
-            }
-        }
+        var start = SystemProcess.StartInfo("promtool", args);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
         Process process;
         try
         {

@@ -316,13 +316,11 @@ public sealed class HubChatTemplateServingTests(HubChatTemplateServingTests.Serv
             ["cases"] = new JsonArray(new JsonObject { ["template"] = (string)config["chat_template"]!, ["variables"] = variables }),
         };
         var script = Path.Combine(Paths.RepositoryRoot, "tests", "InferenceServer.Core.Tests", "Generation", "Templates", "render_reference.py");
-        var start = new ProcessStartInfo("/usr/bin/python3", [script])
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            StandardOutputEncoding = Encoding.UTF8,
-        };
+        var start = SystemProcess.StartInfo("/usr/bin/python3", script);
+        start.RedirectStandardInput = true;
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.StandardOutputEncoding = Encoding.UTF8;
         using var process = Process.Start(start)!;
         process.StandardInput.Write(request.ToJsonString());
         process.StandardInput.Close();

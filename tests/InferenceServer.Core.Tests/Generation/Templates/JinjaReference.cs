@@ -59,13 +59,10 @@ public static class JinjaReference
 
     private static (int Exit, string Stdout, string Stderr) Run(string scriptOrFlag, string input, bool argumentIsScript = true)
     {
-        var start = new ProcessStartInfo(Python)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
+        var start = SystemProcess.StartInfo(Python);
+        start.RedirectStandardInput = true;
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
         start.ArgumentList.Add(scriptOrFlag);
         if (!argumentIsScript)
         {
