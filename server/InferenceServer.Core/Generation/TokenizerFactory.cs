@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using System.Text;
 using InferenceServer.Configuration;
 using InferenceServer.Generation.Tokenization;

@@ -65,18 +65,23 @@ internal sealed class StripNormalizer(bool left, bool right) : Normalizer
     }
 }
 
-/// <summary>Removes non-spacing marks (Mn); it does not decompose first, so it is usually put after NFD.</summary>
+/// <summary>Removes combining marks (Mn, Mc, Me, as Rust does); it does not decompose first, so it is usually put after NFD.</summary>
 internal sealed class StripAccentsNormalizer : Normalizer
 {
-    public override string Normalize(string text) => Strip(text);
+    public override string Normalize(string text) => Strip(text, allMarks: true);
 
-    public static string Strip(string text)
+    /// <summary>
+    /// Drops marks: every mark (as Rust's StripAccents, through is_combining_mark) or only non-spacing ones (as its
+    /// BertNormalizer, through is_mark_nonspacing).
+    /// </summary>
+    public static string Strip(string text, bool allMarks)
     {
         StringBuilder? builder = null;
         var index = 0;
         foreach (var rune in text.EnumerateRunes())
         {
-            if (Rune.GetUnicodeCategory(rune) == UnicodeCategory.NonSpacingMark)
+            var category = Rune.GetUnicodeCategory(rune);
+            if (category == UnicodeCategory.NonSpacingMark || (allMarks && category is UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark))
             {
                 builder ??= new StringBuilder(text, 0, index, text.Length);
             }
@@ -164,7 +169,7 @@ internal sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bo
         }
         if (stripAccents ?? lowercase)
         {
-            text = StripAccentsNormalizer.Strip(new UnicodeNormalizer(NormalizationForm.FormD).Normalize(text));
+            text = StripAccentsNormalizer.Strip(new UnicodeNormalizer(NormalizationForm.FormD).Normalize(text), allMarks: false);
         }
         if (lowercase)
         {
@@ -179,8 +184,8 @@ internal sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bo
         {
             return false;
         }
-        return Rune.GetUnicodeCategory(rune) is UnicodeCategory.Control or UnicodeCategory.Format
-            or UnicodeCategory.OtherNotAssigned or UnicodeCategory.PrivateUse or UnicodeCategory.Surrogate;
+        // Rust's unicode_categories is_other: Cc, Cf, Co (Cs cannot occur); unassigned code points are kept.
+        return Rune.GetUnicodeCategory(rune) is UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.PrivateUse;
     }
 
     private static bool IsChinese(int c) =>

@@ -80,7 +80,19 @@ public sealed class HuggingFaceTokenizerReferenceTests(ITestOutputHelper output)
             var length = random.Next(1, 12);
             for (var i = 0; i < length; i++)
             {
-                if (random.Next(3) == 0)
+                var kind = random.Next(4);
+                if (kind == 3)
+                {
+                    // A short run of code points from assorted blocks: marks, scripts, format and control characters, compatibility forms, astral planes.
+                    var (low, high) = Blocks[random.Next(Blocks.Length)];
+                    for (var k = random.Next(1, 4); k > 0; k--)
+                    {
+                        var codePoint = random.Next(low, high + 1);
+                        // U+061D (Unicode 14) is punctuation to .NET but unassigned in the Rust library's older tables.
+                        builder.Append(char.ConvertFromUtf32(codePoint == 0x061D ? 0x061C : codePoint));
+                    }
+                }
+                else if (kind == 0)
                 {
                     var text = TokenizerCorpus.Texts[random.Next(TokenizerCorpus.Texts.Length)];
                     var start = random.Next(text.Length + 1);
@@ -270,6 +282,15 @@ public sealed class HuggingFaceTokenizerReferenceTests(ITestOutputHelper output)
         output.WriteLine($"{family}: 10k characters -> {ids.Count} tokens, {cold:F1} ms cold, {warm:F1} ms warm");
         Assert.True(warm < 200 && cold < 1000, $"{cold:F1} ms cold, {warm:F1} ms warm for 10k characters");
     }
+
+    private static readonly (int Low, int High)[] Blocks =
+    [
+        (0x20, 0x7E), (0xA0, 0xFF), (0x0300, 0x036F), (0x0370, 0x03FF), (0x0400, 0x04FF), (0x0590, 0x05FF), (0x0600, 0x06FF),
+        (0x0900, 0x097F), (0x0E00, 0x0E7F), (0x1100, 0x11FF), (0x1E00, 0x1EFF), (0x2000, 0x206F), (0x2070, 0x209F), (0x2100, 0x214F),
+        (0x2150, 0x218F), (0x2460, 0x24FF), (0x3000, 0x303F), (0x3040, 0x30FF), (0x4E00, 0x4E80), (0xAC00, 0xAC80), (0xE000, 0xE010),
+        (0xFB00, 0xFB4F), (0xFE00, 0xFE0F), (0xFF00, 0xFFEF), (0x1D400, 0x1D7FF), (0x1F300, 0x1F64F), (0x1F900, 0x1F9FF), (0x20000, 0x20100),
+        (0x0001, 0x001F), (0x007F, 0x009F), (0x10400, 0x1044F), (0x1F1E6, 0x1F1FF), (0x1F3FB, 0x1F3FF),
+    ];
 
     private static bool IsWellFormed(string text)
     {
