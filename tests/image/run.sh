@@ -305,7 +305,10 @@ started=$(date +%s)
 $docker stop -t 50 "$container" >/dev/null
 took=$(($(date +%s) - started))
 code=$($docker inspect -f '{{.State.ExitCode}}' "$container")
-if [[ "$code" == 0 && "$took" -lt 50 ]] && $docker logs "$container" 2>&1 | grep -q 'Draining: readiness now fails'; then
+# The logs are read whole before grep looks: `docker logs | grep -q` fails under pipefail whenever grep quits before
+# docker logs has written its last line (SIGPIPE), which made this check flaky.
+logs=$($docker logs "$container" 2>&1)
+if [[ "$code" == 0 && "$took" -lt 50 ]] && grep -q 'Draining: readiness now fails' <<<"$logs"; then
   pass "docker stop -t 50 drains and the server exits 0 (${took} s)"
 else
   fail "docker stop -t 50 drains and the server exits 0 (exit code $code after ${took} s)"
