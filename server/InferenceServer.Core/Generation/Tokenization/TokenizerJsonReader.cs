@@ -180,15 +180,7 @@ internal sealed class TokenizerJsonReader
                 }
             }
             case "Sequence":
-            {
-                var steps = new List<Normalizer>();
-                var i = 0;
-                foreach (var step in Array(element, "normalizers", where).EnumerateArray())
-                {
-                    steps.Add(ReadNormalizer(step, $"normalizer.normalizers[{i++}]"));
-                }
-                return new SequenceNormalizer(steps);
-            }
+                return new SequenceNormalizer(Steps(element, "normalizers", where, "normalizer.normalizers", (step, at) => ReadNormalizer(step, at)));
             default:
                 throw Fail(where, "is not a supported normalizer (NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents, Replace, Prepend, BertNormalizer, Precompiled, ByteLevel, Sequence)");
         }
@@ -236,18 +228,22 @@ internal sealed class TokenizerJsonReader
                 return new CharDelimiterPreTokenizer(rune.Value);
             }
             case "Sequence":
-            {
-                var steps = new List<PreTokenizer>();
-                var i = 0;
-                foreach (var step in Array(element, "pretokenizers", where).EnumerateArray())
-                {
-                    steps.Add(ReadPreTokenizer(step, $"pre_tokenizer.pretokenizers[{i++}]"));
-                }
-                return new SequencePreTokenizer(steps);
-            }
+                return new SequencePreTokenizer(Steps(element, "pretokenizers", where, "pre_tokenizer.pretokenizers", (step, at) => ReadPreTokenizer(step, at)));
             default:
                 throw Fail(where, "is not a supported pre-tokenizer (ByteLevel, Split, Metaspace, Whitespace, WhitespaceSplit, BertPreTokenizer, Punctuation, Digits, CharDelimiterSplit, Sequence)");
         }
+    }
+
+    /// <summary>The steps of a Sequence (normalizers, pre-tokenizers, processors or decoders), each read by <paramref name="read"/> and named <c>path[i]</c> in errors.</summary>
+    private List<T> Steps<T>(JsonElement element, string key, string where, string path, Func<JsonElement, string, T> read)
+    {
+        var steps = new List<T>();
+        var i = 0;
+        foreach (var step in Array(element, key, where).EnumerateArray())
+        {
+            steps.Add(read(step, $"{path}[{i++}]"));
+        }
+        return steps;
     }
 
     private SplitBehavior Behavior(JsonElement element, string where, SplitBehavior fallback, bool required)
@@ -426,15 +422,7 @@ internal sealed class TokenizerJsonReader
                 return new ClsSepProcessor(cls, sep);
             }
             case "Sequence":
-            {
-                var steps = new List<PostProcessor>();
-                var i = 0;
-                foreach (var step in Array(element, "processors", where).EnumerateArray())
-                {
-                    steps.Add(ReadPostProcessor(step, $"post_processor.processors[{i++}]", added, model));
-                }
-                return new SequenceProcessor(steps);
-            }
+                return new SequenceProcessor(Steps(element, "processors", where, "post_processor.processors", (step, at) => ReadPostProcessor(step, at, added, model)));
             default:
                 throw Fail(where, "is not a supported post-processor (TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence)");
         }
@@ -521,15 +509,7 @@ internal sealed class TokenizerJsonReader
                 return new CtcDecoder(String(element, "pad_token", where) ?? "<pad>", String(element, "word_delimiter_token", where) ?? "|",
                     Bool(element, "cleanup", where) ?? true);
             case "Sequence":
-            {
-                var steps = new List<Decoder>();
-                var i = 0;
-                foreach (var step in Array(element, "decoders", where).EnumerateArray())
-                {
-                    steps.Add(ReadDecoder(step, $"decoder.decoders[{i++}]"));
-                }
-                return new SequenceDecoder(steps);
-            }
+                return new SequenceDecoder(Steps(element, "decoders", where, "decoder.decoders", (step, at) => ReadDecoder(step, at)));
             default:
                 throw Fail(where, "is not a supported decoder (ByteLevel, Metaspace, WordPiece, BPEDecoder, ByteFallback, Fuse, Strip, Replace, CTC, Sequence)");
         }

@@ -109,6 +109,43 @@ public static class JinjaReference
     }
 
     /// <summary>Asserts the engine does what Jinja2 did: the same output byte for byte, or an error.</summary>
+    /// <summary>
+    /// Renders every case with Jinja2 and the engine and fails listing the first <paramref name="show"/> cases that
+    /// differ (shortest first), each with both outputs; returns Jinja2's results for further checks.
+    /// </summary>
+    public static IReadOnlyList<ReferenceResult> AssertAllSame(IReadOnlyList<TemplateCase> cases, int show)
+    {
+        var expected = Render(cases);
+        var failures = new List<string>();
+        for (var i = 0; i < cases.Count; i++)
+        {
+            try
+            {
+                AssertSame(cases[i], expected[i]);
+            }
+            catch (Exception e)
+            {
+                var reference = expected[i].Ok ? JsonSerializer.Serialize(expected[i].Output) : expected[i].Error + ": " + expected[i].Message;
+                failures.Add($"{JsonSerializer.Serialize(cases[i].Template)} with {cases[i].VariablesJson}: {e.Message.Split('\n')[0]}\n  jinja2: {reference}\n  engine: {EngineOrError(cases[i])}");
+            }
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} of {cases.Count} differ:\n" + string.Join("\n", failures.OrderBy(f => f.Length).Take(show)));
+        return expected;
+    }
+
+    /// <summary>The engine's output as JSON, or its error, for failure messages.</summary>
+    public static string EngineOrError(TemplateCase c)
+    {
+        try
+        {
+            return JsonSerializer.Serialize(RenderWithEngine(c));
+        }
+        catch (Exception e)
+        {
+            return "error " + e.Message;
+        }
+    }
+
     public static void AssertSame(TemplateCase c, ReferenceResult expected)
     {
         if (expected.Ok)
