@@ -15,6 +15,9 @@ namespace InferenceServer.Configuration.HuggingFace;
 /// them); <c>pad_token_id</c> → <c>generation.pad_token_id</c>.</item>
 /// <item><c>config.json</c>: <c>max_position_embeddings</c> (GPT-2: <c>n_positions</c>) → <c>generation.max_model_len</c>;
 /// its <c>eos_token_id</c> and <c>pad_token_id</c> where <c>generation_config.json</c> has none.</item>
+/// <item><c>genai_config.json</c> (onnxruntime-genai's builder writes it instead of config.json; it ranks first):
+/// <c>model.context_length</c> → <c>generation.max_model_len</c>, its eos/pad/bos ids as above, and
+/// <c>model.decoder.filename</c> → <c>default_model_filename</c>.</item>
 /// <item><c>tokenizer.json</c> → <c>generation.tokenizer</c> of kind <c>tokenizer_json</c>, completed by
 /// <c>tokenizer_config.json</c>: <c>eos_token</c> (its text), <c>bos_token</c> and <c>add_bos_token</c>. Without an
 /// <c>eos_token</c> text the first <c>eos_token_id</c> is the tokenizer's end of sequence; without
@@ -40,6 +43,9 @@ public static class HuggingFaceFiles
     /// <summary>The tokenizer itself (the <c>tokenizers</c> library's format).</summary>
     public const string TokenizerFileName = "tokenizer.json";
 
+    /// <summary>onnxruntime-genai's configuration of a model its builder exported (no config.json beside it).</summary>
+    public const string GenAiConfigFileName = "genai_config.json";
+
     /// <summary>
     /// Reads the Hugging Face files of <paramref name="versionDirectory"/> into configuration layers, the highest
     /// precedence first (none when it holds none of the files). File paths in the layers (the tokenizer's) are relative
@@ -54,10 +60,26 @@ public static class HuggingFaceFiles
         using var generationConfig = HuggingFaceJson.ReadObject(Path.Combine(versionDirectory, GenerationConfigFileName), GenerationConfigFileName);
         using var config = HuggingFaceJson.ReadObject(Path.Combine(versionDirectory, ConfigFileName), ConfigFileName);
         using var tokenizerConfig = HuggingFaceJson.ReadObject(Path.Combine(versionDirectory, TokenizerConfigFileName), TokenizerConfigFileName);
-        var fromGenerationConfig = SpecialIds.Read(generationConfig, GenerationConfigFileName);
-        var fromConfig = SpecialIds.Read(config, ConfigFileName);
+        using var genAiConfig = HuggingFaceJson.ReadObject(Path.Combine(versionDirectory, GenAiConfigFileName), GenAiConfigFileName);
+        var genAi = GenAiModel(genAiConfig);
+        var fromGenerationConfig = SpecialIds.Read(generationConfig?.RootElement, GenerationConfigFileName);
+        var fromConfig = SpecialIds.Read(config?.RootElement, ConfigFileName);
+        var fromGenAi = SpecialIds.Read(genAi, GenAiConfigFileName);
 
         var layers = new List<ConfigLayer>();
+        if (genAi is { } model)
+        {
+            // onnxruntime-genai's own file names the graph, the context length and the special ids.
+            var decoder = model.TryGetProperty("decoder", out var d) && d.ValueKind == JsonValueKind.Object ? d : default;
+            var filename = decoder.ValueKind == JsonValueKind.Object && decoder.TryGetProperty("filename", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString() : null;
+            var generation = new ModelConfigFile.GenerationEntry
+            {
+                MaxModelLen = HuggingFaceJson.Int(model, "context_length", GenAiConfigFileName),
+                StopTokenIds = fromGenAi.Eos,
+                PadTokenId = fromGenAi.Pad,
+            };
+            layers.Add(new ConfigLayer(GenAiConfigFileName, new ModelConfigFile { Generation = generation, DefaultModelFilename = filename }) { FromModelFormat = true });
+        }
         Add(layers, GenerationConfigFileName, new ModelConfigFile.GenerationEntry
         {
             StopTokenIds = fromGenerationConfig.Eos,
@@ -66,7 +88,7 @@ public static class HuggingFaceFiles
         var tokenizerPath = Path.Combine(versionDirectory, TokenizerFileName);
         if (File.Exists(tokenizerPath))
         {
-            var (spec, sources) = ReadTokenizer(tokenizerPath, tokenizerConfig, fromGenerationConfig, fromConfig);
+            var (spec, sources) = ReadTokenizer(tokenizerPath, tokenizerConfig, [fromGenAi, fromGenerationConfig, fromConfig]);
             spec.File = Path.GetRelativePath(modelDirectory, tokenizerPath).Replace(Path.DirectorySeparatorChar, '/');
             Add(layers, string.Join(" + ", sources), new ModelConfigFile.GenerationEntry { Tokenizer = spec });
         }
@@ -92,8 +114,7 @@ public static class HuggingFaceFiles
     }
 
     /// <summary>The tokenizer spec of tokenizer.json with its special tokens, and the files that gave its values.</summary>
-    private static (TokenizerSpec Spec, List<string> Sources) ReadTokenizer(
-        string tokenizerPath, JsonDocument? tokenizerConfig, SpecialIds fromGenerationConfig, SpecialIds fromConfig)
+    private static (TokenizerSpec Spec, List<string> Sources) ReadTokenizer(string tokenizerPath, JsonDocument? tokenizerConfig, SpecialIds[] idFiles)
     {
         var spec = new TokenizerSpec { Kind = TokenizerSpec.TokenizerJson };
         var sources = new List<string> { TokenizerFileName };
@@ -120,10 +141,10 @@ public static class HuggingFaceFiles
         }
 
         var tokenizer = TokenizerJsonSummary.Read(tokenizerPath, TokenizerFileName);
-        if (bosText is null && (fromGenerationConfig.Bos ?? fromConfig.Bos) is { } bosId && tokenizer.AddedTokens.TryGetValue(bosId, out var bosById))
+        if (bosText is null && Array.Find(idFiles, f => f.Bos is not null) is { Bos: { } bosId } bosFile && tokenizer.AddedTokens.TryGetValue(bosId, out var bosById))
         {
             bosText = bosById;
-            From(fromGenerationConfig.Bos is not null ? GenerationConfigFileName : ConfigFileName);
+            From(bosFile.File);
         }
         if (addBos is { } explicitly)
         {
@@ -143,28 +164,35 @@ public static class HuggingFaceFiles
             spec.BosToken = bosText;
         }
 
-        if (spec.EosToken is null && (fromGenerationConfig.Eos ?? fromConfig.Eos) is { } eosIds)
+        if (spec.EosToken is null && Array.Find(idFiles, f => f.Eos is not null) is { Eos: { } eosIds } eosFile)
         {
             spec.EosTokenId = eosIds[0];
-            From(fromGenerationConfig.Eos is not null ? GenerationConfigFileName : ConfigFileName);
+            From(eosFile.File);
         }
         return (spec, sources);
     }
 
-    /// <summary>The special token ids of generation_config.json or config.json.</summary>
-    private readonly record struct SpecialIds(List<int>? Eos, int? Bos, long? Pad)
+    /// <summary>genai_config.json's <c>model</c> object, or null without the file.</summary>
+    private static JsonElement? GenAiModel(JsonDocument? genAiConfig)
     {
-        public static SpecialIds Read(JsonDocument? document, string file)
+        if (genAiConfig is null)
         {
-            if (document is null)
-            {
-                return default;
-            }
-            var root = document.RootElement;
-            return new SpecialIds(
-                HuggingFaceJson.Ids(root, "eos_token_id", file),
-                HuggingFaceJson.OptionalId(root, "bos_token_id", file),
-                HuggingFaceJson.OptionalId(root, "pad_token_id", file));
+            return null;
         }
+        return genAiConfig.RootElement.TryGetProperty("model", out var model) && model.ValueKind == JsonValueKind.Object
+            ? model
+            : throw new ModelConfigException($"{GenAiConfigFileName}: has no \"model\" object");
+    }
+
+    /// <summary>The special token ids of one file (generation_config.json, config.json, or genai_config.json's model), and the file.</summary>
+    private readonly record struct SpecialIds(string File, List<int>? Eos, int? Bos, long? Pad)
+    {
+        public static SpecialIds Read(JsonElement? root, string file) => root is { } r
+            ? new SpecialIds(
+                file,
+                HuggingFaceJson.Ids(r, "eos_token_id", file),
+                HuggingFaceJson.OptionalId(r, "bos_token_id", file),
+                HuggingFaceJson.OptionalId(r, "pad_token_id", file))
+            : new SpecialIds(file, null, null, null);
     }
 }

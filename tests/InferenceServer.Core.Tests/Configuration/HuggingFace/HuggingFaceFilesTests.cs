@@ -71,6 +71,33 @@ public sealed class HuggingFaceFilesTests
     }
 
     [Fact]
+    public void An_onnxruntime_genai_export_is_read_from_its_genai_config_json()
+    {
+        // The shape of what onnxruntime-genai's model builder writes (no config.json or generation_config.json beside it).
+        Write("genai_config.json", """
+            {"model": {"bos_token_id": 1, "context_length": 8192, "eos_token_id": [2, 0], "pad_token_id": 0, "type": "llama", "vocab_size": 5,
+              "decoder": {"filename": "model.onnx", "head_size": 16, "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2,
+                "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask", "past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value"},
+                "outputs": {"logits": "logits", "present_key_names": "present.%d.key", "present_value_names": "present.%d.value"}}},
+             "search": {"max_length": 8192, "past_present_share_buffer": true, "do_sample": false}}
+            """);
+        Write("tokenizer.json", TokenizerJson.Replace("\"post_processor\"", "\"unused\"", StringComparison.Ordinal));
+
+        var layers = Read();
+        Assert.Equal(["genai_config.json", "tokenizer.json + genai_config.json"], layers.Select(l => l.Source));
+        var genAi = Assert.Single(layers, l => l.Source == "genai_config.json").Values;
+        Assert.Equal("model.onnx", genAi.DefaultModelFilename);
+        Assert.Equal(8192, genAi.Generation!.MaxModelLen);
+        Assert.Equal([2, 0], genAi.Generation.StopTokenIds);
+        Assert.Equal(0, genAi.Generation.PadTokenId);
+        var tokenizer = Generation(layers, "tokenizer.json + genai_config.json").Tokenizer!;
+        // Without tokenizer_config.json, the BOS and EOS are named by genai_config.json's ids.
+        Assert.Equal("<s>", tokenizer.BosToken);
+        Assert.False(tokenizer.AddBos);
+        Assert.Equal(2, tokenizer.EosTokenId);
+    }
+
+    [Fact]
     public void An_eos_id_may_be_one_id_or_a_list_and_the_first_is_the_tokenizers_without_an_eos_text()
     {
         Write("tokenizer.json", TokenizerJson);
@@ -168,6 +195,8 @@ public sealed class HuggingFaceFilesTests
     [InlineData("tokenizer_config.json", "{\"add_bos_token\": \"yes\"}", "tokenizer_config.json: add_bos_token must be true or false, not \"yes\"")]
     [InlineData("tokenizer.json", "{\"added_tokens\": [{\"id\": 1, \"content\": \"<s>\"}", "tokenizer.json: not valid JSON")]
     [InlineData("tokenizer.json", "\"tokenizer\"", "tokenizer.json: expected a JSON object")]
+    [InlineData("genai_config.json", "{\"search\": {}}", "genai_config.json: has no \"model\" object")]
+    [InlineData("genai_config.json", "{\"model\": {\"context_length\": -1}}", "genai_config.json: context_length must be a non-negative integer, not -1")]
     public void A_malformed_file_is_refused_naming_the_file_and_the_problem(string file, string text, string reason)
     {
         Write("tokenizer.json", TokenizerJson);
