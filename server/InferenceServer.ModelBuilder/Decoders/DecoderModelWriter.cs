@@ -43,14 +43,21 @@ public static class DecoderModelWriter
     public static string ModelFileName(DecoderOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName : OptimumDecoderLayout.ModelFileName;
+        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName
+            : options.Layout == DecoderLayout.GenAi ? GenAiDecoderLayout.ModelFileName
+            : OptimumDecoderLayout.ModelFileName;
     }
 
-    /// <summary>The external-data file's name for <paramref name="options"/>' layout: <c>model.onnx_data</c> or <c>decoder_model_merged.onnx_data</c>.</summary>
+    /// <summary>
+    /// The external-data file's name for <paramref name="options"/>' layout: <c>model.onnx_data</c>,
+    /// <c>decoder_model_merged.onnx_data</c> or (genai) <c>model.onnx.data</c>.
+    /// </summary>
     public static string ExternalDataFileName(DecoderOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ExternalDataFileName : OptimumDecoderLayout.ExternalDataFileName;
+        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ExternalDataFileName
+            : options.Layout == DecoderLayout.GenAi ? GenAiDecoderLayout.ExternalDataFileName
+            : OptimumDecoderLayout.ExternalDataFileName;
     }
 
     /// <summary>The folder of the graph inside the model directory for <paramref name="layout"/>: "" or <c>onnx</c>.</summary>
@@ -58,7 +65,8 @@ public static class DecoderModelWriter
 
     /// <summary>
     /// Writes the model directory <paramref name="directory"/> (created if missing) and returns the paths written: the
-    /// graph (and its external data), <c>config.json</c>, <c>generation_config.json</c>, then the tokenizer files.
+    /// graph (and its external data), <c>config.json</c>, <c>generation_config.json</c> (with <see cref="DecoderLayout.GenAi"/>
+    /// <c>genai_config.json</c> instead), then the tokenizer files.
     /// </summary>
     /// <exception cref="ArgumentException">
     /// The options are invalid, the weights are too large to embed without external data, or the vocabulary is too small
@@ -114,11 +122,24 @@ public static class DecoderModelWriter
         }
 
         string configPath = Path.Combine(directory, HuggingFaceConfigFiles.ConfigFileName);
-        File.WriteAllText(configPath, HuggingFaceConfigFiles.Config(options));
-        written.Add(configPath);
         string generationPath = Path.Combine(directory, HuggingFaceConfigFiles.GenerationConfigFileName);
-        File.WriteAllText(generationPath, HuggingFaceConfigFiles.GenerationConfig(options));
-        written.Add(generationPath);
+        string genAiConfigPath = Path.Combine(directory, GenAiDecoderLayout.ConfigFileName);
+        if (options.Layout == DecoderLayout.GenAi)
+        {
+            File.WriteAllText(genAiConfigPath, GenAiDecoderLayout.GenAiConfig(options));
+            written.Add(genAiConfigPath);
+            // onnxruntime-genai's builder writes no config.json; one left by an earlier write would describe another layout.
+            File.Delete(configPath);
+            File.Delete(generationPath);
+        }
+        else
+        {
+            File.WriteAllText(configPath, HuggingFaceConfigFiles.Config(options));
+            written.Add(configPath);
+            File.WriteAllText(generationPath, HuggingFaceConfigFiles.GenerationConfig(options));
+            written.Add(generationPath);
+            File.Delete(genAiConfigPath);
+        }
         string tokenizerPath = Path.Combine(directory, HuggingFaceTokenizerFiles.TokenizerFileName);
         string tokenizerConfigPath = Path.Combine(directory, HuggingFaceTokenizerFiles.TokenizerConfigFileName);
         if (tokenizer is not null && tokenizerConfig is not null)
@@ -139,7 +160,9 @@ public static class DecoderModelWriter
     }
 
     private static OnnxGraphBuilder Graph(DecoderWeights weights) =>
-        weights.Options.LegacyMerged ? LegacyMergedDecoderGraph.Build(weights) : DecoderGraph.Build(weights);
+        weights.Options.LegacyMerged ? LegacyMergedDecoderGraph.Build(weights)
+        : weights.Options.Layout == DecoderLayout.GenAi ? GenAiDecoderGraph.Build(weights)
+        : DecoderGraph.Build(weights);
 
     private static void CheckEmbeddable(DecoderWeights weights)
     {
