@@ -1,0 +1,69 @@
+using InferenceServer.ModelBuilder.Decoders;
+using Microsoft.ML.OnnxRuntimeGenAI;
+using Xunit.Abstractions;
+
+namespace InferenceServer.Tests.ModelBuilder.Decoders;
+
+/// <summary>
+/// onnxruntime-genai as the second reference: it loads the written directory (<c>genai_config.json</c>, <c>model.onnx</c>,
+/// the tokenizer files) and its greedy search generates the same tokens as greedy decoding through the graph run
+/// directly in ONNX Runtime (<see cref="GenAiSession"/>).
+/// </summary>
+public sealed class GenAiRuntimeTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "genai-runtime-" + Guid.NewGuid().ToString("N"));
+
+    [Fact]
+    public void Onnxruntime_genai_greedy_search_generates_the_tokens_of_greedy_decoding_through_the_graph()
+    {
+        var options = GenAiDecoderTests.Options;
+        DecoderModelWriter.Write(options, _dir);
+        long[] prompt = SmallDecoderFixture.Prompt("genai runtime", 10);
+        const int NewTokens = 12;
+
+        var expected = new List<long>();
+        using (var session = new GenAiSession(options, DecoderModelWriter.EmbeddedModelBytes(options)))
+        {
+            var tokens = prompt.ToList();
+            var step = session.Run([prompt], [DecoderSession.Ones(prompt.Length)], KvCache.Empty(options, 1));
+            while (expected.Count < NewTokens)
+            {
+                long next = Logits.Top(step.At(0, step.Sequence - 1)).Token;
+                expected.Add(next);
+                if (next == options.EosTokenId)
+                {
+                    break;
+                }
+
+                tokens.Add(next);
+                step = session.Run([[next]], [DecoderSession.Ones(tokens.Count)], step.Present);
+            }
+        }
+
+        using var model = new Model(_dir);
+        using var tokenizer = new Tokenizer(model);
+        using var generatorParams = new GeneratorParams(model);
+        generatorParams.SetSearchOption("max_length", prompt.Length + NewTokens);
+        generatorParams.SetSearchOption("do_sample", false);
+        using var generator = new Generator(model, generatorParams);
+        generator.AppendTokens(prompt.Select(t => (int)t).ToArray());
+        while (!generator.IsDone())
+        {
+            generator.GenerateNextToken();
+        }
+
+        long[] generated = generator.GetSequence(0).ToArray().Skip(prompt.Length).Select(t => (long)t).ToArray();
+        output.WriteLine($"onnxruntime-genai: [{string.Join(", ", generated)}]; direct ORT greedy: [{string.Join(", ", expected)}]");
+        output.WriteLine($"decoded by onnxruntime-genai's tokenizer: \"{tokenizer.Decode(generated.Select(t => (int)t).ToArray())}\"");
+        Assert.Equal(expected, generated);
+        Assert.True(generated.Distinct().Count() > 1, "the generated tokens should not all be one token");
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir))
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+    }
+}
