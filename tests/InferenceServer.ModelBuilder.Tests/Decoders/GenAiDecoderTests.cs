@@ -100,6 +100,25 @@ public sealed class GenAiDecoderTests(ITestOutputHelper output) : IDisposable
         Assert.True(max <= Tolerance, $"max logit difference {max} exceeds {Tolerance}");
     }
 
+    /// <summary>
+    /// Left padding is not GroupQueryAttention's contract: a left-padded row's <c>seqlens_k</c> still counts its ones, so
+    /// the kernel attends to the leading pad columns and never to the last real tokens; the row's logits come out wrong.
+    /// </summary>
+    [Fact]
+    public void Left_padding_is_not_the_contract_a_left_padded_row_gets_other_logits_than_alone()
+    {
+        long[] longRow = SmallDecoderFixture.Prompt("row a", 10), shortRow = SmallDecoderFixture.Prompt("row b", 6);
+        long[] padded = Enumerable.Repeat((long)Options.PadTokenId, 4).Concat(shortRow).ToArray();
+        long[] mask = Enumerable.Repeat(0L, 4).Concat(Enumerable.Repeat(1L, 6)).ToArray();
+        var step = _session.Run([longRow, padded], [DecoderSession.Ones(10), mask], KvCache.Empty(Options, 2));
+        var alone = _session.Run([shortRow], [DecoderSession.Ones(6)], KvCache.Empty(Options, 1));
+        float diff = Logits.MaxAbsDiff(alone.At(0, 5), step.At(1, 9));
+        float longDiff = Logits.MaxAbsDiff(_session.Run([longRow], [DecoderSession.Ones(10)], KvCache.Empty(Options, 1)).At(0, 9), step.At(0, 9));
+        output.WriteLine($"left-padded row's last logits vs the row alone: max |diff| {diff:E2}; the unpadded row beside it: {longDiff:E2}");
+        Assert.True(diff > 0.1f, $"left padding unexpectedly matched (max |diff| {diff})");
+        Assert.True(longDiff <= Tolerance, $"the unpadded row differs by {longDiff}");
+    }
+
     [Fact]
     public void Writes_model_genai_config_and_tokenizer_files_and_no_config_json()
     {
