@@ -44,6 +44,31 @@ public sealed class GenAiDecoderTests(ITestOutputHelper output) : IDisposable
         Assert.True(max <= Tolerance, $"max logit difference {max} exceeds {Tolerance}");
     }
 
+    /// <summary>Several new tokens on top of a cache (GroupQueryAttention's "subsequent prompt": past > 0 and sequence > 1).</summary>
+    [Fact]
+    public void Chunks_of_several_tokens_on_top_of_a_cache_equal_full_recomputation()
+    {
+        long[] tokens = SmallDecoderFixture.Prompt("chunks", 14);
+        var full = _session.Run([tokens], [DecoderSession.Ones(tokens.Length)], KvCache.Empty(Options, 1));
+        var cache = KvCache.Empty(Options, 1);
+        float max = 0;
+        int done = 0;
+        foreach (int chunk in new[] { 5, 3, 1, 4, 1 })
+        {
+            var step = _session.Run([tokens[done..(done + chunk)]], [DecoderSession.Ones(done + chunk)], cache);
+            for (int j = 0; j < chunk; j++)
+            {
+                max = Math.Max(max, Logits.MaxAbsDiff(full.At(0, done + j), step.At(0, j)));
+            }
+
+            cache = step.Present;
+            done += chunk;
+        }
+
+        output.WriteLine($"max |chunked (5, 3, 1, 4, 1) - full recomputation| over {tokens.Length} positions: {max:E2}");
+        Assert.True(max <= Tolerance, $"max logit difference {max} exceeds {Tolerance}");
+    }
+
     [Fact]
     public void Logits_equal_the_optimum_layout_graph_of_the_same_weights()
     {
