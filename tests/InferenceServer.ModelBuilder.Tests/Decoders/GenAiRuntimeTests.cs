@@ -59,6 +59,56 @@ public sealed class GenAiRuntimeTests(ITestOutputHelper output) : IDisposable
         Assert.True(generated.Distinct().Count() > 1, "the generated tokens should not all be one token");
     }
 
+    /// <summary>
+    /// onnxruntime-genai batches prompts of different lengths on the CPU by right padding (pad_token_id after the
+    /// shorter prompt, zeros in its attention mask), the contract GroupQueryAttention needs: each row's generated tokens
+    /// are the row's own greedy decoding.
+    /// </summary>
+    [Fact]
+    public void Onnxruntime_genai_right_pads_a_batch_of_two_prompts_and_each_row_generates_its_own_greedy_tokens()
+    {
+        var options = GenAiDecoderTests.Options;
+        DecoderModelWriter.Write(options, _dir);
+        const int NewTokens = 8;
+        using var model = new Model(_dir);
+        using var tokenizer = new Tokenizer(model);
+        using var sequences = tokenizer.EncodeBatch(["The quick brown fox jumps over the lazy dog", "Hello"]);
+        var prompts = Enumerable.Range(0, 2).Select(i => sequences[(ulong)i].ToArray()).ToArray();
+        output.WriteLine($"prompts: [{string.Join(", ", prompts[0])}] / [{string.Join(", ", prompts[1])}]");
+        using var generatorParams = new GeneratorParams(model);
+        generatorParams.SetSearchOption("max_length", prompts.Max(p => p.Length) + NewTokens);
+        generatorParams.SetSearchOption("batch_size", 2);
+        generatorParams.SetSearchOption("do_sample", false);
+        using var generator = new Generator(model, generatorParams);
+        generator.AppendTokenSequences(sequences);
+        while (!generator.IsDone())
+        {
+            generator.GenerateNextToken();
+        }
+
+        using var session = new GenAiSession(options, DecoderModelWriter.EmbeddedModelBytes(options));
+        for (int b = 0; b < 2; b++)
+        {
+            int[] got = generator.GetSequence((ulong)b).ToArray();
+            var tokens = prompts[b].Select(t => (long)t).ToList();
+            var step = session.Run([tokens.ToArray()], [DecoderSession.Ones(tokens.Count)], KvCache.Empty(options, 1));
+            var expected = new List<long>();
+            for (int n = 0; n < NewTokens; n++)
+            {
+                long next = Logits.Top(step.At(0, step.Sequence - 1)).Token;
+                expected.Add(next);
+                tokens.Add(next);
+                step = session.Run([[next]], [DecoderSession.Ones(tokens.Count)], step.Present);
+            }
+
+            output.WriteLine($"row {b}: onnxruntime-genai [{string.Join(", ", got)}]; direct ORT greedy after the prompt: [{string.Join(", ", expected)}]");
+            int width = prompts.Max(p => p.Length);
+            Assert.Equal(prompts[b], got[..prompts[b].Length]);
+            Assert.All(got[prompts[b].Length..width], t => Assert.Equal(options.PadTokenId, t));
+            Assert.Equal(expected, got[width..].Select(t => (long)t));
+        }
+    }
+
     public void Dispose()
     {
         if (Directory.Exists(_dir))
