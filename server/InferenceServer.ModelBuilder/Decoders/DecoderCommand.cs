@@ -36,7 +36,7 @@ public static class DecoderCommand
         "                        under DIR/onnx/, the JSON and tokenizer files in DIR, as hub repositories keep them;\n" +
         "                        genai: onnxruntime-genai's model-builder layout for the CPU: model.onnx [+ model.onnx.data]\n" +
         "                        with com.microsoft GroupQueryAttention (rotary inside, no position_ids input),\n" +
-        "                        genai_config.json and the tokenizer files, no config.json (FLOAT only) [root]\n" +
+        "                        genai_config.json and the tokenizer files, no config.json [root]\n" +
         "  --no-tokenizer        write no tokenizer files (for a vocabulary smaller than the byte tokenizer needs)\n";
 
     /// <summary>Parses <paramref name="args"/> (the arguments after <c>decoder</c>) into options and an output directory.</summary>

@@ -10,7 +10,9 @@ namespace InferenceServer.ModelBuilder.Decoders;
 /// <see cref="DecoderOptions.Tokenizer"/>, <c>tokenizer.json</c> and <c>tokenizer_config.json</c>; with
 /// <see cref="DecoderLayout.Hub"/> the graph goes under <c>onnx/</c>; with <see cref="DecoderOptions.LegacyMerged"/>,
 /// <c>decoder_model_merged.onnx</c> (<see cref="LegacyMergedDecoderGraph"/>; its weights in
-/// <c>decoder_model_merged.onnx_data</c>) instead of the model files, as older Optimum versions wrote it.
+/// <c>decoder_model_merged.onnx_data</c>) instead of the model files, as older Optimum versions wrote it; with
+/// <see cref="DecoderLayout.GenAi"/>, onnxruntime-genai's model-builder layout instead (<see cref="GenAiDecoderGraph"/>,
+/// <c>model.onnx</c> [+ <c>model.onnx.data</c>], <c>genai_config.json</c>, the tokenizer files, no <c>config.json</c>).
 /// Deterministic: the same options always give the same bytes.
 /// </summary>
 public static class DecoderModelWriter

@@ -152,11 +152,6 @@ public sealed record DecoderOptions
         {
             throw new ArgumentException("The genai layout has no legacy merged form.");
         }
-
-        if (Layout == DecoderLayout.GenAi && Precision != DecoderPrecision.Float32)
-        {
-            throw new ArgumentException("The genai layout is written in FLOAT only.");
-        }
     }
 
     private static void Positive(int value, string name)

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using InferenceServer.ModelBuilder.Decoders;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using Xunit.Abstractions;
 
 namespace InferenceServer.Tests.ModelBuilder.Decoders;
@@ -144,6 +145,29 @@ public sealed class GenAiDecoderTests(ITestOutputHelper output) : IDisposable
         Assert.True(longDiff <= Tolerance, $"the unpadded row differs by {longDiff}");
     }
 
+    /// <summary>FP16 weights, caches and logits (GroupQueryAttention in FLOAT16 on the CPU): KV decoding against full recomputation, and against FP32.</summary>
+    [Fact]
+    public void Fp16_model_decodes_through_its_cache_as_full_recomputation_and_near_fp32()
+    {
+        var fp16Options = Options with { Precision = DecoderPrecision.Float16 };
+        using var fp16 = new GenAiSession(fp16Options, DecoderModelWriter.EmbeddedModelBytes(fp16Options));
+        long[] tokens = SmallDecoderFixture.Prompt("half", 12);
+        var full = fp16.Run([tokens], [DecoderSession.Ones(tokens.Length)], KvCache.Empty(fp16Options, 1));
+        var fp32 = _session.Run([tokens], [DecoderSession.Ones(tokens.Length)], KvCache.Empty(Options, 1));
+        var step = fp16.Run([tokens[..6]], [DecoderSession.Ones(6)], KvCache.Empty(fp16Options, 1));
+        float kv = 0;
+        for (int n = 6; n < tokens.Length; n++)
+        {
+            step = fp16.Run([[tokens[n]]], [DecoderSession.Ones(n + 1)], step.Present);
+            kv = Math.Max(kv, Logits.MaxAbsDiff(full.At(0, n), step.At(0, 0)));
+        }
+
+        float vsFp32 = Enumerable.Range(0, tokens.Length).Max(s => Logits.MaxAbsDiff(fp32.At(0, s), full.At(0, s)));
+        output.WriteLine($"FP16: max |KV decoding - full recomputation| {kv:E2}; max |FP16 - FP32| {vsFp32:E2}");
+        Assert.True(kv <= 5e-3f, $"FP16 KV decoding differs from its full recomputation by {kv}");
+        Assert.True(vsFp32 <= 2e-2f, $"FP16 logits differ from FP32 by {vsFp32}");
+    }
+
     [Fact]
     public void Writes_model_genai_config_and_tokenizer_files_and_no_config_json()
     {
@@ -169,10 +193,9 @@ public sealed class GenAiDecoderTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void Command_parses_the_genai_layout_and_refuses_it_with_fp16_or_legacy_merged()
+    public void Command_parses_the_genai_layout_and_refuses_it_with_legacy_merged()
     {
         Assert.Equal(DecoderLayout.GenAi, DecoderCommand.Parse(["--out", "x", "--layout", "genai"]).Options.Layout);
-        Assert.Throws<ArgumentException>(() => DecoderCommand.Parse(["--out", "x", "--layout", "genai", "--fp16"]));
         Assert.Throws<ArgumentException>(() => DecoderCommand.Parse(["--out", "x", "--layout", "genai", "--legacy-merged"]));
     }
 
@@ -186,7 +209,7 @@ public sealed class GenAiDecoderTests(ITestOutputHelper output) : IDisposable
     }
 }
 
-/// <summary>An ONNX Runtime session over a genai-layout decoder: no <c>position_ids</c>; FLOAT caches.</summary>
+/// <summary>An ONNX Runtime session over a genai-layout decoder (no <c>position_ids</c>), fed and read as floats whatever its precision.</summary>
 internal sealed class GenAiSession : IDisposable
 {
     private readonly InferenceSession _session;
@@ -214,9 +237,9 @@ internal sealed class GenAiSession : IDisposable
             for (int i = 0; i < _shape.Layers; i++)
             {
                 names.Add(GenAiDecoderLayout.PastKey(i));
-                values.Add(OrtValue.CreateTensorValueFromMemory((float[])past.Keys[i].Clone(), past.Shape));
+                values.Add(Tensor(past.Keys[i], past.Shape));
                 names.Add(GenAiDecoderLayout.PastValue(i));
-                values.Add(OrtValue.CreateTensorValueFromMemory((float[])past.Values[i].Clone(), past.Shape));
+                values.Add(Tensor(past.Values[i], past.Shape));
             }
 
             using var results = _session.Run(new RunOptions(), names, values, GenAiDecoderLayout.OutputNames(_shape.Layers).ToArray());
@@ -226,11 +249,11 @@ internal sealed class GenAiSession : IDisposable
             Assert.Equal(present.Shape, presentShape);
             for (int i = 0; i < _shape.Layers; i++)
             {
-                results[1 + 2 * i].GetTensorDataAsSpan<float>().CopyTo(present.Keys[i]);
-                results[2 + 2 * i].GetTensorDataAsSpan<float>().CopyTo(present.Values[i]);
+                Read(results[1 + 2 * i]).CopyTo(present.Keys[i], 0);
+                Read(results[2 + 2 * i]).CopyTo(present.Values[i], 0);
             }
 
-            return new DecoderStep(results[0].GetTensorDataAsSpan<float>().ToArray(), batch, sequence, _shape.Vocab, present);
+            return new DecoderStep(Read(results[0]), batch, sequence, _shape.Vocab, present);
         }
         finally
         {
@@ -239,4 +262,26 @@ internal sealed class GenAiSession : IDisposable
     }
 
     public void Dispose() => _session.Dispose();
+
+    private OrtValue Tensor(float[] data, long[] shape)
+    {
+        if (_shape.Precision == DecoderPrecision.Float32)
+        {
+            return OrtValue.CreateTensorValueFromMemory((float[])data.Clone(), shape);
+        }
+
+        return OrtValue.CreateTensorValueFromMemory(data.Select(v => new Float16(BitConverter.HalfToUInt16Bits((Half)v))).ToArray(), shape);
+    }
+
+    private float[] Read(OrtValue value)
+    {
+        if (_shape.Precision == DecoderPrecision.Float32)
+        {
+            Assert.Equal(TensorElementType.Float, value.GetTensorTypeAndShape().ElementDataType);
+            return value.GetTensorDataAsSpan<float>().ToArray();
+        }
+
+        Assert.Equal(TensorElementType.Float16, value.GetTensorTypeAndShape().ElementDataType);
+        return value.GetTensorDataAsSpan<Float16>().ToArray().Select(h => (float)BitConverter.UInt16BitsToHalf(h.value)).ToArray();
+    }
 }
