@@ -13,16 +13,19 @@ public sealed class GenAiRuntimeTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "genai-runtime-" + Guid.NewGuid().ToString("N"));
 
-    [Fact]
-    public void Onnxruntime_genai_greedy_search_generates_the_tokens_of_greedy_decoding_through_the_graph()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Onnxruntime_genai_greedy_search_generates_the_tokens_of_greedy_decoding_through_the_graph(bool externalData)
     {
-        var options = GenAiDecoderTests.Options;
-        DecoderModelWriter.Write(options, _dir);
+        var options = GenAiDecoderTests.Options with { ExternalData = externalData };
+        var written = DecoderModelWriter.Write(options, _dir);
+        Assert.Equal(externalData, written.Any(p => p.EndsWith("model.onnx.data", StringComparison.Ordinal)));
         long[] prompt = SmallDecoderFixture.Prompt("genai runtime", 10);
         const int NewTokens = 12;
 
         var expected = new List<long>();
-        using (var session = new GenAiSession(options, DecoderModelWriter.EmbeddedModelBytes(options)))
+        using (var session = new GenAiSession(options, DecoderModelWriter.EmbeddedModelBytes(options with { ExternalData = false })))
         {
             var tokens = prompt.ToList();
             var step = session.Run([prompt], [DecoderSession.Ones(prompt.Length)], KvCache.Empty(options, 1));
