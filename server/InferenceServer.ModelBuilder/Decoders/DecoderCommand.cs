@@ -31,8 +31,12 @@ public static class DecoderCommand
         "  --legacy-merged       older Optimum's merged export instead: decoder_model_merged.onnx [+ .onnx_data],\n" +
         "                        inputs use_cache_branch and no position_ids\n" +
         "  --bos-id N, --eos-id N, --pad-id N   special token ids (<s>, </s>, <pad>) [1, 2, 0]\n" +
-        "  --layout root|hub     root: everything in DIR, as optimum-cli writes it; hub: the graph (and its data)\n" +
-        "                        under DIR/onnx/, the JSON and tokenizer files in DIR, as hub repositories keep them [root]\n" +
+        "  --layout root|hub|genai\n" +
+        "                        root: everything in DIR, as optimum-cli writes it; hub: the graph (and its data)\n" +
+        "                        under DIR/onnx/, the JSON and tokenizer files in DIR, as hub repositories keep them;\n" +
+        "                        genai: onnxruntime-genai's model-builder layout for the CPU: model.onnx [+ model.onnx.data]\n" +
+        "                        with com.microsoft GroupQueryAttention (rotary inside, no position_ids input),\n" +
+        "                        genai_config.json and the tokenizer files, no config.json [root]\n" +
         "  --no-tokenizer        write no tokenizer files (for a vocabulary smaller than the byte tokenizer needs)\n";
 
     /// <summary>Parses <paramref name="args"/> (the arguments after <c>decoder</c>) into options and an output directory.</summary>
@@ -104,7 +108,8 @@ public static class DecoderCommand
     {
         "root" => DecoderLayout.Root,
         "hub" => DecoderLayout.Hub,
-        _ => throw new ArgumentException($"'{name}' needs root or hub, not '{value}'."),
+        "genai" => DecoderLayout.GenAi,
+        _ => throw new ArgumentException($"'{name}' needs root, hub or genai, not '{value}'."),
     };
 
     private static double Double(string name, string value) =>

@@ -31,14 +31,18 @@ public static class DecoderGraph
         return builder;
     }
 
-    /// <summary>A model named <paramref name="graphName"/> holding the weights (and rotary tables) as initializers, and an emitter into it.</summary>
-    internal static (OnnxGraphBuilder Builder, GraphEmitter Emitter) Start(DecoderWeights weights, string graphName, string layout)
+    /// <summary>
+    /// A model named <paramref name="graphName"/> holding the weights (and, with <paramref name="rotaryTables"/>, the
+    /// full-width rotary tables) as initializers, and an emitter into it.
+    /// </summary>
+    internal static (OnnxGraphBuilder Builder, GraphEmitter Emitter) Start(DecoderWeights weights, string graphName, string layout, bool rotaryTables = true)
     {
         ArgumentNullException.ThrowIfNull(weights);
         var o = weights.Options;
         var builder = new OnnxGraphBuilder(graphName, Opset)
             .DocString($"Llama-style decoder-only language model with deterministic random weights (seed {o.Seed}), written by InferenceServer.ModelBuilder in {layout}.");
-        foreach (var tensor in weights.Tensors.Append(weights.RopeCos).Append(weights.RopeSin))
+        var tensors = rotaryTables ? weights.Tensors.Append(weights.RopeCos).Append(weights.RopeSin) : weights.Tensors;
+        foreach (var tensor in tensors)
         {
             builder.Initializer(ToInitializer(tensor, o.Precision));
         }
@@ -46,7 +50,7 @@ public static class DecoderGraph
         return (builder, new GraphEmitter(builder));
     }
 
-    private static OnnxTensor ToInitializer(DecoderTensor tensor, DecoderPrecision precision) => precision switch
+    internal static OnnxTensor ToInitializer(DecoderTensor tensor, DecoderPrecision precision) => precision switch
     {
         DecoderPrecision.Float32 => OnnxTensor.Create<float>(tensor.Name, tensor.Dims, tensor.Values),
         DecoderPrecision.Float16 => OnnxTensor.Create<Half>(tensor.Name, tensor.Dims, tensor.Values.Select(v => (Half)v).ToArray()),

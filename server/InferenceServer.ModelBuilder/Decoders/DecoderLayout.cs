@@ -11,4 +11,11 @@ public enum DecoderLayout
     /// the JSON and tokenizer files at the root.
     /// </summary>
     Hub,
+
+    /// <summary>
+    /// As onnxruntime-genai's model builder exports a Llama-style model for the CPU (<see cref="GenAiDecoderGraph"/>):
+    /// <c>model.onnx</c> with <c>com.microsoft::GroupQueryAttention</c> and no <c>position_ids</c> input,
+    /// <c>genai_config.json</c> and the tokenizer files, all in the directory itself; no <c>config.json</c>.
+    /// </summary>
+    GenAi,
 }

@@ -10,7 +10,9 @@ namespace InferenceServer.ModelBuilder.Decoders;
 /// <see cref="DecoderOptions.Tokenizer"/>, <c>tokenizer.json</c> and <c>tokenizer_config.json</c>; with
 /// <see cref="DecoderLayout.Hub"/> the graph goes under <c>onnx/</c>; with <see cref="DecoderOptions.LegacyMerged"/>,
 /// <c>decoder_model_merged.onnx</c> (<see cref="LegacyMergedDecoderGraph"/>; its weights in
-/// <c>decoder_model_merged.onnx_data</c>) instead of the model files, as older Optimum versions wrote it.
+/// <c>decoder_model_merged.onnx_data</c>) instead of the model files, as older Optimum versions wrote it; with
+/// <see cref="DecoderLayout.GenAi"/>, onnxruntime-genai's model-builder layout instead (<see cref="GenAiDecoderGraph"/>,
+/// <c>model.onnx</c> [+ <c>model.onnx.data</c>], <c>genai_config.json</c>, the tokenizer files, no <c>config.json</c>).
 /// Deterministic: the same options always give the same bytes.
 /// </summary>
 public static class DecoderModelWriter
@@ -43,14 +45,21 @@ public static class DecoderModelWriter
     public static string ModelFileName(DecoderOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName : OptimumDecoderLayout.ModelFileName;
+        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName
+            : options.Layout == DecoderLayout.GenAi ? GenAiDecoderLayout.ModelFileName
+            : OptimumDecoderLayout.ModelFileName;
     }
 
-    /// <summary>The external-data file's name for <paramref name="options"/>' layout: <c>model.onnx_data</c> or <c>decoder_model_merged.onnx_data</c>.</summary>
+    /// <summary>
+    /// The external-data file's name for <paramref name="options"/>' layout: <c>model.onnx_data</c>,
+    /// <c>decoder_model_merged.onnx_data</c> or (genai) <c>model.onnx.data</c>.
+    /// </summary>
     public static string ExternalDataFileName(DecoderOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ExternalDataFileName : OptimumDecoderLayout.ExternalDataFileName;
+        return options.LegacyMerged ? LegacyOptimumDecoderLayout.ExternalDataFileName
+            : options.Layout == DecoderLayout.GenAi ? GenAiDecoderLayout.ExternalDataFileName
+            : OptimumDecoderLayout.ExternalDataFileName;
     }
 
     /// <summary>The folder of the graph inside the model directory for <paramref name="layout"/>: "" or <c>onnx</c>.</summary>
@@ -58,7 +67,8 @@ public static class DecoderModelWriter
 
     /// <summary>
     /// Writes the model directory <paramref name="directory"/> (created if missing) and returns the paths written: the
-    /// graph (and its external data), <c>config.json</c>, <c>generation_config.json</c>, then the tokenizer files.
+    /// graph (and its external data), <c>config.json</c>, <c>generation_config.json</c> (with <see cref="DecoderLayout.GenAi"/>
+    /// <c>genai_config.json</c> instead), then the tokenizer files.
     /// </summary>
     /// <exception cref="ArgumentException">
     /// The options are invalid, the weights are too large to embed without external data, or the vocabulary is too small
@@ -114,11 +124,24 @@ public static class DecoderModelWriter
         }
 
         string configPath = Path.Combine(directory, HuggingFaceConfigFiles.ConfigFileName);
-        File.WriteAllText(configPath, HuggingFaceConfigFiles.Config(options));
-        written.Add(configPath);
         string generationPath = Path.Combine(directory, HuggingFaceConfigFiles.GenerationConfigFileName);
-        File.WriteAllText(generationPath, HuggingFaceConfigFiles.GenerationConfig(options));
-        written.Add(generationPath);
+        string genAiConfigPath = Path.Combine(directory, GenAiDecoderLayout.ConfigFileName);
+        if (options.Layout == DecoderLayout.GenAi)
+        {
+            File.WriteAllText(genAiConfigPath, GenAiDecoderLayout.GenAiConfig(options));
+            written.Add(genAiConfigPath);
+            // onnxruntime-genai's builder writes no config.json; one left by an earlier write would describe another layout.
+            File.Delete(configPath);
+            File.Delete(generationPath);
+        }
+        else
+        {
+            File.WriteAllText(configPath, HuggingFaceConfigFiles.Config(options));
+            written.Add(configPath);
+            File.WriteAllText(generationPath, HuggingFaceConfigFiles.GenerationConfig(options));
+            written.Add(generationPath);
+            File.Delete(genAiConfigPath);
+        }
         string tokenizerPath = Path.Combine(directory, HuggingFaceTokenizerFiles.TokenizerFileName);
         string tokenizerConfigPath = Path.Combine(directory, HuggingFaceTokenizerFiles.TokenizerConfigFileName);
         if (tokenizer is not null && tokenizerConfig is not null)
@@ -139,7 +162,9 @@ public static class DecoderModelWriter
     }
 
     private static OnnxGraphBuilder Graph(DecoderWeights weights) =>
-        weights.Options.LegacyMerged ? LegacyMergedDecoderGraph.Build(weights) : DecoderGraph.Build(weights);
+        weights.Options.LegacyMerged ? LegacyMergedDecoderGraph.Build(weights)
+        : weights.Options.Layout == DecoderLayout.GenAi ? GenAiDecoderGraph.Build(weights)
+        : DecoderGraph.Build(weights);
 
     private static void CheckEmbeddable(DecoderWeights weights)
     {

@@ -67,7 +67,10 @@ public sealed record DecoderOptions
     /// </summary>
     public bool Tokenizer { get; init; } = true;
 
-    /// <summary>Where the writer puts the graph: beside the JSON files (<see cref="DecoderLayout.Root"/>) or under <c>onnx/</c>.</summary>
+    /// <summary>
+    /// Where the writer puts the graph: beside the JSON files (<see cref="DecoderLayout.Root"/>) or under <c>onnx/</c>,
+    /// or whether it writes onnxruntime-genai's layout instead (<see cref="DecoderLayout.GenAi"/>).
+    /// </summary>
     public DecoderLayout Layout { get; init; } = DecoderLayout.Root;
 
     /// <summary>Id of the beginning-of-sequence token (<c>bos_token_id</c>).</summary>
@@ -143,6 +146,11 @@ public sealed record DecoderOptions
         if (!Enum.IsDefined(Layout))
         {
             throw new ArgumentException($"{nameof(Layout)} {Layout} is not a layout.");
+        }
+
+        if (Layout == DecoderLayout.GenAi && LegacyMerged)
+        {
+            throw new ArgumentException("The genai layout has no legacy merged form.");
         }
     }
 

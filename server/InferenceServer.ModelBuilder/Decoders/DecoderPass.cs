@@ -71,11 +71,7 @@ internal static class DecoderPass
             g.Scope = $"/model/layers.{i}/post_attention_layernorm";
             h = RmsNorm(g, x, DecoderWeights.Layer(i, "post_attention_layernorm.weight"), o);
             g.Scope = $"/model/layers.{i}/mlp";
-            string gate = g.Op("MatMul", [h, DecoderWeights.Layer(i, "mlp.gate_proj.weight")]);
-            string silu = g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]);
-            string up = g.Op("MatMul", [h, DecoderWeights.Layer(i, "mlp.up_proj.weight")]);
-            string down = g.Op("MatMul", [g.Op("Mul", [silu, up]), DecoderWeights.Layer(i, "mlp.down_proj.weight")]);
-            x = g.Op("Add", [x, down]);
+            x = g.Op("Add", [x, Mlp(g, h, i)]);
         }
 
         g.Scope = "/model/norm";
@@ -121,8 +117,17 @@ internal static class DecoderPass
         return g.Op("Reshape", [expanded, g.Int64s(0, o.Heads, -1, o.HeadDim)]);
     }
 
+    /// <summary>The SiLU-gated MLP of <paramref name="layer"/>: <c>down(silu(gate(h)) · up(h))</c>.</summary>
+    internal static string Mlp(GraphEmitter g, string h, int layer)
+    {
+        string gate = g.Op("MatMul", [h, DecoderWeights.Layer(layer, "mlp.gate_proj.weight")]);
+        string silu = g.Op("Mul", [gate, g.Op("Sigmoid", [gate])]);
+        string up = g.Op("MatMul", [h, DecoderWeights.Layer(layer, "mlp.up_proj.weight")]);
+        return g.Op("MatMul", [g.Op("Mul", [silu, up]), DecoderWeights.Layer(layer, "mlp.down_proj.weight")]);
+    }
+
     /// <summary><c>x / √(mean(x²) + eps) · weight</c> over the last axis, computed in FLOAT.</summary>
-    private static string RmsNorm(GraphEmitter g, string x, string weight, DecoderOptions o)
+    internal static string RmsNorm(GraphEmitter g, string x, string weight, DecoderOptions o)
     {
         string xf = KvAttention.ToFloat(g, x, o.Precision);
         string meanSquare = g.Op("ReduceMean", [g.Op("Mul", [xf, xf])], attributes: [NodeAttribute.Ints("axes", -1), NodeAttribute.Int("keepdims", 1)]);

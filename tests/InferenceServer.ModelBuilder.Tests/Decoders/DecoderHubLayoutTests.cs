@@ -60,7 +60,7 @@ public sealed class DecoderHubLayoutTests : IDisposable
 
         var stderr = new StringWriter();
         Assert.Equal(2, DecoderCommand.Run(["--out", Path.Combine(_dir, "bad"), "--layout", "sideways"], TextWriter.Null, stderr));
-        Assert.Contains("'--layout' needs root or hub, not 'sideways'", stderr.ToString());
+        Assert.Contains("'--layout' needs root, hub or genai, not 'sideways'", stderr.ToString());
         Assert.Contains("--layout root|hub", DecoderCommand.Usage);
 
         using var stdout = new StringWriter();
