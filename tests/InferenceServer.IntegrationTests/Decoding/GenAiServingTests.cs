@@ -1,0 +1,58 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using InferenceServer.ModelBuilder.Decoders;
+using InferenceServer.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace InferenceServer.Tests.Integration.Decoding;
+
+/// <summary>
+/// A decoder in onnxruntime-genai's builder layout (GroupQueryAttention with rotary inside, no position_ids,
+/// genai_config.json and no config.json) served with no config.yaml: its settings come from genai_config.json, and its
+/// text equals that of the same weights exported in Optimum's layout, whose KV decoding the decoder tests check against
+/// full recomputation. Each sequence has a region of its own (the format's padding contract is not batched yet).
+/// </summary>
+public sealed class GenAiServingTests(ITestOutputHelper output)
+{
+    private static readonly DecoderOptions Optimum = new() { Layers = 2, DModel = 64, Heads = 4, KvHeads = 2, Vocab = 512, MaxPositions = 256 };
+
+    [Fact]
+    public async Task A_genai_export_is_served_from_its_genai_config_and_writes_what_the_optimum_export_of_the_same_weights_writes()
+    {
+        var repo = Paths.NewTempDirectory("genai-serving");
+        DecoderModelWriter.Write(Optimum with { Layout = DecoderLayout.GenAi }, Path.Combine(repo, "genai", "1"));
+        DecoderModelWriter.Write(Optimum, Path.Combine(repo, "optimum", "1"));
+        Assert.True(File.Exists(Path.Combine(repo, "genai", "1", "genai_config.json")));
+        Assert.False(File.Exists(Path.Combine(repo, "genai", "1", "config.json")));
+        await using var server = await RunningServer.StartAsync(repo);
+
+        var config = JsonNode.Parse(await server.Http.GetStringAsync("/v2/models/genai/config"))!;
+        Assert.Equal("genai_config.json", (string?)config["provenance"]!["generation.max_model_len"]);
+        Assert.Equal(256, (int)config["generation"]!["max_model_len"]!);
+        Assert.False((bool)config["generation"]!["kv_cache"]!["position_ids"]!);
+
+        const string text = "It was the best of times, it was the worst of times, it was the age of wisdom";
+        var prompts = Enumerable.Range(0, 4).Select(i => text[..(6 + i * 17)]).ToArray();
+        string Body(string model, string prompt, int i) => JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["model"] = model,
+            ["prompt"] = prompt,
+            ["max_tokens"] = 16,
+            ["stream"] = true,
+            ["temperature"] = i % 2 == 0 ? 0 : 0.8,
+            ["seed"] = 7 + i,
+            ["ignore_eos"] = true,
+        });
+        var reference = new List<string>();
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            reference.Add(await KvCacheServingTests.StreamAsync(server.Http, Body("optimum", prompts[i], i)));
+        }
+        var together = await Task.WhenAll(prompts.Select((p, i) => KvCacheServingTests.StreamAsync(server.Http, Body("genai", p, i))));
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            output.WriteLine($"{prompts[i].Length,3} chars -> {JsonSerializer.Serialize(together[i])}");
+            Assert.Equal(reference[i], together[i]);
+        }
+    }
+}
