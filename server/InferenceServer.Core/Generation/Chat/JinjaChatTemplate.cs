@@ -112,6 +112,11 @@ public sealed class JinjaChatTemplate : IChatTemplate
         {
             throw InferenceException.InvalidArgument($"the model's chat template cannot render these messages: {e.Message}");
         }
+        catch (Exception e) when (e is InvalidCastException or ArgumentException or InvalidOperationException or FormatException or OverflowException or KeyNotFoundException or IndexOutOfRangeException)
+        {
+            // A case the engine does not cover, reached through the request's data: still the request's answer, a 400.
+            throw InferenceException.InvalidArgument($"the model's chat template cannot render these messages: {e.Message}");
+        }
         if (options.ContinueFinalMessage)
         {
             text = CutAfterFinalMessage(text, messages[^1].Content);
