@@ -85,11 +85,13 @@ public sealed record GenerationSettings
     /// Validates the section against the model's resolved tensors (dims without the batch dimension when
     /// <paramref name="maxBatchSize"/> is positive). A KV-cache decoder (<see cref="KvCacheLayout.Recognize"/>) takes its
     /// tensors from the graph and needs only a tokenizer from <paramref name="entry"/>; a window decoder needs the
-    /// section. Throws <see cref="ModelConfigException"/> naming what is wrong.
+    /// section. Throws <see cref="ModelConfigException"/> naming what is wrong. <paramref name="lengthsFromMask"/>: see
+    /// <see cref="KvCacheLayout.Recognize"/>.
     /// </summary>
-    public static GenerationSettings Resolve(ModelConfigFile.GenerationEntry? entry, int maxBatchSize, IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs)
+    public static GenerationSettings Resolve(
+        ModelConfigFile.GenerationEntry? entry, int maxBatchSize, IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs, bool lengthsFromMask = false)
     {
-        var kv = KvCacheLayout.Recognize(inputs, outputs, maxBatchSize > 0);
+        var kv = KvCacheLayout.Recognize(inputs, outputs, maxBatchSize > 0, lengthsFromMask);
         if (kv is not null)
         {
             return ResolveKvCache(entry, kv, maxBatchSize, inputs, outputs);

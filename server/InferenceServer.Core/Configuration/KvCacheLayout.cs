@@ -45,6 +45,14 @@ public sealed record KvCacheLayout
     /// <summary>Whether the graph takes <c>use_cache_branch</c> (false on a sequence's first run, true after).</summary>
     public required bool HasUseCacheBranch { get; init; }
 
+    /// <summary>
+    /// Whether the graph's attention takes each row's length from its count of ones in <c>attention_mask</c>
+    /// (onnxruntime-genai's <c>com.microsoft::GroupQueryAttention</c>: seqlens_k = ones - 1, a decode step writes the
+    /// row's new key/value at column seqlens_k): rows are batched RIGHT-padded, each row's tokens first. Only a graph
+    /// without <c>position_ids</c> and <c>use_cache_branch</c> is one; see <see cref="Recognize"/>.
+    /// </summary>
+    public bool LengthsFromMask { get; init; }
+
     /// <summary>Element type of <c>input_ids</c> (INT64 or INT32).</summary>
     public required DataType InputIdsType { get; init; }
 
@@ -73,8 +81,11 @@ public sealed record KvCacheLayout
     /// Recognises a KV-cache decoder from its inputs and outputs (dims after the batch dimension when
     /// <paramref name="batchStripped"/>, else with it); null when the model is not one. Throws
     /// <see cref="ModelConfigException"/> when it has past inputs but they do not form a cache it can drive.
+    /// <paramref name="lengthsFromMask"/>: the model is an onnxruntime-genai export (its version directory has
+    /// <c>genai_config.json</c>), whose GroupQueryAttention reads row lengths from the mask; it sets
+    /// <see cref="LengthsFromMask"/> only for a graph without <c>position_ids</c> and <c>use_cache_branch</c>.
     /// </summary>
-    public static KvCacheLayout? Recognize(IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs, bool batchStripped)
+    public static KvCacheLayout? Recognize(IReadOnlyList<TensorConfig> inputs, IReadOnlyList<TensorConfig> outputs, bool batchStripped, bool lengthsFromMask = false)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(outputs);
@@ -152,6 +163,7 @@ public sealed record KvCacheLayout
             CacheType = cacheType,
             HasPositionIds = positions is not null,
             HasUseCacheBranch = inputs.Any(t => t.Name == UseCacheBranchName),
+            LengthsFromMask = lengthsFromMask && positions is null && !inputs.Any(t => t.Name == UseCacheBranchName),
             InputIdsType = ids.DataType,
             AttentionMaskType = mask.DataType,
             PositionIdsType = positions?.DataType ?? DataType.Int64,

@@ -85,7 +85,7 @@ public static class ModelConfigResolver
         // A format's generation keys (Hugging Face's files) apply only to a generative model: one whose configuration
         // file declares generation, or a KV-cache decoder.
         var generation = configured.DeclaresGeneration || KvCacheLayout.Recognize(inputs, outputs, maxBatchSize > 0) is not null
-            ? GenerationSettings.Resolve(file.Generation, maxBatchSize, inputs, outputs)
+            ? GenerationSettings.Resolve(file.Generation, maxBatchSize, inputs, outputs, IsGenAiExport(configured))
             : null;
         if (generation is not null)
         {
@@ -127,6 +127,14 @@ public static class ModelConfigResolver
             Provenance = provenance,
         };
     }
+
+    /// <summary>
+    /// Whether the version directory holds onnxruntime-genai's <c>genai_config.json</c> (its layer is among the format
+    /// layers): the graph is the genai builder's, whose GroupQueryAttention takes each row's length from the mask.
+    /// ONNX Runtime's metadata shows inputs and outputs, not operators, so the format's own file is what tells.
+    /// </summary>
+    private static bool IsGenAiExport(ConfiguredModel configured) =>
+        configured.Layers.Any(l => l.FromModelFormat && l.Source == HuggingFace.HuggingFaceFiles.GenAiConfigFileName);
 
     /// <summary>
     /// As Triton's auto-complete: a model whose batch dimension was derived gets dynamic batching with default settings;

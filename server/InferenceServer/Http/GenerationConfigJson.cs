@@ -66,6 +66,7 @@ internal static class GenerationConfigJson
             w.WriteString("data_type", kv.CacheType.ConfigName());
             w.WriteBoolean("position_ids", kv.HasPositionIds);
             w.WriteBoolean("use_cache_branch", kv.HasUseCacheBranch);
+            w.WriteBoolean("lengths_from_mask", kv.LengthsFromMask);
             w.WriteNumber("bytes_per_token", kv.BytesPerToken);
             w.WriteNumber("kv_cache_bytes", generation.KvCacheBytes);
             w.WriteNumber("allocated_bytes_per_instance", plan.Bytes);

@@ -10,7 +10,8 @@ namespace InferenceServer.Tests.Integration.Decoding;
 /// A decoder in onnxruntime-genai's builder layout (GroupQueryAttention with rotary inside, no position_ids,
 /// genai_config.json and no config.json) served with no config.yaml: its settings come from genai_config.json, and its
 /// text equals that of the same weights exported in Optimum's layout, whose KV decoding the decoder tests check against
-/// full recomputation. Each sequence has a region of its own (the format's padding contract is not batched yet).
+/// full recomputation. Its sequences share one right-padded batch region (GroupQueryAttention reads each row's length
+/// from its mask), as the config endpoint shows.
 /// </summary>
 public sealed class GenAiServingTests(ITestOutputHelper output)
 {
@@ -29,7 +30,13 @@ public sealed class GenAiServingTests(ITestOutputHelper output)
         var config = JsonNode.Parse(await server.Http.GetStringAsync("/v2/models/genai/config"))!;
         Assert.Equal("genai_config.json", (string?)config["provenance"]!["generation.max_model_len"]);
         Assert.Equal(256, (int)config["generation"]!["max_model_len"]!);
-        Assert.False((bool)config["generation"]!["kv_cache"]!["position_ids"]!);
+        var kvCache = config["generation"]!["kv_cache"]!;
+        Assert.False((bool)kvCache["position_ids"]!);
+        Assert.True((bool)kvCache["lengths_from_mask"]!);
+        // One batch region (and a prefill region beside it), not one region per sequence.
+        Assert.Equal(1, (int)kvCache["regions"]!);
+        Assert.True((int)kvCache["prefill_tokens"]! > 0);
+        Assert.True((int)config["generation"]!["max_running_sequences"]! > 1);
 
         const string text = "It was the best of times, it was the worst of times, it was the age of wisdom";
         var prompts = Enumerable.Range(0, 4).Select(i => text[..(6 + i * 17)]).ToArray();

@@ -13,8 +13,9 @@ namespace InferenceServer.Tests.Integration.Decoding;
 /// <summary>
 /// The KV-cache decoder on a generated Llama-style decoder (grouped-query heads, ONNX Runtime): at every step each
 /// sequence's logits equal a full recomputation of its tokens through the same graph (empty past), with sequences of
-/// different lengths in one run, joining and leaving mid-run, in either cache layout (one padded batch region, or one
-/// region per sequence for graphs without position_ids).
+/// different lengths in one run, joining and leaving mid-run, in every cache layout (one left-padded batch region with
+/// position_ids, one right-padded batch region for onnxruntime-genai's GroupQueryAttention graphs, or one region per
+/// sequence for the older merged export).
 /// </summary>
 public sealed class KvCacheDecoderTests(ITestOutputHelper output)
 {
@@ -23,8 +24,11 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
 
     private static readonly DecoderOptions Small = new() { Layers = 2, DModel = 64, Heads = 4, KvHeads = 2, Vocab = 256, MaxPositions = 256, Tokenizer = false };
 
-    /// <summary>The graphs the engine drives: the current Optimum layout in FP32 and FP16, and the older merged export (no position_ids).</summary>
-    public static TheoryData<string> Layouts => ["fp32", "fp16", "legacy-merged"];
+    /// <summary>
+    /// The graphs the engine drives: the current Optimum layout in FP32 and FP16, the older merged export (no
+    /// position_ids), and onnxruntime-genai's layout (GroupQueryAttention, no position_ids, right-padded).
+    /// </summary>
+    public static TheoryData<string> Layouts => ["fp32", "fp16", "legacy-merged", "genai"];
 
     [Theory]
     [MemberData(nameof(Layouts))]
@@ -34,12 +38,19 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
         {
             "fp16" => Small with { Precision = DecoderPrecision.Float16 },
             "legacy-merged" => Small with { LegacyMerged = true },
+            "genai" => Small with { Layout = DecoderLayout.GenAi },
             _ => Small,
         };
         // FP16 rounds every activation; the cached and the recomputed paths round differently.
         var tolerance = layout == "fp16" ? 0.05f : Tolerance;
         using var model = Load(options, out var settings);
         var plan = KvCachePlan.Create(settings);
+        // Every layout but the merged export batches its rows in one region (beside a prefill region).
+        var batched = layout != "legacy-merged";
+        Assert.Equal(layout == "genai", plan.Layout.LengthsFromMask);
+        Assert.Equal(batched ? 1 : settings.MaxRunningSequences, plan.Regions);
+        Assert.Equal(batched ? settings.MaxRunningSequences : 1, plan.RowsPerRegion);
+        Assert.Equal(batched, plan.PrefillTokens > 0);
         using var decoder = new KvCacheDecoder(model, settings, plan);
         var random = new Random(5);
         // Prompt lengths and when each joins and leaves: joins shorter and longer than the batch's length, a leave of
@@ -75,20 +86,24 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
                 batch[b].Tokens.Add(ArgMax(row));
             }
         }
-        output.WriteLine($"largest difference from full recomputation: {worst:G3}");
+        output.WriteLine($"{layout}: largest difference from full recomputation: {worst:G3} ({plan.Regions} region(s) of {plan.RowsPerRegion} row(s))");
         Assert.NotEqual(0, decoder.CacheTokens.Used);
         batch.ForEach(s => s.DecoderState!.Dispose());
         Assert.Equal(0, decoder.CacheTokens.Used);
     }
 
     [Theory]
-    [InlineData(new[] { 5, 12, 3 }, 1)]
-    [InlineData(new[] { 5, 12, 3 }, 0)]
-    [InlineData(new[] { 5, 12, 3 }, 2)]
-    [InlineData(new[] { 12, 5 }, 0)]
-    public void A_row_leaving_keeps_the_others_equal_to_full_recomputation(int[] prompts, int leaving)
+    [InlineData(new[] { 5, 12, 3 }, 1, false)]
+    [InlineData(new[] { 5, 12, 3 }, 0, false)]
+    [InlineData(new[] { 5, 12, 3 }, 2, false)]
+    [InlineData(new[] { 12, 5 }, 0, false)]
+    [InlineData(new[] { 5, 12, 3 }, 1, true)]
+    [InlineData(new[] { 5, 12, 3 }, 0, true)]
+    [InlineData(new[] { 5, 12, 3 }, 2, true)]
+    [InlineData(new[] { 12, 5 }, 0, true)]
+    public void A_row_leaving_keeps_the_others_equal_to_full_recomputation(int[] prompts, int leaving, bool genAi)
     {
-        using var model = Load(Small, out var settings);
+        using var model = Load(genAi ? Small with { Layout = DecoderLayout.GenAi } : Small, out var settings);
         var plan = KvCachePlan.Create(settings);
         using var decoder = new KvCacheDecoder(model, settings, plan);
         var random = new Random(7);
@@ -114,10 +129,12 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public void A_decode_step_allocates_no_managed_memory_that_grows_with_the_batch_or_the_context()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_decode_step_allocates_no_managed_memory_that_grows_with_the_batch_or_the_context(bool genAi)
     {
-        using var model = Load(Small, out var settings, running: 16);
+        using var model = Load(genAi ? Small with { Layout = DecoderLayout.GenAi } : Small, out var settings, running: 16);
         var plan = KvCachePlan.Create(settings);
         using var decoder = new KvCacheDecoder(model, settings, plan);
         var logits = new float[settings.MaxRunningSequences * settings.LogitsWidth];
@@ -144,7 +161,7 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
         var oneRow = PerStep(1, 40);
         var sixteenRows = PerStep(16, 40);
         var longer = PerStep(16, 160);
-        output.WriteLine($"managed bytes per decode step: 1 row {oneRow}, 16 rows {sixteenRows}, 16 rows over 160 steps {longer}");
+        output.WriteLine($"{(genAi ? "genai" : "optimum")}: managed bytes per decode step: 1 row {oneRow}, 16 rows {sixteenRows}, 16 rows over 160 steps {longer}");
         // What a step allocates is the engine binding's own per-run objects (one value per input and output), not
         // buffers: it does not grow with rows or with the context.
         Assert.True(sixteenRows <= oneRow + 64, $"16 rows allocate {sixteenRows} bytes per step, 1 row {oneRow}");
@@ -177,9 +194,13 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
     {
         var directory = Paths.NewTempDirectory("kv-decoder");
         DecoderModelWriter.Write(options, directory);
-        var file = options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName : OptimumDecoderLayout.ModelFileName;
+        var file = options.LegacyMerged ? LegacyOptimumDecoderLayout.ModelFileName
+            : options.Layout == DecoderLayout.GenAi ? GenAiDecoderLayout.ModelFileName
+            : OptimumDecoderLayout.ModelFileName;
         var model = new OnnxRuntimeBackend().Load(new BackendLoadRequest("decoder", 1, Path.Combine(directory, file), "cpu", false, new Dictionary<string, string>()));
-        var layout = KvCacheLayout.Recognize(model.Signature.Inputs, model.Signature.Outputs, batchStripped: false)!;
+        // As the server decides: genai_config.json beside the graph marks onnxruntime-genai's export.
+        var genAi = File.Exists(Path.Combine(directory, GenAiDecoderLayout.ConfigFileName));
+        var layout = KvCacheLayout.Recognize(model.Signature.Inputs, model.Signature.Outputs, batchStripped: false, lengthsFromMask: genAi)!;
         settings = new GenerationSettings
         {
             Tokenizer = new TokenizerSpec { Kind = TokenizerSpec.Characters, Vocabulary = "abc" },

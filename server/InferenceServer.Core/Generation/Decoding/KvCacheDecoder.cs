@@ -12,7 +12,9 @@ namespace InferenceServer.Generation;
 /// context length. The cache lives in preallocated regions (<see cref="KvCachePlan"/>) that the engine reads as its
 /// past inputs and writes, through its output binding, as its present outputs; ids, mask, positions and logits go
 /// through buffers allocated once. Sequences of different lengths run together left-padded, with
-/// <c>attention_mask</c> and per-row <c>position_ids</c>. A joining sequence's prompt is computed first (in pieces of
+/// <c>attention_mask</c> and per-row <c>position_ids</c>; or right-padded, each row's tokens first and the mask's ones
+/// counting its length, for a graph whose attention reads lengths from the mask
+/// (<see cref="KvCacheLayout.LengthsFromMask"/>, onnxruntime-genai's GroupQueryAttention). A joining sequence's prompt is computed first (in pieces of
 /// <see cref="KvCachePlan.PrefillPiece"/> tokens), on its own, and then copied into the batch.
 /// </summary>
 public sealed class KvCacheDecoder : IDecoder
@@ -162,7 +164,7 @@ public sealed class KvCacheDecoder : IDecoder
         _logits.Into!.Dispose();
     }
 
-    /// <summary>One token per row of <paramref name="region"/>: the newest token of each, at its own position.</summary>
+    /// <summary>One token per row of <paramref name="region"/>: the newest token of each, at its own position (right after its cached tokens).</summary>
     private void Decode(KvRegion region, ref ExecutionTimings timings)
     {
         var rows = region.Rows;
@@ -175,8 +177,18 @@ public sealed class KvCacheDecoder : IDecoder
             var row = rows[r];
             Set(_ids, r, NewestToken(row));
             Set(_positions, r, row.Length);
-            Fill(_mask, (long)r * (length + 1), length - row.Length, 0);
-            Fill(_mask, ((long)r * (length + 1)) + length - row.Length, row.Length + 1, 1);
+            var start = (long)r * (length + 1);
+            if (_layout.LengthsFromMask)
+            {
+                // Right-padded: the row's cached tokens and its new one, then padding.
+                Fill(_mask, start, row.Length + 1, 1);
+                Fill(_mask, start + row.Length + 1, length - row.Length, 0);
+            }
+            else
+            {
+                Fill(_mask, start, length - row.Length, 0);
+                Fill(_mask, start + length - row.Length, row.Length + 1, 1);
+            }
         }
         Run(region, 1, rows.Count, ref timings);
     }

@@ -13,7 +13,10 @@ namespace InferenceServer.Generation;
 /// running sequence as one left-padded <c>[rows, length]</c> rectangle, so rows × the longest reservation must fit; and a
 /// <b>prefill region</b> of <see cref="PrefillTokens"/> tokens where a joining sequence's prompt is computed before it
 /// is copied into the batch (none when only one sequence runs at a time).</item>
-/// <item>A model without <c>position_ids</c> (the older merged export) counts positions from the past's length, so its
+/// <item>A model whose attention takes each row's length from the mask (<see cref="KvCacheLayout.LengthsFromMask"/>:
+/// onnxruntime-genai's GroupQueryAttention) is laid out the same way, but its rectangle is right-padded: each row's
+/// tokens first, padding after.</item>
+/// <item>Any other model without <c>position_ids</c> (the older merged export) counts positions from the past's length, so its
 /// rows cannot be padded: it has <see cref="Regions"/> = max_running_sequences regions of one sequence each.</item>
 /// </list>
 /// </summary>
@@ -25,7 +28,7 @@ public sealed record KvCachePlan
     /// <summary>The layout the plan is for.</summary>
     public required KvCacheLayout Layout { get; init; }
 
-    /// <summary>Regions: 1, or max_running_sequences for a model without position_ids.</summary>
+    /// <summary>Regions: 1 (a batch region), or max_running_sequences for a model that cannot be padded.</summary>
     public required int Regions { get; init; }
 
     /// <summary>Most sequences one region holds.</summary>
@@ -56,7 +59,7 @@ public sealed record KvCachePlan
         var perToken = layout.BytesPerToken;
         var budgetTokens = settings.KvCacheBytes / perToken;
         int regions, rows, regionTokens, prefill;
-        if (layout.HasPositionIds)
+        if (layout.HasPositionIds || layout.LengthsFromMask)
         {
             regions = 1;
             rows = running;

@@ -19,7 +19,7 @@ internal sealed class KvRow(KvRegion region, int reserved, DecoderSequence seque
     /// <summary>The row in the region's rectangle; -1 until its prompt has been computed and it has joined.</summary>
     public int Index { get; set; } = -1;
 
-    /// <summary>Tokens in the cache (the row's real length; the rectangle left-pads it to the region's length).</summary>
+    /// <summary>Tokens in the cache (the row's real length; the rectangle pads it to the region's length, left or right).</summary>
     public int Length { get; set; }
 
     /// <summary>Whether the sequence has left (its memory is free; the row is removed before the next run).</summary>
@@ -40,14 +40,17 @@ internal sealed class KvRow(KvRegion region, int reserved, DecoderSequence seque
 /// A rectangle of KV cache in preallocated, pinned memory: <c>[rows, kv_heads, length, head_size]</c> per layer for keys
 /// and values, twice (two halves): a run reads the past from the current half and the engine writes the present (past
 /// plus the run's new tokens) straight into the other half through its output binding, which then becomes current.
-/// Shorter rows are left-padded (zeros, masked out by <c>attention_mask</c>). Rows join after their prompt has been
-/// computed and leave between steps; the rectangle is re-laid only when its length changes.
+/// Shorter rows are left-padded (zeros, masked out by <c>attention_mask</c>), or right-padded (each row's tokens from
+/// column 0) for a graph whose attention takes row lengths from the mask (<see cref="KvCacheLayout.LengthsFromMask"/>).
+/// Rows join after their prompt has been computed and leave between steps; the rectangle is re-laid only when its
+/// length changes.
 /// </summary>
 internal sealed class KvRegion : IDisposable
 {
     private readonly KvCacheLayout _layout;
     private readonly int _elementBytes;
     private readonly int _rowsLimit;
+    private readonly bool _rightPadded;
     // Per half: the past views (inputs) and the outputs bound to the present views, by layer as key, value, key, ...
     private readonly Tensor[][] _past = new Tensor[2][];
     private readonly EngineOutput[][] _present = new EngineOutput[2][];
@@ -63,6 +66,7 @@ internal sealed class KvRegion : IDisposable
         _layout = layout;
         _elementBytes = layout.CacheType.ElementSize();
         _rowsLimit = rowsLimit;
+        _rightPadded = layout.LengthsFromMask;
         Tokens = tokens;
         var bytes = checked(tokens * layout.KvHeads * layout.HeadSize * _elementBytes);
         for (var half = 0; half < 2; half++)
@@ -209,7 +213,7 @@ internal sealed class KvRegion : IDisposable
     }
 
     /// <summary>
-    /// Appends the only row of <paramref name="source"/> (a prefill region) as the last row, left-padded to this
+    /// Appends the only row of <paramref name="source"/> (a prefill region) as the last row, padded to this
     /// rectangle's length, or lengthening the rectangle (a re-layout) when it is longer; <paramref name="row"/> becomes that row.
     /// </summary>
     public void Append(KvRegion source, KvRow row)
@@ -230,8 +234,10 @@ internal sealed class KvRegion : IDisposable
             {
                 var start = (((long)rows * heads) + h) * Length;
                 var padding = Length - length;
-                to.Slice((int)(start * block), padding * block).Clear();
-                from.Slice(h * length * block, length * block).CopyTo(to.Slice((int)((start + padding) * block), length * block));
+                var tokensAt = _rightPadded ? start : start + padding;
+                var paddingAt = _rightPadded ? start + length : start;
+                to.Slice((int)(paddingAt * block), padding * block).Clear();
+                from.Slice(h * length * block, length * block).CopyTo(to.Slice((int)(tokensAt * block), length * block));
             }
         }
         row.Index = rows;
@@ -283,7 +289,10 @@ internal sealed class KvRegion : IDisposable
         }
     }
 
-    /// <summary>Copies every row into the other half at rectangle length <paramref name="length"/> (each row's tokens right-aligned, zeros before), which becomes current.</summary>
+    /// <summary>
+    /// Copies every row into the other half at rectangle length <paramref name="length"/> (each row's tokens
+    /// right-aligned, zeros before; or, right-padded, from column 0 with zeros after), which becomes current.
+    /// </summary>
     private void Relayout(int length)
     {
         var next = 1 - _current;
@@ -298,10 +307,12 @@ internal sealed class KvRegion : IDisposable
                 var real = _rows[r].Length;
                 for (var h = 0; h < heads; h++)
                 {
-                    var source = ((((long)r * heads) + h) * Length) + Length - real;
+                    var source = ((((long)r * heads) + h) * Length) + (_rightPadded ? 0 : Length - real);
                     var target = (((long)r * heads) + h) * length;
-                    to.Slice((int)(target * block), (length - real) * block).Clear();
-                    from.Slice((int)(source * block), real * block).CopyTo(to.Slice((int)((target + length - real) * block), real * block));
+                    var tokensAt = _rightPadded ? target : target + length - real;
+                    var paddingAt = _rightPadded ? target + real : target;
+                    to.Slice((int)(paddingAt * block), (length - real) * block).Clear();
+                    from.Slice((int)(source * block), real * block).CopyTo(to.Slice((int)(tokensAt * block), real * block));
                 }
             }
         }

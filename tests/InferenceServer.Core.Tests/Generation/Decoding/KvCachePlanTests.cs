@@ -1,0 +1,59 @@
+using InferenceServer.Configuration;
+using InferenceServer.Generation;
+using InferenceServer.Tensors;
+
+namespace InferenceServer.Tests.Generation.Decoding;
+
+/// <summary>
+/// Which KV-cache graphs get one batch region: those with <c>position_ids</c> (left-padded) and onnxruntime-genai's
+/// (lengths from the mask, right-padded); the older merged export (use_cache_branch, no position_ids) and any other
+/// graph without position_ids get one region per sequence.
+/// </summary>
+public sealed class KvCachePlanTests
+{
+    private static KvCachePlan Plan(bool positionIds, bool useCacheBranch, bool genAi)
+    {
+        var inputs = new List<TensorConfig>
+        {
+            new("input_ids", DataType.Int64, [-1, -1]),
+            new("attention_mask", DataType.Int64, [-1, -1]),
+        };
+        if (positionIds)
+        {
+            inputs.Add(new("position_ids", DataType.Int64, [-1, -1]));
+        }
+        if (useCacheBranch)
+        {
+            inputs.Add(new("use_cache_branch", DataType.Bool, [1]));
+        }
+        var outputs = new List<TensorConfig> { new("logits", DataType.Fp32, [-1, -1, 32]) };
+        for (var l = 0; l < 2; l++)
+        {
+            inputs.Add(new($"past_key_values.{l}.key", DataType.Fp32, [-1, 2, -1, 8]));
+            inputs.Add(new($"past_key_values.{l}.value", DataType.Fp32, [-1, 2, -1, 8]));
+            outputs.Add(new($"present.{l}.key", DataType.Fp32, [-1, 2, -1, 8]));
+            outputs.Add(new($"present.{l}.value", DataType.Fp32, [-1, 2, -1, 8]));
+        }
+        var settings = GenerationSettings.Resolve(
+            new ModelConfigFile.GenerationEntry { Tokenizer = new TokenizerSpec { Kind = TokenizerSpec.Characters, Vocabulary = "abcd" }, MaxModelLen = 64, MaxRunningSequences = 4 },
+            maxBatchSize: 0, inputs, outputs, lengthsFromMask: genAi);
+        return KvCachePlan.Create(settings);
+    }
+
+    [Theory]
+    [InlineData(true, false, false, false, true)]
+    [InlineData(true, false, true, false, true)]
+    [InlineData(false, false, true, true, true)]
+    [InlineData(false, true, true, false, false)]
+    [InlineData(false, true, false, false, false)]
+    [InlineData(false, false, false, false, false)]
+    public void Graphs_that_can_be_padded_get_a_batch_region_and_the_others_a_region_per_sequence(
+        bool positionIds, bool useCacheBranch, bool genAi, bool lengthsFromMask, bool batched)
+    {
+        var plan = Plan(positionIds, useCacheBranch, genAi);
+        Assert.Equal(lengthsFromMask, plan.Layout.LengthsFromMask);
+        Assert.Equal(batched ? 1 : 4, plan.Regions);
+        Assert.Equal(batched ? 4 : 1, plan.RowsPerRegion);
+        Assert.Equal(batched, plan.PrefillTokens > 0);
+    }
+}
