@@ -69,6 +69,7 @@ internal static class GenerationConfigJson
             w.WriteBoolean("lengths_from_mask", kv.LengthsFromMask);
             w.WriteNumber("bytes_per_token", kv.BytesPerToken);
             w.WriteNumber("kv_cache_bytes", generation.KvCacheBytes);
+            w.WriteBoolean("past_present_share_buffer", plan.Copies == 1);
             w.WriteNumber("allocated_bytes_per_instance", plan.Bytes);
             w.WriteNumber("regions", plan.Regions);
             w.WriteNumber("region_tokens", plan.RegionTokens);

@@ -33,6 +33,9 @@ public sealed class GenAiServingTests(ITestOutputHelper output)
         var kvCache = config["generation"]!["kv_cache"]!;
         Assert.False((bool)kvCache["position_ids"]!);
         Assert.True((bool)kvCache["lengths_from_mask"]!);
+        // Past and present share one buffer: the plan allocates one copy of the cache.
+        Assert.True((bool)kvCache["past_present_share_buffer"]!);
+        Assert.Equal(((long)(int)kvCache["region_tokens"]! + (int)kvCache["prefill_tokens"]!) * (long)kvCache["bytes_per_token"]!, (long)kvCache["allocated_bytes_per_instance"]!);
         // One batch region (and a prefill region beside it), not one region per sequence.
         Assert.Equal(1, (int)kvCache["regions"]!);
         Assert.True((int)kvCache["prefill_tokens"]! > 0);

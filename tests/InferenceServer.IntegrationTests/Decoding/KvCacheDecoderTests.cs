@@ -51,6 +51,16 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
         Assert.Equal(batched ? 1 : settings.MaxRunningSequences, plan.Regions);
         Assert.Equal(batched ? settings.MaxRunningSequences : 1, plan.RowsPerRegion);
         Assert.Equal(batched, plan.PrefillTokens > 0);
+        // GroupQueryAttention graphs share one buffer between past and present: the plan takes one copy, not two.
+        Assert.Equal(layout == "genai" ? 1 : 2, plan.Copies);
+        Assert.Equal(plan.Copies * ((long)plan.Regions * plan.RegionTokens + plan.PrefillTokens) * plan.Layout.BytesPerToken, plan.Bytes);
+        if (layout == "genai")
+        {
+            Assert.Equal(0, plan.RegionTokens % plan.MaxSequenceTokens);
+            Assert.True(plan.Bytes <= settings.KvCacheBytes);
+            // One copy: every row at the fixed width, plus the prefill region, once.
+            Assert.Equal(((long)plan.RowsPerRegion * plan.MaxSequenceTokens + plan.PrefillTokens) * plan.Layout.BytesPerToken, plan.Bytes);
+        }
         using var decoder = new KvCacheDecoder(model, settings, plan);
         var random = new Random(5);
         // Prompt lengths and when each joins and leaves: joins shorter and longer than the batch's length, a leave of
@@ -127,6 +137,85 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
                 batch[b].Tokens.Add(ArgMax(row));
             }
         }
+    }
+
+    /// <summary>
+    /// A GroupQueryAttention decode step binds one buffer as past and present, and the kernel writes only the new
+    /// token's keys and values in place: columns past each row's length keep what they held (a non-shared run would zero
+    /// the whole present and copy the past into it), and are never read (they hold NaN, yet the logits stay exact).
+    /// </summary>
+    [Fact]
+    public void A_genai_decode_step_writes_only_the_new_token_into_the_shared_buffer()
+    {
+        using var model = Load(Small with { Layout = DecoderLayout.GenAi }, out var settings, running: 2);
+        var plan = KvCachePlan.Create(settings);
+        using var decoder = new KvCacheDecoder(model, settings, plan);
+        var region = decoder.FirstRegion;
+        Assert.True(region.Shared);
+        var random = new Random(11);
+        var batch = new List<DecoderSequence>
+        {
+            new TestSequence(Enumerable.Range(0, 6).Select(_ => random.Next(3, Small.Vocab)).ToList(), 40),
+            new TestSequence(Enumerable.Range(0, 3).Select(_ => random.Next(3, Small.Vocab)).ToList(), 40),
+        };
+        batch.ForEach(s => Assert.True(decoder.TryReserve(s)));
+        var logits = new float[settings.MaxRunningSequences * settings.LogitsWidth];
+        var timings = default(ExecutionTimings);
+        decoder.Step(batch, logits, ref timings);
+        batch.ForEach(s => s.Tokens.Add(ArgMax(logits.AsSpan(batch.IndexOf(s) * settings.LogitsWidth, settings.LogitsWidth))));
+        var layout = plan.Layout;
+        var width = region.Width;
+        Assert.Equal(plan.MaxSequenceTokens, width);
+        // Poison every column past (row length + 1) of every row, head and layer with NaN.
+        for (var at = 0; at < layout.Layers * 2; at++)
+        {
+            var floats = MemoryMarshal.Cast<byte, float>(region.Memory(at));
+            foreach (var row in region.Rows)
+            {
+                for (var h = 0; h < layout.KvHeads; h++)
+                {
+                    var start = ((row.Index * layout.KvHeads) + h) * width;
+                    floats.Slice((start + row.Length + 1) * layout.HeadSize, (width - row.Length - 1) * layout.HeadSize).Fill(float.NaN);
+                    floats.Slice((start + row.Length) * layout.HeadSize, layout.HeadSize).Fill(float.NaN);
+                }
+            }
+        }
+        var lengths = region.Rows.Select(r => r.Length).ToArray();
+        for (var step = 0; step < 3; step++)
+        {
+            decoder.Step(batch, logits, ref timings);
+            for (var b = 0; b < batch.Count; b++)
+            {
+                var row = logits.AsSpan(b * settings.LogitsWidth, settings.LogitsWidth);
+                var difference = MaxDifference(FullRecomputation(model, layout, batch[b].Tokens), row);
+                Assert.True(difference <= Tolerance, $"step {step}, row {b}: logits differ from full recomputation by {difference}");
+                batch[b].Tokens.Add(ArgMax(row));
+            }
+        }
+        for (var at = 0; at < layout.Layers * 2; at++)
+        {
+            var floats = MemoryMarshal.Cast<byte, float>(region.Memory(at));
+            foreach (var row in region.Rows)
+            {
+                var before = lengths[row.Index];
+                Assert.Equal(before + 3, row.Length);
+                for (var h = 0; h < layout.KvHeads; h++)
+                {
+                    var start = ((row.Index * layout.KvHeads) + h) * width;
+                    // The 3 new tokens were written in place (no NaN left where they went) ...
+                    foreach (var value in floats.Slice((start + before) * layout.HeadSize, 3 * layout.HeadSize))
+                    {
+                        Assert.False(float.IsNaN(value), $"cache {at}, row {row.Index}, head {h}: a new token's entry was not written");
+                    }
+                    // ... and nothing past them was touched.
+                    foreach (var value in floats.Slice((start + before + 3) * layout.HeadSize, (width - before - 3) * layout.HeadSize))
+                    {
+                        Assert.True(float.IsNaN(value), $"cache {at}, row {row.Index}, head {h}: a column past the row's length was rewritten (the buffer was not shared)");
+                    }
+                }
+            }
+        }
+        batch.ForEach(s => s.DecoderState!.Dispose());
     }
 
     [Theory]

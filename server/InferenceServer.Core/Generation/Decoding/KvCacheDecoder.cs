@@ -46,9 +46,9 @@ public sealed class KvCacheDecoder : IDecoder
         _regions = new KvRegion[plan.Regions];
         for (var i = 0; i < _regions.Length; i++)
         {
-            _regions[i] = new KvRegion(_layout, plan.RegionTokens, plan.RowsPerRegion);
+            _regions[i] = new KvRegion(_layout, plan.RegionTokens, plan.RowsPerRegion, plan.MaxSequenceTokens);
         }
-        _prefill = plan.PrefillTokens > 0 ? new KvRegion(_layout, plan.PrefillTokens, 1) : null;
+        _prefill = plan.PrefillTokens > 0 ? new KvRegion(_layout, plan.PrefillTokens, 1, plan.PrefillTokens) : null;
         var maxLen = settings.MaxModelLen ?? GenerationSettings.DefaultMaxModelLen;
         _piece = Math.Min(KvCachePlan.PrefillPiece, maxLen);
         var rows = Math.Max(plan.RowsPerRegion, _piece);
@@ -59,6 +59,9 @@ public sealed class KvCacheDecoder : IDecoder
         var logitsBytes = checked(rows * settings.LogitsWidth * settings.LogitsType.ElementSize());
         _logits = new EngineOutput(settings.LogitsName, new Tensor(settings.LogitsName, settings.LogitsType, [0, 0, settings.LogitsWidth], TensorBuffer.AllocatePinned(logitsBytes)));
     }
+
+    /// <summary>The first region (the batch region of a padded layout), for tests.</summary>
+    internal KvRegion FirstRegion => _regions[0];
 
     /// <inheritdoc />
     public int MaxSequenceTokens => _plan.MaxSequenceTokens;

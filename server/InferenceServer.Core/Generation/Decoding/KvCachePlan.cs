@@ -7,15 +7,17 @@ namespace InferenceServer.Generation;
 /// <summary>
 /// How one engine instance's KV-cache budget (<see cref="GenerationSettings.KvCacheBytes"/>) is laid out, fixed when the
 /// model loads. Every run reads the past from one half of a region and writes the present (past plus new tokens) into
-/// the other, so a region of <c>T</c> tokens takes <c>2·T·bytes-per-token</c>.
+/// the other, so a region of <c>T</c> tokens takes <c>2·T·bytes-per-token</c> — except for a GroupQueryAttention graph
+/// (<see cref="KvCacheLayout.LengthsFromMask"/>), whose past and present are one shared buffer: <c>T·bytes-per-token</c>.
 /// <list type="bullet">
 /// <item>A model with <c>position_ids</c> has one <b>batch region</b> of <see cref="RegionTokens"/> tokens, holding every
 /// running sequence as one left-padded <c>[rows, length]</c> rectangle, so rows × the longest reservation must fit; and a
 /// <b>prefill region</b> of <see cref="PrefillTokens"/> tokens where a joining sequence's prompt is computed before it
 /// is copied into the batch (none when only one sequence runs at a time).</item>
 /// <item>A model whose attention takes each row's length from the mask (<see cref="KvCacheLayout.LengthsFromMask"/>:
-/// onnxruntime-genai's GroupQueryAttention) is laid out the same way, but its rectangle is right-padded: each row's
-/// tokens first, padding after.</item>
+/// onnxruntime-genai's GroupQueryAttention) is laid out the same way, but its rectangle is right-padded (each row's
+/// tokens first) and of a fixed width, <see cref="MaxSequenceTokens"/>, bound as both the past input and the present
+/// output (the kernel appends in place), so it takes one copy of memory: <see cref="RegionTokens"/> = rows × that width.</item>
 /// <item>Any other model without <c>position_ids</c> (the older merged export) counts positions from the past's length, so its
 /// rows cannot be padded: it has <see cref="Regions"/> = max_running_sequences regions of one sequence each.</item>
 /// </list>
@@ -43,8 +45,11 @@ public sealed record KvCachePlan
     /// <summary>The longest sequence (prompt + max_tokens) that can ever be given memory.</summary>
     public int MaxSequenceTokens { get; init; }
 
+    /// <summary>Copies of the cache a run needs: 1 when past and present share one buffer (GroupQueryAttention), else 2.</summary>
+    public int Copies => Layout.LengthsFromMask ? 1 : 2;
+
     /// <summary>Bytes the plan allocates.</summary>
-    public long Bytes => 2 * ((long)Regions * RegionTokens + PrefillTokens) * Layout.BytesPerToken;
+    public long Bytes => Copies * ((long)Regions * RegionTokens + PrefillTokens) * Layout.BytesPerToken;
 
     /// <summary>
     /// Lays out <paramref name="settings"/>' budget; throws <see cref="ModelConfigException"/> when it cannot hold even a
@@ -57,6 +62,7 @@ public sealed record KvCachePlan
         var maxLen = settings.MaxModelLen ?? GenerationSettings.DefaultMaxModelLen;
         var running = settings.MaxRunningSequences;
         var perToken = layout.BytesPerToken;
+        var copies = layout.LengthsFromMask ? 1 : 2;
         var budgetTokens = settings.KvCacheBytes / perToken;
         int regions, rows, regionTokens, prefill;
         if (layout.HasPositionIds || layout.LengthsFromMask)
@@ -66,17 +72,17 @@ public sealed record KvCachePlan
             var wanted = (long)running * maxLen;
             if (running == 1)
             {
-                regionTokens = (int)Math.Min(wanted, budgetTokens / 2);
+                regionTokens = (int)Math.Min(wanted, budgetTokens / copies);
                 prefill = 0;
             }
-            else if (budgetTokens / 2 >= 2L * maxLen)
+            else if (budgetTokens / copies >= 2L * maxLen)
             {
-                regionTokens = (int)Math.Min(Math.Min(wanted, budgetTokens / 2 - maxLen), int.MaxValue / 2);
+                regionTokens = (int)Math.Min(Math.Min(wanted, budgetTokens / copies - maxLen), int.MaxValue / 2);
                 prefill = maxLen;
             }
             else
             {
-                regionTokens = (int)(budgetTokens / 4);
+                regionTokens = (int)(budgetTokens / (2 * copies));
                 prefill = regionTokens;
             }
         }
@@ -84,14 +90,20 @@ public sealed record KvCachePlan
         {
             regions = running;
             rows = 1;
-            regionTokens = (int)Math.Min(maxLen, budgetTokens / 2 / running);
+            regionTokens = (int)Math.Min(maxLen, budgetTokens / copies / running);
             prefill = 0;
         }
         var longest = Math.Min(maxLen, prefill > 0 ? Math.Min(regionTokens, prefill) : regionTokens);
+        if (layout.LengthsFromMask && longest > 0)
+        {
+            // A shared region has a fixed width, the longest sequence: it holds whole rows of that width.
+            rows = (int)Math.Min(rows, regionTokens / longest);
+            regionTokens = rows * longest;
+        }
         if (longest < 2)
         {
             throw new ModelConfigException(string.Create(CultureInfo.InvariantCulture,
-                $"generation.kv_cache_bytes {settings.KvCacheBytes} is too small: a token takes {perToken} bytes of cache ({layout.Layers} layers x key and value x {layout.KvHeads} heads x {layout.HeadSize} x {layout.CacheType.ConfigName()}), twice over (a run's input and output), so it holds no sequence of even 2 tokens"));
+                $"generation.kv_cache_bytes {settings.KvCacheBytes} is too small: a token takes {perToken} bytes of cache ({layout.Layers} layers x key and value x {layout.KvHeads} heads x {layout.HeadSize} x {layout.CacheType.ConfigName()}){(copies == 2 ? ", twice over (a run's input and output)" : "")}, so it holds no sequence of even 2 tokens"));
         }
         var largestRegion = (long)regionTokens * layout.KvHeads * layout.HeadSize * layout.CacheType.ElementSize();
         if (largestRegion > int.MaxValue)

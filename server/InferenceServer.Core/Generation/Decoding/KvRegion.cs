@@ -44,6 +44,11 @@ internal sealed class KvRow(KvRegion region, int reserved, DecoderSequence seque
 /// column 0) for a graph whose attention takes row lengths from the mask (<see cref="KvCacheLayout.LengthsFromMask"/>).
 /// Rows join after their prompt has been computed and leave between steps; the rectangle is re-laid only when its
 /// length changes.
+/// <para>A right-padded region (GroupQueryAttention) instead has ONE buffer per layer's keys and values, of a fixed
+/// width (<see cref="Width"/>, the longest sequence it can hold): each run binds it whole, as
+/// <c>[rows, kv_heads, width, head_size]</c>, as both the past input and the present output, and the kernel, seeing the
+/// same memory, writes only the new tokens' keys and values at each row's length (read from the mask) — a step copies
+/// no cache, and the region takes one copy of memory instead of two.</para>
 /// </summary>
 internal sealed class KvRegion : IDisposable
 {
@@ -61,15 +66,18 @@ internal sealed class KvRegion : IDisposable
     private int _reservedLongest;
     private readonly List<KvRow> _reservations = [];
 
-    public KvRegion(KvCacheLayout layout, int tokens, int rowsLimit)
+    /// <param name="width">For a shared (right-padded) region, its fixed width: the longest sequence it holds.</param>
+    public KvRegion(KvCacheLayout layout, int tokens, int rowsLimit, int width)
     {
         _layout = layout;
         _elementBytes = layout.CacheType.ElementSize();
-        _rowsLimit = rowsLimit;
         _rightPadded = layout.LengthsFromMask;
+        Shared = _rightPadded;
+        Width = Shared ? width : 0;
+        _rowsLimit = Shared ? Math.Min(rowsLimit, tokens / Math.Max(width, 1)) : rowsLimit;
         Tokens = tokens;
         var bytes = checked(tokens * layout.KvHeads * layout.HeadSize * _elementBytes);
-        for (var half = 0; half < 2; half++)
+        for (var half = 0; half < (Shared ? 1 : 2); half++)
         {
             _memory[half] = new TensorBuffer[layout.Layers * 2];
             _past[half] = new Tensor[layout.Layers * 2];
@@ -88,6 +96,15 @@ internal sealed class KvRegion : IDisposable
             }
         }
     }
+
+    /// <summary>Whether past and present are one buffer (a right-padded region of fixed <see cref="Width"/>).</summary>
+    public bool Shared { get; }
+
+    /// <summary>A shared region's fixed width in tokens (0 otherwise).</summary>
+    public int Width { get; }
+
+    /// <summary>The current memory of layer cache <paramref name="at"/> (layer × 2 + 0 for keys, 1 for values), for tests.</summary>
+    internal Span<byte> Memory(int at) => _memory[_current][at].Span;
 
     /// <summary>Tokens the rectangle holds (rows × length).</summary>
     public int Tokens { get; }
@@ -108,7 +125,7 @@ internal sealed class KvRegion : IDisposable
     public KvRow? TryReserve(DecoderSequence sequence, int tokens)
     {
         var longest = Math.Max(_reservedLongest, tokens);
-        if (_reservedRows >= _rowsLimit || (_reservedRows + 1) * longest > Tokens)
+        if (_reservedRows >= _rowsLimit || (Shared && tokens > Width) || (_reservedRows + 1) * longest > Tokens)
         {
             return null;
         }
@@ -161,6 +178,10 @@ internal sealed class KvRegion : IDisposable
         {
             Length = 0;
         }
+        else if (Shared)
+        {
+            Length = longest;
+        }
         else if (longest < Length)
         {
             Relayout(longest);
@@ -174,6 +195,18 @@ internal sealed class KvRegion : IDisposable
     public void Bind(EngineRun run, int newTokens)
     {
         var rows = _rows.Count;
+        if (Shared)
+        {
+            // The same memory as input and output: the kernel appends the new tokens in place.
+            for (var at = 0; at < _past[0].Length; at++)
+            {
+                Shape(_past[0][at], rows, Width);
+                run.Inputs.Add(_past[0][at]);
+                Shape(_present[0][at].Into!, rows, Width);
+                run.Outputs.Add(_present[0][at]);
+            }
+            return;
+        }
         var next = 1 - _current;
         for (var at = 0; at < _past[_current].Length; at++)
         {
@@ -190,11 +223,11 @@ internal sealed class KvRegion : IDisposable
     /// <summary>After a run bound with <see cref="Bind"/>: the present half becomes current and every row grew by the run's tokens.</summary>
     public void Advance(int newTokens)
     {
-        foreach (var output in _present[1 - _current])
+        foreach (var output in _present[Shared ? _current : 1 - _current])
         {
             output.Result = null;
         }
-        _current = 1 - _current;
+        _current = Shared ? _current : 1 - _current;
         Length += newTokens;
         foreach (var row in _rows)
         {
@@ -219,13 +252,32 @@ internal sealed class KvRegion : IDisposable
     public void Append(KvRegion source, KvRow row)
     {
         var length = source.Length;
+        var rows = _rows.Count;
+        var heads = _layout.KvHeads;
+        var block = _layout.HeadSize * _elementBytes;
+        if (Shared)
+        {
+            // Into the row's place at the fixed width; what lies past its length is never read (the mask bounds it).
+            for (var at = 0; at < _memory[0].Length; at++)
+            {
+                var from = source._memory[0][at].Span;
+                var to = _memory[0][at].Span;
+                for (var h = 0; h < heads; h++)
+                {
+                    var target = (((long)rows * heads) + h) * Width;
+                    from.Slice(h * source.Width * block, length * block).CopyTo(to.Slice((int)(target * block), length * block));
+                }
+            }
+            Length = Math.Max(Length, length);
+            row.Index = rows;
+            row.Length = length;
+            _rows.Add(row);
+            return;
+        }
         if (length > Length)
         {
             Relayout(length);
         }
-        var rows = _rows.Count;
-        var heads = _layout.KvHeads;
-        var block = _layout.HeadSize * _elementBytes;
         for (var at = 0; at < _memory[_current].Length; at++)
         {
             var from = source._memory[source._current][at].Span;
@@ -254,7 +306,7 @@ internal sealed class KvRegion : IDisposable
 
     public void Dispose()
     {
-        for (var half = 0; half < 2; half++)
+        for (var half = 0; half < (Shared ? 1 : 2); half++)
         {
             foreach (var view in _past[half])
             {
@@ -281,7 +333,7 @@ internal sealed class KvRegion : IDisposable
     /// <summary>Moves row <paramref name="from"/> of the current half to row <paramref name="to"/> (lower), in place.</summary>
     private void MoveRow(int from, int to)
     {
-        var rowBytes = _layout.KvHeads * Length * _layout.HeadSize * _elementBytes;
+        var rowBytes = _layout.KvHeads * (Shared ? Width : Length) * _layout.HeadSize * _elementBytes;
         foreach (var memory in _memory[_current])
         {
             var span = memory.Span;

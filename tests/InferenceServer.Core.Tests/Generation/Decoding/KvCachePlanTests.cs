@@ -11,7 +11,7 @@ namespace InferenceServer.Tests.Generation.Decoding;
 /// </summary>
 public sealed class KvCachePlanTests
 {
-    private static KvCachePlan Plan(bool positionIds, bool useCacheBranch, bool genAi)
+    private static KvCachePlan Plan(bool positionIds, bool useCacheBranch, bool genAi, long? kvCacheBytes = null)
     {
         var inputs = new List<TensorConfig>
         {
@@ -35,7 +35,7 @@ public sealed class KvCachePlanTests
             outputs.Add(new($"present.{l}.value", DataType.Fp32, [-1, 2, -1, 8]));
         }
         var settings = GenerationSettings.Resolve(
-            new ModelConfigFile.GenerationEntry { Tokenizer = new TokenizerSpec { Kind = TokenizerSpec.Characters, Vocabulary = "abcd" }, MaxModelLen = 64, MaxRunningSequences = 4 },
+            new ModelConfigFile.GenerationEntry { Tokenizer = new TokenizerSpec { Kind = TokenizerSpec.Characters, Vocabulary = "abcd" }, MaxModelLen = 64, MaxRunningSequences = 4, KvCacheBytes = kvCacheBytes },
             maxBatchSize: 0, inputs, outputs, lengthsFromMask: genAi);
         return KvCachePlan.Create(settings);
     }
@@ -55,5 +55,29 @@ public sealed class KvCachePlanTests
         Assert.Equal(batched ? 1 : 4, plan.Regions);
         Assert.Equal(batched ? 4 : 1, plan.RowsPerRegion);
         Assert.Equal(batched, plan.PrefillTokens > 0);
+    }
+
+    [Fact]
+    public void A_genai_graph_shares_past_and_present_so_its_plan_takes_one_copy_of_fixed_width_rows()
+    {
+        // 2 layers x key and value x 2 heads x 8 x 4 bytes = 256 bytes a token; a budget of 192 tokens (one copy).
+        const long perToken = 2 * 2 * 2 * 8 * 4;
+        var genAi = Plan(false, false, true, 192 * perToken);
+        Assert.Equal(1, genAi.Copies);
+        Assert.Equal(64, genAi.MaxSequenceTokens);
+        Assert.Equal(64, genAi.PrefillTokens);
+        Assert.Equal(2, genAi.RowsPerRegion);
+        Assert.Equal(128, genAi.RegionTokens);
+        Assert.Equal(192 * perToken, genAi.Bytes);
+        // The same budget, two copies (past and present apart): half the tokens.
+        var optimum = Plan(true, false, false, 192 * perToken);
+        Assert.Equal(2, optimum.Copies);
+        Assert.Equal(48, optimum.RegionTokens);
+        Assert.Equal(48, optimum.PrefillTokens);
+        Assert.Equal(192 * perToken, optimum.Bytes);
+        // Unlimited budget: rows x max_model_len plus the prefill region, once.
+        var wide = Plan(false, false, true);
+        Assert.Equal(4, wide.RowsPerRegion);
+        Assert.Equal(((4 * 64) + 64) * perToken, wide.Bytes);
     }
 }
