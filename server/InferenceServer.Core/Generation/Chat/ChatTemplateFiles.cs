@@ -1,4 +1,6 @@
 using System.Text.Json;
+using InferenceServer.Configuration;
+using InferenceServer.Configuration.HuggingFace;
 
 namespace InferenceServer.Generation.Chat;
 
@@ -151,25 +153,16 @@ public static class ChatTemplateFiles
         }
     }
 
+    // The Hugging Face files' own reader; its reason (file, line, what is wrong) becomes the ArgumentException the model's load reports.
     private static JsonDocument? ReadObject(string path, Func<string, string> describe)
     {
-        if (!File.Exists(path))
-        {
-            return null;
-        }
         try
         {
-            var document = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true });
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                document.Dispose();
-                throw new ArgumentException($"{describe(path)} is not a JSON object");
-            }
-            return document;
+            return HuggingFaceJson.ReadObject(path, describe(path));
         }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        catch (ModelConfigException e)
         {
-            throw new ArgumentException($"cannot read {describe(path)}: {e.Message}");
+            throw new ArgumentException(e.Message);
         }
     }
 }

@@ -40,11 +40,10 @@ internal sealed class KvRow(KvRegion region, int reserved, DecoderSequence seque
 /// A rectangle of KV cache in preallocated, pinned memory: <c>[rows, kv_heads, length, head_size]</c> per layer for keys
 /// and values, twice (two halves): a run reads the past from the current half and the engine writes the present (past
 /// plus the run's new tokens) straight into the other half through its output binding, which then becomes current.
-/// Shorter rows are left-padded (zeros, masked out by <c>attention_mask</c>), or right-padded (each row's tokens from
-/// column 0) for a graph whose attention takes row lengths from the mask (<see cref="KvCacheLayout.LengthsFromMask"/>).
-/// Rows join after their prompt has been computed and leave between steps; the rectangle is re-laid only when its
+/// Shorter rows are left-padded (zeros, masked out by <c>attention_mask</c>). Rows join after their prompt has been computed and leave between steps; the rectangle is re-laid only when its
 /// length changes.
-/// <para>A right-padded region (GroupQueryAttention) instead has ONE buffer per layer's keys and values, of a fixed
+/// <para>A graph whose attention takes row lengths from the mask (<see cref="KvCacheLayout.LengthsFromMask"/>,
+/// GroupQueryAttention) gets a right-padded region instead (each row's tokens from column 0), with ONE buffer per layer's keys and values, of a fixed
 /// width (<see cref="Width"/>, the longest sequence it can hold): each run binds it whole, as
 /// <c>[rows, kv_heads, width, head_size]</c>, as both the past input and the present output, and the kernel, seeing the
 /// same memory, writes only the new tokens' keys and values at each row's length (read from the mask) — a step copies
@@ -55,7 +54,6 @@ internal sealed class KvRegion : IDisposable
     private readonly KvCacheLayout _layout;
     private readonly int _elementBytes;
     private readonly int _rowsLimit;
-    private readonly bool _rightPadded;
     // Per half: the past views (inputs) and the outputs bound to the present views, by layer as key, value, key, ...
     private readonly Tensor[][] _past = new Tensor[2][];
     private readonly EngineOutput[][] _present = new EngineOutput[2][];
@@ -71,8 +69,7 @@ internal sealed class KvRegion : IDisposable
     {
         _layout = layout;
         _elementBytes = layout.CacheType.ElementSize();
-        _rightPadded = layout.LengthsFromMask;
-        Shared = _rightPadded;
+        Shared = layout.LengthsFromMask;
         Width = Shared ? width : 0;
         _rowsLimit = Shared ? Math.Min(rowsLimit, tokens / Math.Max(width, 1)) : rowsLimit;
         Tokens = tokens;
@@ -284,12 +281,11 @@ internal sealed class KvRegion : IDisposable
             var to = _memory[_current][at].Span;
             for (var h = 0; h < heads; h++)
             {
+                // Left-padded: zeros, then the row's tokens ending at the rectangle's last column.
                 var start = (((long)rows * heads) + h) * Length;
                 var padding = Length - length;
-                var tokensAt = _rightPadded ? start : start + padding;
-                var paddingAt = _rightPadded ? start + length : start;
-                to.Slice((int)(paddingAt * block), padding * block).Clear();
-                from.Slice(h * length * block, length * block).CopyTo(to.Slice((int)(tokensAt * block), length * block));
+                to.Slice((int)(start * block), padding * block).Clear();
+                from.Slice(h * length * block, length * block).CopyTo(to.Slice((int)((start + padding) * block), length * block));
             }
         }
         row.Index = rows;
@@ -343,7 +339,7 @@ internal sealed class KvRegion : IDisposable
 
     /// <summary>
     /// Copies every row into the other half at rectangle length <paramref name="length"/> (each row's tokens
-    /// right-aligned, zeros before; or, right-padded, from column 0 with zeros after), which becomes current.
+    /// right-aligned, zeros before), which becomes current. A shared region is never re-laid: its width is fixed.
     /// </summary>
     private void Relayout(int length)
     {
@@ -359,12 +355,10 @@ internal sealed class KvRegion : IDisposable
                 var real = _rows[r].Length;
                 for (var h = 0; h < heads; h++)
                 {
-                    var source = ((((long)r * heads) + h) * Length) + (_rightPadded ? 0 : Length - real);
+                    var source = ((((long)r * heads) + h) * Length) + Length - real;
                     var target = (((long)r * heads) + h) * length;
-                    var tokensAt = _rightPadded ? target : target + length - real;
-                    var paddingAt = _rightPadded ? target + real : target;
-                    to.Slice((int)(paddingAt * block), (length - real) * block).Clear();
-                    from.Slice((int)(source * block), real * block).CopyTo(to.Slice((int)(tokensAt * block), real * block));
+                    to.Slice((int)(target * block), (length - real) * block).Clear();
+                    from.Slice((int)(source * block), real * block).CopyTo(to.Slice((int)((target + length - real) * block), real * block));
                 }
             }
         }

@@ -104,18 +104,8 @@ internal sealed class JinjaRenderer
                     Assign(s.Target, Evaluate(s.Value, scope), scope);
                     return Flow.Normal;
                 case SetBlockNode sb:
-                {
-                    // The body of a block set, a filter block and a call block has its own scope, as in Jinja2.
-                    var captured = new StringBuilder();
-                    RenderBody(sb.Body, new JinjaScope(scope), captured);
-                    object? value = captured.ToString();
-                    foreach (var filter in sb.Filters)
-                    {
-                        value = ApplyFilter(filter, value, scope);
-                    }
-                    Assign(sb.Target, value, scope);
+                    Assign(sb.Target, RenderFiltered(sb.Body, sb.Filters, scope), scope);
                     return Flow.Normal;
-                }
                 case MacroNode m:
                     scope.Set(m.Name, MakeMacro(m.Name, m.Parameters, m.Defaults, m.Body, m.CatchVarargs, m.CatchKwargs, scope));
                     return Flow.Normal;
@@ -129,17 +119,8 @@ internal sealed class JinjaRenderer
                     return Flow.Normal;
                 }
                 case FilterBlockNode fb:
-                {
-                    var captured = new StringBuilder();
-                    RenderBody(fb.Body, new JinjaScope(scope), captured);
-                    object? value = captured.ToString();
-                    foreach (var filter in fb.Filters)
-                    {
-                        value = ApplyFilter(filter, value, scope);
-                    }
-                    output.Append(PythonFormat.Str(value));
+                    output.Append(PythonFormat.Str(RenderFiltered(fb.Body, fb.Filters, scope)));
                     return Flow.Normal;
-                }
                 case BreakNode:
                     return Flow.Break;
                 case ContinueNode:
@@ -526,6 +507,19 @@ internal sealed class JinjaRenderer
         JinjaUndefined u => throw u.Fail(),
         _ => throw new JinjaException($"'{PythonFormat.TypeName(callee)}' object is not callable"),
     };
+
+    /// <summary>A block set's or filter block's body rendered in its own scope (as in Jinja2), then through its filters.</summary>
+    private object? RenderFiltered(IReadOnlyList<Node> body, IReadOnlyList<FilterExpr> filters, JinjaScope scope)
+    {
+        var captured = new StringBuilder();
+        RenderBody(body, new JinjaScope(scope), captured);
+        object? value = captured.ToString();
+        foreach (var filter in filters)
+        {
+            value = ApplyFilter(filter, value, scope);
+        }
+        return value;
+    }
 
     private object? ApplyFilter(FilterExpr filter, object? value, JinjaScope scope) =>
         JinjaFilters.Apply(filter.Name, value, EvaluateArguments(filter.Arguments, scope, filter.Name), this);

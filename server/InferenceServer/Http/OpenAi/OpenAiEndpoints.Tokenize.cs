@@ -114,7 +114,9 @@ internal static partial class OpenAiEndpoints
                     model = ReadModelName(property.Value);
                     break;
                 case "tokens":
-                    tokens = ReadTokens(property.Value);
+                    tokens = property.Value.ValueKind == JsonValueKind.Array
+                        ? OpenAiRequestReader.ReadTokenIds(property.Value, "tokens", "tokens", allowEmpty: true)
+                        : throw GenerationFields.Invalid("tokens", $"\"tokens\" must be an array of token ids, not {GenerationFields.Describe(property.Value)}");
                     break;
             }
         }
@@ -189,23 +191,5 @@ internal static partial class OpenAiEndpoints
         return models.Count == 1
             ? models[0].Name
             : throw GenerationFields.Invalid("model", $"the request needs \"model\": {models.Count} generative models are ready (GET /v1/models lists them)");
-    }
-
-    private static int[] ReadTokens(JsonElement value)
-    {
-        if (value.ValueKind != JsonValueKind.Array)
-        {
-            throw GenerationFields.Invalid("tokens", $"\"tokens\" must be an array of token ids, not {GenerationFields.Describe(value)}");
-        }
-        var tokens = new int[value.GetArrayLength()];
-        var i = 0;
-        foreach (var item in value.EnumerateArray())
-        {
-            tokens[i] = item.ValueKind == JsonValueKind.Number && item.TryGetInt32(out var id) && id >= 0
-                ? id
-                : throw GenerationFields.Invalid("tokens", $"tokens[{i}] must be a token id (a non-negative integer), not {GenerationFields.Describe(item)}");
-            i++;
-        }
-        return tokens;
     }
 }

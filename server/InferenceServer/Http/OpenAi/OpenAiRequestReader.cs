@@ -208,13 +208,17 @@ internal static class OpenAiRequestReader
         }
     }
 
-    /// <summary>One token prompt: a non-empty array of non-negative integers; <paramref name="path"/> names it in errors.</summary>
-    private static int[] ReadTokenIds(JsonElement array, string path)
+    /// <summary>
+    /// An array of non-negative integers (a token prompt, or <c>/detokenize</c>'s tokens); <paramref name="path"/> names
+    /// it in errors, which carry <paramref name="field"/> as their param. A token prompt (<paramref name="allowEmpty"/>
+    /// false) needs at least one id.
+    /// </summary>
+    internal static int[] ReadTokenIds(JsonElement array, string path, string field = "prompt", bool allowEmpty = false)
     {
         var ids = new int[array.GetArrayLength()];
-        if (ids.Length == 0)
+        if (ids.Length == 0 && !allowEmpty)
         {
-            throw GenerationFields.Invalid("prompt", $"{path} is an empty array of token ids; a token prompt needs at least one id");
+            throw GenerationFields.Invalid(field, $"{path} is an empty array of token ids; a token prompt needs at least one id");
         }
         var i = 0;
         foreach (var item in array.EnumerateArray())
@@ -224,7 +228,7 @@ internal static class OpenAiRequestReader
                 ids[i++] = id;
                 continue;
             }
-            throw GenerationFields.Invalid("prompt", item.ValueKind == JsonValueKind.Number && item.TryGetInt64(out var large) && large > 0
+            throw GenerationFields.Invalid(field, item.ValueKind == JsonValueKind.Number && item.TryGetInt64(out var large) && large > 0
                 ? $"{path}[{i}] is {large}, a token id outside any vocabulary"
                 : $"{path}[{i}] must be a token id (a non-negative integer), not {GenerationFields.Describe(item)}");
         }
