@@ -1,6 +1,6 @@
 namespace InferenceServer.Perf;
 
-/// <summary><c>bench mlp|resnet50|payload|overhead|generate|kv</c>: one benchmark, every piece in this process, ratios against its targets.</summary>
+/// <summary><c>bench mlp|resnet50|payload|overhead|generate|kv|genai</c>: one benchmark, every piece in this process, ratios against its targets.</summary>
 internal static class BenchCommand
 {
     public static async Task<int> RunAsync(string[] args)
@@ -29,6 +29,7 @@ internal static class BenchCommand
                 "payload" => PayloadBenchmark.RunAsync(options),
                 "generate" => GenerateBenchmark.RunAsync(options),
                 "kv" => KvBenchmark.RunAsync(options),
+                "genai" => GenAiBenchmark.RunAsync(options),
                 _ => OverheadBenchmark.RunAsync(options),
             }).ConfigureAwait(false);
             return 0;

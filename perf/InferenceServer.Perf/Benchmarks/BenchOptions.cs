@@ -5,7 +5,7 @@ namespace InferenceServer.Perf;
 /// <summary>Options of <c>bench NAME</c>; each benchmark supplies its defaults, the command line overrides them.</summary>
 internal sealed record BenchOptions
 {
-    public static readonly string[] Names = ["mlp", "resnet50", "payload", "overhead", "generate", "kv"];
+    public static readonly string[] Names = ["mlp", "resnet50", "payload", "overhead", "generate", "kv", "genai"];
 
     public required string Name { get; init; }
     public int Runs { get; init; } = 3;
@@ -59,6 +59,22 @@ internal sealed record BenchOptions
     public IReadOnlyList<int>? AllocationContexts { get; init; }
     public int? AllocationSteps { get; init; }
 
+    /// <summary>genai: the model's context_length in genai_config.json (the server's max_model_len; default 4096).</summary>
+    public int? ContextLength { get; init; }
+
+    /// <summary>genai: the generation.max_num_batched_tokens values of the chunked-prefill cells (default 24,64,256,2048).</summary>
+    public IReadOnlyList<int>? BatchedTokens { get; init; }
+
+    /// <summary>genai: the chunked-prefill cells' running streams, their prompt tokens, and the long prompt's tokens (default 8, 256, 2048).</summary>
+    public int? ChunkStreams { get; init; }
+    public int? ChunkContext { get; init; }
+    public int? LongPrompt { get; init; }
+
+    /// <summary>genai: the prefix-caching cells' shared prefix, distinct suffix and requests per kind and run (default 1024, 16, 5).</summary>
+    public int? PrefixTokens { get; init; }
+    public int? SuffixTokens { get; init; }
+    public int? PrefixRequests { get; init; }
+
     /// <summary>kv: also run the engine cells with every row joining and leaving together (no ragged rows, as the raw loop's rounds).</summary>
     public bool EngineStatic { get; init; }
 
@@ -66,10 +82,10 @@ internal sealed record BenchOptions
     public bool OutOfProcess => ServersOutOfProcess || Baseline is not null || ServerBuild is not null;
 
     public static string Usage() => """
-        Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead|generate|kv [options]
+        Usage: dotnet run -c Release --project perf/InferenceServer.Perf -- bench mlp|resnet50|payload|overhead|generate|kv|genai [options]
 
           --runs N                 repetitions; tables show medians, ratios are taken within each run (default: 3)
-          --duration-seconds N     measured seconds per load cell (default per benchmark: mlp 4, resnet50 6, payload 4, overhead 4, generate 6, kv 20)
+          --duration-seconds N     measured seconds per load cell (default per benchmark: mlp 4, resnet50 6, payload 4, overhead 4, generate 6, kv 20, genai 15)
           --engine-seconds N       measured seconds per engine batch size (default: mlp 2, resnet50 4, generate 4; kv: at least this
                                    long per raw cell, in whole rounds, and per engine cell, default 10)
           --warmup-seconds N       unmeasured seconds before every cell (default: 1)
@@ -79,24 +95,34 @@ internal sealed record BenchOptions
           --out FILE               also write the Markdown report to FILE
           --shared-dir DIR         the shared data folder (resnet50, generate; default: $INFERENCE_SHARED_DIR or ../shared beside the repository)
           --server-log-level LVL   in-process server's log level (default: Warning)
-          --concurrency LIST       closed-loop clients (default: mlp 64, resnet50 8, payload 1, overhead 64; generate: streams 1,4,16,64; kv: 16,
+          --concurrency LIST       closed-loop clients (default: mlp 64, resnet50 8, payload 1, overhead 64; generate: streams 1,4,16,64; kv, genai: 16,
                                    also the raw loops' sequences in flight)
           --protocol LIST          grpc, rest-binary, rest-json (default: grpc; payload grpc,rest-binary)
           --settings LIST          engine instances x intra-op threads, e.g. 1x2,2x1 (default: mlp and resnet50 1x2,2x1; payload and overhead 1x2;
                                    generate: one IxT, the server's decode loops x parameters.intra_op_num_threads, default cores x 1;
-                                   kv: the served configurations, default 1 x cores and cores x 1)
-          --raw-settings LIST      generate, kv: the raw decode loops' configurations, parallel loops x intra-op threads (default: every
-                                   LxT <= cores, L and T powers of two or the core count; the server's settings are always added)
+                                   kv: the served configurations, default 1 x cores and cores x 1; genai: the batching cells' served
+                                   configurations, default cores x 1)
+          --raw-settings LIST      generate, kv, genai: the raw decode loops' configurations, parallel loops x intra-op threads (default: every
+                                   LxT <= cores, L and T powers of two or the core count; genai: those with L x T = cores; the server's
+                                   settings are always added)
           --engine-batches LIST    engine batch sizes (default: mlp 1,4,16,32,64; resnet50 1,2,4,8; generate: the raw decode loop's, 1,4,16,64)
           --max-queue-delay-us N   dynamic_batching max_queue_delay_microseconds (default: 0)
           --max-batch-size N       mlp, resnet50: the served models' max_batch_size (default: mlp 64, resnet50 8)
           --preferred-batch-sizes LIST  mlp, resnet50: dynamic_batching preferred_batch_size (default: none)
           --bytes LIST             payload sizes in bytes, multiples of 4 (default: 602112,7120000)
           --skip-unbatched         mlp: leave out the models without dynamic batching
-          --max-tokens N           generate, kv: max_tokens of every completion (default: 128)
+          --max-tokens N           generate, kv: max_tokens of every completion (default: 128; genai: 64, the batching cells)
           --layers N, --d-model N, --heads N, --kv-heads N, --vocab N
-                                   kv: the decoder's shape (default: 6, 512, 8, 2, 32000; smaller for a quick run)
-          --prompt-tokens N        kv: prompt tokens of the throughput cells (default: 128)
+                                   kv, genai: the decoder's shape (default: 6, 512, 8, 2, 32000; smaller for a quick run)
+          --prompt-tokens N        kv: prompt tokens of the throughput cells (default: 128; genai: 1024)
+          --context-length N       genai: genai_config.json's context_length, the server's max_model_len (default: 4096)
+          --batched-tokens LIST    genai: generation.max_num_batched_tokens of the chunked-prefill cells (default: 24,64,256,2048)
+          --chunk-streams N        genai: running streams of the chunked-prefill cells (default: 8)
+          --chunk-context N        genai: their prompt tokens (default: 256)
+          --long-prompt N          genai: the prompt tokens of the one request prefilled among them, max_tokens 1 (default: 2048)
+          --prefix-tokens N        genai: the shared system prompt of the prefix-caching cells (default: 1024)
+          --suffix-tokens N        genai: each request's distinct suffix after it (default: 16)
+          --prefix-requests N      genai: cold and warm requests per prefix-caching cell and run (default: 5)
           --contexts LIST          kv: prompt lengths of the one-stream context-scaling cells (default: 128,1024)
           --context-tokens N       kv: tokens generated per context-scaling request (default: 32)
           --context-requests N     kv: requests (raw: rounds) per context-scaling cell and run, the contexts taking turns (default: 5)
@@ -180,6 +206,14 @@ internal sealed record BenchOptions
                 "--context-requests" => o with { ContextRequests = (int)Number(name, value, 1, 100) },
                 "--raw-outputs" => o with { RawOutputs = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(v => Enum.TryParse<KvOutputs>(v, ignoreCase: true, out var k) && Enum.IsDefined(k) ? k : throw new ArgumentException($"--raw-outputs: '{v}' is not ort or bound")).Distinct().ToArray() },
                 "--allocation-contexts" => o with { AllocationContexts = value == "none" ? [] : Ints(name, value, 1, 100_000) },
+                "--context-length" => o with { ContextLength = (int)Number(name, value, 64, 1_000_000) },
+                "--batched-tokens" => o with { BatchedTokens = Ints(name, value, 2, 1_000_000) },
+                "--chunk-streams" => o with { ChunkStreams = (int)Number(name, value, 1, 256) },
+                "--chunk-context" => o with { ChunkContext = (int)Number(name, value, 1, 100_000) },
+                "--long-prompt" => o with { LongPrompt = (int)Number(name, value, 1, 1_000_000) },
+                "--prefix-tokens" => o with { PrefixTokens = (int)Number(name, value, 1, 1_000_000) },
+                "--suffix-tokens" => o with { SuffixTokens = (int)Number(name, value, 1, 100_000) },
+                "--prefix-requests" => o with { PrefixRequests = (int)Number(name, value, 1, 100) },
                 "--allocation-steps" => o with { AllocationSteps = (int)Number(name, value, 1, 10_000) },
                 "--bytes" => o with { Bytes = Ints(name, value, 4, 200_000_000).Select(b => b % 4 == 0 ? b : throw new ArgumentException("--bytes: sizes must be multiples of 4 (FP32)")).ToArray() },
                 _ => throw new ArgumentException($"unknown option {name}"),

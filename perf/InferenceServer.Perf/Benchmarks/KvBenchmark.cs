@@ -92,7 +92,7 @@ internal static class KvBenchmark
         var figures = new Figures();
         try
         {
-            await CompareWithRawAsync(session, serverSettings[0], raw, prompts[0], maxTokens, decoderDirectory!, results).ConfigureAwait(false);
+            await CompareWithRawAsync(session, KvDecoderModel.ServedName(serverSettings[0]), raw.Loop(serverSettings[0].Threads), prompts[0], maxTokens, decoderDirectory!, results).ConfigureAwait(false);
             // The raw loops (with no model loaded: they have the process to themselves), the engine, then the server; every
             // other run the other way round, so that neither side always has the earlier slot on this shared machine.
             void RawCells()
@@ -239,7 +239,7 @@ internal static class KvBenchmark
     /// request by request (so that each pair shares the machine's moment): each round's time per token after the first
     /// (decode steps only).
     /// </summary>
-    private static void RawContexts(BenchSession session, KvDecodeLoop loop, int[] prompt, IReadOnlyList<int> contexts, int tokens, int requests, HashSet<string> warmed)
+    private static void RawContexts(BenchSession session, IKvRoundLoop loop, int[] prompt, IReadOnlyList<int> contexts, int tokens, int requests, HashSet<string> warmed)
     {
         var tpot = contexts.Select(_ => new List<double>()).ToArray();
         var steps = contexts.Select(_ => new List<double>()).ToArray();
@@ -268,7 +268,7 @@ internal static class KvBenchmark
         {
             var sorted = tpot[c].Order().ToArray();
             var m = new Measurement(requests, 0, seconds[c], sorted, null) { Samples = (long)requests * tokens, TimePerOutputTokenMs = sorted };
-            session.Record(new CellInfo(RawContextCell(loop.Threads, contexts[c]), "engine", "-", 1, $"raw ONNX Runtime, one row, prompt {contexts[c]}, {tokens} tokens, {loop.Threads} thread(s), outputs {KvDecodeLoop.Name(loop.Outputs)}; latency = time per token after the first"), m,
+            session.Record(new CellInfo(RawContextCell(loop.Threads, contexts[c]), "engine", "-", 1, $"raw ONNX Runtime, one row, prompt {contexts[c]}, {tokens} tokens, {loop.Threads} thread(s), outputs {loop.OutputsName}; latency = time per token after the first"), m,
                 new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, null) { Detail = Invariant($"decode step p50 {BenchResults.Median(steps[c]):F2} ms; CPU over every context's requests") });
         }
     }
@@ -397,9 +397,8 @@ internal static class KvBenchmark
     /// of it (both one row), its ids decoded with the model's own tokenizer.json; this checks the served model, the
     /// token-id prompt and the client's parsing end to end.
     /// </summary>
-    private static async Task CompareWithRawAsync(BenchSession session, LoopSetting setting, ParallelKvDecodeLoops raw, int[] prompt, int maxTokens, string directory, BenchResults results)
+    internal static async Task CompareWithRawAsync(BenchSession session, string model, IKvRoundLoop loop, int[] prompt, int maxTokens, string directory, BenchResults results)
     {
-        var model = KvDecoderModel.ServedName(setting);
         await ModelControl.LoadAsync(session, model).ConfigureAwait(false);
         var text = new StringBuilder();
         CompletionOutcome outcome;
@@ -417,7 +416,7 @@ internal static class KvBenchmark
         }
         await ModelControl.UnloadAsync(session, model).ConfigureAwait(false);
         var generated = new[] { new int[maxTokens] };
-        raw.Loop(setting.Threads).Round([prompt], prompt.Length, maxTokens, generated);
+        loop.Round([prompt], prompt.Length, maxTokens, generated);
         var tokenizer = TokenizerFactory.Create(new TokenizerSpec { Kind = TokenizerSpec.TokenizerJson, File = HuggingFaceTokenizerFiles.TokenizerFileName }, directory);
         var decoder = tokenizer.CreateDecoder(prompt);
         var expected = new StringBuilder();
@@ -609,7 +608,7 @@ internal static class KvBenchmark
         public void Add(string cell, double serverTpotMs) => (ServerTpotMs.TryGetValue(cell, out var list) ? list : ServerTpotMs[cell] = []).Add(serverTpotMs);
     }
 
-    private static string Errors(IReadOnlyList<Measurement> runs)
+    internal static string Errors(IReadOnlyList<Measurement> runs)
     {
         var errors = runs.SelectMany(m => m.ErrorsByStatus).GroupBy(e => e.Key).Select(g => $"{g.Key}={g.Sum(e => e.Value)}").ToArray();
         return errors.Length == 0 ? "0" : string.Join(", ", errors);

@@ -44,3 +44,43 @@ internal sealed record TokenMetrics(double TtftSum, double TtftCount, double Tpo
         before is null || after is null ? null : string.Create(CultureInfo.InvariantCulture,
             $"server metrics over the window: {after.Tokens - before.Tokens:F0} tokens, TTFT mean {(after.TtftSum - before.TtftSum) / (after.TtftCount - before.TtftCount) * 1000:F2} ms ({after.TtftCount - before.TtftCount:F0} requests), TPOT mean {TpotMs(before, after):F3} ms");
 }
+
+/// <summary>Counters of the server's <c>/metrics</c> (vLLM's names among them) summed over a model's series.</summary>
+internal static class PrometheusCounters
+{
+    /// <summary>
+    /// Each of <paramref name="names"/>: the sum of its samples labelled with <paramref name="model"/> (<c>model_name</c> or
+    /// <c>model</c>), else of all its samples; null for a family the server does not export. Null without a metrics address.
+    /// </summary>
+    public static async Task<IReadOnlyDictionary<string, double?>?> ScrapeAsync(HttpClient metrics, string model, IReadOnlyList<string> names)
+    {
+        if (metrics.BaseAddress is null)
+        {
+            return null;
+        }
+        var text = await metrics.GetStringAsync("metrics").ConfigureAwait(false);
+        var result = new Dictionary<string, double?>(StringComparer.Ordinal);
+        foreach (var name in names)
+        {
+            double all = 0, mine = 0;
+            bool any = false, labelled = false;
+            foreach (var line in text.AsSpan().EnumerateLines())
+            {
+                if (!(line.StartsWith(name + "{", StringComparison.Ordinal) || line.StartsWith(name + " ", StringComparison.Ordinal)))
+                {
+                    continue;
+                }
+                var value = double.Parse(line[(line.LastIndexOf(' ') + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture);
+                any = true;
+                all += value;
+                if (line.Contains("=\"" + model + "\"", StringComparison.Ordinal))
+                {
+                    labelled = true;
+                    mine += value;
+                }
+            }
+            result[name] = any ? (labelled ? mine : all) : null;
+        }
+        return result;
+    }
+}

@@ -56,7 +56,7 @@ internal sealed class KvRoundTimes
 /// (<c>[rows, 1]</c>) feeding the <c>present.*</c> outputs back as <c>past_key_values.*</c>. Every row has the same
 /// length, so no padding: the mask is all ones and the positions are the row's length. Greedy: each token is the argmax.
 /// </summary>
-internal sealed class KvDecodeLoop : IDisposable
+internal sealed class KvDecodeLoop : IKvRoundLoop
 {
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();
@@ -84,6 +84,8 @@ internal sealed class KvDecodeLoop : IDisposable
     public int Threads { get; }
 
     public KvOutputs Outputs => _outputs;
+
+    public string OutputsName => Name(_outputs);
 
     /// <summary>
     /// One round over <paramref name="prompts"/> (one row each, all of <paramref name="promptTokens"/> tokens):

@@ -3,7 +3,24 @@ using System.Diagnostics;
 namespace InferenceServer.Perf;
 
 /// <summary>One raw KV measurement: tokens/s over whole rounds, with each round's prefill and decode step times.</summary>
-internal sealed record KvRawResult(Measurement Measurement, double[] PrefillMs, int Rounds, int RowsPerLoopMax);
+internal sealed record KvRawResult(Measurement Measurement, double[] PrefillMs, int Rounds, int RowsPerLoopMax)
+{
+    /// <summary>Decode tokens (after each row's first) per second of decoding, summed over the loops (which decode side by side).</summary>
+    public double DecodeTokensPerSecond { get; init; }
+}
+
+/// <summary>A raw decode loop that runs whole rounds (every row's prompt, then decode steps to the last token) on a session of its own.</summary>
+internal interface IKvRoundLoop : IDisposable
+{
+    /// <summary>The session's intra-op threads.</summary>
+    int Threads { get; }
+
+    /// <summary>Where its outputs go, as the report names it (<c>ort</c>, <c>bound</c>, <c>shared</c>).</summary>
+    string OutputsName { get; }
+
+    /// <summary>One round over <paramref name="prompts"/> (all of <paramref name="promptTokens"/> tokens) to <paramref name="newTokens"/> tokens per row; fills <paramref name="generated"/>'s rows when given.</summary>
+    KvRoundTimes Round(IReadOnlyList<int[]> prompts, int promptTokens, int newTokens, int[][]? generated = null);
+}
 
 /// <summary>
 /// The raw KV baseline in one configuration: L <see cref="KvDecodeLoop"/>s side by side, each on a thread of its own
@@ -13,14 +30,21 @@ internal sealed record KvRawResult(Measurement Measurement, double[] PrefillMs, 
 /// time holds every loop's prefills and decode steps: tokens/s = generated tokens / wall time, prefill included.
 /// Sessions are made once per thread count and kept (a session takes seconds to load), so the configurations share them.
 /// </summary>
-internal sealed class ParallelKvDecodeLoops(string modelFile, KvGraphShape shape, KvOutputs outputs) : IDisposable
+internal sealed class ParallelKvDecodeLoops(Func<int, IKvRoundLoop> create) : IDisposable
 {
-    private readonly Dictionary<int, List<KvDecodeLoop>> _sessions = [];
+    private readonly Dictionary<int, List<IKvRoundLoop>> _sessions = [];
 
-    public KvOutputs Outputs => outputs;
+    /// <summary>Loops of <see cref="KvDecodeLoop"/> (Optimum's layout) with <paramref name="outputs"/>.</summary>
+    public ParallelKvDecodeLoops(string modelFile, KvGraphShape shape, KvOutputs outputs)
+        : this(threads => new KvDecodeLoop(modelFile, threads, shape, outputs))
+    {
+        Outputs = outputs;
+    }
+
+    public KvOutputs Outputs { get; }
 
     /// <summary>The first loop of <paramref name="threads"/> threads (made if needed), for single-row measurements.</summary>
-    public KvDecodeLoop Loop(int threads) => Loops(threads, 1)[0];
+    public IKvRoundLoop Loop(int threads) => Loops(threads, 1)[0];
 
     /// <summary>
     /// <paramref name="rounds"/> rounds of <paramref name="setting"/> with <paramref name="prompts"/> (one row each)
@@ -77,7 +101,9 @@ internal sealed class ParallelKvDecodeLoops(string modelFile, KvGraphShape shape
         var steps = times.SelectMany(t => t).SelectMany(t => t.StepMs).ToArray();
         Array.Sort(steps);
         var m = new Measurement(steps.Length, 0, wall, steps, null) { Samples = tokens };
-        return new KvRawResult(m, times.SelectMany(t => t).Select(t => t.PrefillMs).ToArray(), times.Max(t => t.Count), rows.Max());
+        // Each loop's decode rate (its rows' tokens after the first over its rounds' first-to-last-token time), summed: the loops decode side by side.
+        var decode = times.Select((t, i) => (double)t.Count * rows[i] * (newTokens - 1) / t.Sum(r => (r.LastToken - r.FirstToken) / (double)Stopwatch.Frequency)).Sum();
+        return new KvRawResult(m, times.SelectMany(t => t).Select(t => t.PrefillMs).ToArray(), times.Max(t => t.Count), rows.Max()) { DecodeTokensPerSecond = decode };
     }
 
     public void Dispose()
@@ -88,7 +114,7 @@ internal sealed class ParallelKvDecodeLoops(string modelFile, KvGraphShape shape
         }
     }
 
-    private List<KvDecodeLoop> Loops(int threads, int count)
+    private List<IKvRoundLoop> Loops(int threads, int count)
     {
         if (!_sessions.TryGetValue(threads, out var list))
         {
@@ -96,7 +122,7 @@ internal sealed class ParallelKvDecodeLoops(string modelFile, KvGraphShape shape
         }
         while (list.Count < count)
         {
-            list.Add(new KvDecodeLoop(modelFile, threads, shape, outputs));
+            list.Add(create(threads));
         }
         return list;
     }

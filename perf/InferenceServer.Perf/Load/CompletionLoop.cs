@@ -28,11 +28,12 @@ internal static class CompletionLoop
 
     /// <summary>
     /// Any prompts: <paramref name="body"/> gives stream i's request body for a number of tokens; <paramref name="counting"/>
-    /// says how arriving text counts as tokens.
+    /// says how arriving text counts as tokens. With <paramref name="freshBodies"/> it is asked again before every request
+    /// (a new prompt each time, so that a prefix cache never serves one), else once per stream and kept.
     /// </summary>
     public static async Task<Measurement> RunAsync(
         CompletionClient client, Func<int, int, byte[]> body, TokenCounting counting, int maxTokens, int concurrency, TimeSpan warmup, TimeSpan duration, long maxRequests,
-        Func<Task>? opened = null, Func<Task>? closed = null)
+        Func<Task>? opened = null, Func<Task>? closed = null, bool freshBodies = false)
     {
         var start = Stopwatch.GetTimestamp();
         var from = start + (long)(warmup.TotalSeconds * Stopwatch.Frequency);
@@ -56,7 +57,7 @@ internal static class CompletionLoop
                 {
                     recorder.Errors.Error(e);
                 }
-                next = steady;
+                next = freshBodies ? body(i, maxTokens) : steady;
             }
             return recorder;
         })).ToArray();

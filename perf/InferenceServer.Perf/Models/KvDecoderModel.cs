@@ -15,8 +15,9 @@ namespace InferenceServer.Perf;
 internal static class KvDecoderModel
 {
     /// <summary>The shape the issue asks for: 6 layers, d_model 512, 8 heads, 2 KV heads, vocabulary 32,000, FP32, with its tokenizer.</summary>
-    public static DecoderOptions Options(BenchOptions o, int maxPositions) => new()
+    public static DecoderOptions Options(BenchOptions o, int maxPositions, DecoderLayout layout = DecoderLayout.Root) => new()
     {
+        Layout = layout,
         Layers = o.Layers ?? 6,
         DModel = o.DModel ?? 512,
         Heads = o.Heads ?? 8,
@@ -50,10 +51,14 @@ internal static class KvDecoderModel
     /// <summary>The served name of a configuration: <c>lm_IxT</c>.</summary>
     public static string ServedName(LoopSetting setting) => $"lm_{setting}";
 
-    /// <summary>Serves <paramref name="directory"/>'s files as model <see cref="ServedName"/> version 1 with <paramref name="setting"/>'s instances and threads.</summary>
-    public static void AddServed(TempRepository repository, string directory, LoopSetting setting)
+    /// <summary>
+    /// Serves <paramref name="directory"/>'s files as model <paramref name="name"/> (default <see cref="ServedName"/>)
+    /// version 1 with <paramref name="setting"/>'s instances and threads, and <paramref name="generation"/>'s settings
+    /// (YAML key and value, e.g. <c>max_num_batched_tokens</c>, <c>64</c>) under <c>generation:</c> when there are any.
+    /// </summary>
+    public static void AddServed(TempRepository repository, string directory, LoopSetting setting, string? name = null, IReadOnlyList<(string Key, string Value)>? generation = null)
     {
-        var model = Path.Combine(repository.Models, ServedName(setting));
+        var model = Path.Combine(repository.Models, name ?? ServedName(setting));
         var version = Path.Combine(model, "1");
         Directory.CreateDirectory(version);
         foreach (var file in Directory.EnumerateFiles(directory))
@@ -67,16 +72,16 @@ internal static class KvDecoderModel
             parameters:
               intra_op_num_threads: "{setting.Threads}"
 
-            """));
+            """) + (generation is { Count: > 0 } ? "generation:\n" + string.Concat(generation.Select(g => $"  {g.Key}: {g.Value}\n")) : ""));
     }
 
     /// <summary>
     /// <paramref name="count"/> prompts of <paramref name="length"/> token ids, deterministic, drawn from the ordinary
     /// tokens (ids from 3: 0 to 2 are the padding, beginning and end of sequence).
     /// </summary>
-    public static int[][] Prompts(int count, int length, int vocab)
+    public static int[][] Prompts(int count, int length, int vocab, int seed = 18)
     {
-        var random = new Random(18);
+        var random = new Random(seed);
         return Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, length).Select(_ => random.Next(3, vocab)).ToArray()).ToArray();
     }
 }
