@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using InferenceServer.ModelBuilder.Decoders;
@@ -53,7 +54,7 @@ internal static class GenAiBenchmark
         var results = new BenchResults("genai", Invariant(
             $"onnxruntime-genai's layout (issue 20): a decoder written by the ModelBuilder with DecoderLayout.GenAi, {options.Layers} layers, d_model {options.DModel}, {options.Heads} heads, {options.KvHeads} KV heads, head size {options.HeadDim}, MLP {options.IntermediateSize}, vocabulary {options.Vocab}, FP32, ") +
             Invariant($"{KvDecoderModel.Parameters(options) / 1e6:F1} M parameters, GroupQueryAttention with do_rotary, context_length {contextLength}; served as a version directory (model.onnx, genai_config.json, tokenizer.json, tokenizer_config.json; no config.json) whose config.yaml sets only instance_group, parameters.intra_op_num_threads and the setting under test. ") +
-            Invariant($"Batching: closed-loop streaming completions (prompt token ids, fresh random ones every request so that no prefix cache serves them, max_tokens {maxTokens}, ignore_eos, temperature 0) at 1 and {rows} streams with {promptTokens}-token prompts, {seconds} s windows; decode tokens/s = streams / mean time per output token (each request's (last − first token) / (tokens − 1)); wall tokens/s = every generated token arriving in the window / the window. ") +
+            Invariant($"Batching: rounds of 1 and of {rows} streaming completions sent together (prompt token ids, {promptTokens} fresh random ones every request so that no prefix cache serves them, max_tokens {maxTokens}, ignore_eos, temperature 0), for at least {seconds} s ({seconds * 2 / 3:F0} s at one stream) per cell and run; decode tokens/s = tokens arriving while every stream of a round decodes / that time; wall tokens/s = generated tokens / the rounds' time. ") +
             Invariant($"Raw: ONNX Runtime in this process on the same graph, L loops x T intra-op threads ({string.Join(", ", rawSettings)}), {rows} rows split evenly, one round per run: every row's {promptTokens}-token prompt computed alone in pieces of 256, then {maxTokens - 1} steps of all rows, the cache ONE buffer per layer's keys and values of width {contextLength} bound as both past and present; tokens/s = generated tokens / wall time (prefills included), as the server's wall tokens/s. ") +
             Invariant($"onnxruntime-genai: its Generator at batch {rows} over the same directory, greedy, the same prompts (report only). {o.Runs} runs: odd runs raw, Generator, server; even runs the other way round; then the chunked-prefill and prefix-caching cells (1 instance x {cores} threads)."));
 
@@ -72,6 +73,7 @@ internal static class GenAiBenchmark
         using var raw = new ParallelKvDecodeLoops(threads => new GenAiDecodeLoop(modelFile, threads, shape, contextLength));
         var prompts = KvDecoderModel.Prompts(rows, promptTokens, options.Vocab);
         var rawFigures = new Dictionary<string, List<KvRawResult>>(StringComparer.Ordinal);
+        var decodeRates = new Dictionary<string, List<double>>(StringComparer.Ordinal);
         var latencyCells = new GenAiLatencyCells(session, metrics, latency, options.Vocab);
 
         await KvBenchmark.CompareWithRawAsync(session, ServedName(serverSettings[0]), raw.Loop(serverSettings[0].Threads), prompts[0], Math.Min(maxTokens, 32), directory!, results).ConfigureAwait(false);
@@ -121,7 +123,7 @@ internal static class GenAiBenchmark
                 using var client = new CompletionClient(session.Server.Connection.HttpAddress, model, Math.Max(64, rows));
                 foreach (var c in new[] { 1, rows })
                 {
-                    await ServerCellAsync(session, client, setting, c, promptTokens, maxTokens, options.Vocab, seconds, metrics).ConfigureAwait(false);
+                    await ServerCellAsync(session, client, setting, c, promptTokens, maxTokens, options.Vocab, c == 1 ? seconds * 2 / 3 : seconds, metrics, decodeRates).ConfigureAwait(false);
                 }
                 await ModelControl.UnloadAsync(session, model).ConfigureAwait(false);
             }
@@ -146,13 +148,13 @@ internal static class GenAiBenchmark
 
         var best = Enumerable.Range(0, o.Runs).Select(run => rawSettings.Max(s => rawFigures[RawCell(s)][run].Measurement.SamplesPerSecond)).ToArray();
         var bestDecode = Enumerable.Range(0, o.Runs).Select(run => rawSettings.Max(s => rawFigures[RawCell(s)][run].DecodeTokensPerSecond)).ToArray();
-        AddBatchingTable(results, serverSettings, rows, o.Runs);
-        AddRawTable(results, rawFigures, rawSettings, serverSettings, best, bestDecode, rows, o.Runs);
+        AddBatchingTable(results, decodeRates, serverSettings, rows, o.Runs);
+        AddRawTable(results, rawFigures, decodeRates, rawSettings, serverSettings, best, bestDecode, rows, o.Runs);
         latencyCells.AddTables(results);
         foreach (var setting in serverSettings)
         {
-            results.AddCheck($"genai: {rows} streams / 1 stream, server {setting}, prompts {promptTokens}", $"decode tokens/s at {rows} streams / at 1 stream (streams / mean TPOT)",
-                Enumerable.Range(0, o.Runs).Select(run => DecodeRate(results.Runs(ServerCell(setting, rows))[run], rows) / DecodeRate(results.Runs(ServerCell(setting, 1))[run], 1)), BatchingTarget, atLeast: true);
+            results.AddCheck($"genai: {rows} streams / 1 stream, server {setting}, prompts {promptTokens}", $"decode tokens/s at {rows} streams / at 1 stream (tokens arriving while every stream of a round decodes / that time)",
+                Enumerable.Range(0, o.Runs).Select(run => decodeRates[ServerCell(setting, rows)][run] / decodeRates[ServerCell(setting, 1)][run]), BatchingTarget, atLeast: true);
         }
         foreach (var setting in serverSettings)
         {
@@ -184,55 +186,103 @@ internal static class GenAiBenchmark
 
     private static string ServerCell(LoopSetting setting, int streams) => $"server {setting} c={streams}";
 
-    /// <summary>Decode tokens/s of a streams cell: streams / the mean time per output token of its requests.</summary>
-    private static double DecodeRate(Measurement m, int streams) =>
-        m.TimePerOutputTokenMs.Length == 0 ? double.NaN : streams * 1000 / m.TimePerOutputTokenMs.Average();
 
     /// <summary>
-    /// <paramref name="streams"/> closed-loop streams, each request with a fresh prompt of <paramref name="promptTokens"/>
-    /// random ids. The first run of a cell and every cell of many streams warm up for the first warm-up's length: all
-    /// streams start together, so their prompts queue before the steady state.
+    /// Rounds of <paramref name="streams"/> requests sent together, each with a fresh prompt of <paramref name="promptTokens"/>
+    /// random ids, until <paramref name="seconds"/> have passed (at least one round; an unmeasured round first in a
+    /// cell's first run). The server computes the prompts that wait in one step and then decodes every row together, as
+    /// the raw loop's round does. Per round: wall tokens/s = generated tokens / the round's time; decode tokens/s =
+    /// tokens arriving while every stream decodes (from the last stream's first token to the first stream's last) / that
+    /// time, each request's text events scaled by its usage (a token whose text is incomplete sends no event of its own).
     /// </summary>
-    private static async Task ServerCellAsync(BenchSession session, CompletionClient client, LoopSetting setting, int streams, int promptTokens, int maxTokens, int vocab, double seconds, HttpClient metrics)
+    private static async Task ServerCellAsync(BenchSession session, CompletionClient client, LoopSetting setting, int streams, int promptTokens, int maxTokens, int vocab, double seconds, HttpClient metrics, Dictionary<string, List<double>> decodeRates)
     {
-        var o = session.Options;
         var name = ServerCell(setting, streams);
-        var warmup = streams > 1 || !session.Results.Has(name) ? Math.Max(o.WarmupSeconds, o.FirstWarmupSeconds) : o.WarmupSeconds;
-        var randoms = Enumerable.Range(0, streams).Select(i => new Random(1000 * session.Run + i)).ToArray();
-        byte[] Body(int stream, int tokens)
+        var random = new Random(1000 * session.Run + streams);
+        var errors = new Recorder();
+        if (!session.Results.Has(name))
         {
-            var ids = new int[promptTokens];
-            for (var t = 0; t < ids.Length; t++)
-            {
-                ids[t] = randoms[stream].Next(3, vocab);
-            }
-            return client.Body(ids, tokens);
+            await RoundAsync(client, streams, promptTokens, maxTokens, vocab, random, errors).ConfigureAwait(false);
         }
-        InferenceServer.Protocol.ModelStatistics? before = null, after = null;
-        TokenMetrics? metricsBefore = null, metricsAfter = null;
-        var cpu = default(CpuSample);
-        var used = (Machine: double.NaN, Process: double.NaN);
-        var m = await CompletionLoop.RunAsync(client, Body, TokenCounting.Events, maxTokens, streams, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(streams > 1 ? seconds : seconds * 2 / 3), o.MaxRequests,
-            opened: async () =>
-            {
-                before = await ServerStatsDelta.SnapshotAsync(session.Server.Grpc, client.Model).ConfigureAwait(false);
-                metricsBefore = await TokenMetrics.ScrapeAsync(metrics, client.Model).ConfigureAwait(false);
-                cpu = CpuSample.Take();
-            },
-            closed: async () =>
-            {
-                used = CpuSample.Take().Since(cpu);
-                after = await ServerStatsDelta.SnapshotAsync(session.Server.Grpc, client.Model).ConfigureAwait(false);
-                metricsAfter = await TokenMetrics.ScrapeAsync(metrics, client.Model).ConfigureAwait(false);
-            }, freshBodies: true).ConfigureAwait(false);
-        session.Record(new CellInfo(name, "server", "openai-sse", streams, $"{setting.Loops} instance(s) x {setting.Threads} thread(s), prompts of {promptTokens} ids, {maxTokens} tokens; latency = time to first token"), m,
+        errors = new Recorder();
+        var before = await ServerStatsDelta.SnapshotAsync(session.Server.Grpc, client.Model).ConfigureAwait(false);
+        var metricsBefore = await TokenMetrics.ScrapeAsync(metrics, client.Model).ConfigureAwait(false);
+        var cpu = CpuSample.Take();
+        var began = Stopwatch.GetTimestamp();
+        var ttft = new List<double>();
+        var tpot = new List<double>();
+        double decodeTokens = 0, decodeSeconds = 0;
+        long tokens = 0;
+        var rounds = 0;
+        do
+        {
+            var round = await RoundAsync(client, streams, promptTokens, maxTokens, vocab, random, errors).ConfigureAwait(false);
+            rounds++;
+            tokens += round.Tokens;
+            decodeTokens += round.DecodeTokens;
+            decodeSeconds += round.DecodeSeconds;
+            ttft.AddRange(round.TtftMs);
+            tpot.AddRange(round.TpotMs);
+        }
+        while (Stopwatch.GetElapsedTime(began).TotalSeconds < seconds);
+        var wall = Stopwatch.GetElapsedTime(began).TotalSeconds;
+        var used = CpuSample.Take().Since(cpu);
+        var after = await ServerStatsDelta.SnapshotAsync(session.Server.Grpc, client.Model).ConfigureAwait(false);
+        var metricsAfter = await TokenMetrics.ScrapeAsync(metrics, client.Model).ConfigureAwait(false);
+        ttft.Sort();
+        tpot.Sort();
+        var rate = decodeSeconds > 0 ? decodeTokens / decodeSeconds : double.NaN;
+        (decodeRates.TryGetValue(name, out var list) ? list : decodeRates[name] = []).Add(rate);
+        var m = new Measurement(ttft.Count, errors.Errors, wall, [.. ttft], errors.FirstError) { ErrorsByStatus = errors.ErrorsByStatus, Samples = tokens, TimePerOutputTokenMs = [.. tpot] };
+        session.Record(new CellInfo(name, "server", "openai-sse", streams, $"{setting.Loops} instance(s) x {setting.Threads} thread(s), rounds of {streams} requests sent together, prompts of {promptTokens} fresh ids, {maxTokens} tokens; latency = time to first token"), m,
             new Profile(used.Machine, used.Process, ThreadPool.ThreadCount, ServerStatsDelta.Between(before, after))
             {
-                Detail = Invariant($"decode {DecodeRate(m, streams):F0} tokens/s (TPOT mean {m.TimePerOutputTokenMs.DefaultIfEmpty(double.NaN).Average():F2} ms); ") + TokenMetrics.Describe(metricsBefore, metricsAfter),
+                Detail = Invariant($"{rounds} round(s); decode {rate:F0} tokens/s over {decodeSeconds:F2} s with every stream decoding; ") + TokenMetrics.Describe(metricsBefore, metricsAfter),
             });
     }
 
-    private static void AddBatchingTable(BenchResults results, IReadOnlyList<LoopSetting> servers, int rows, int runs)
+    /// <summary>One round's figures: generated tokens, the tokens and time while every stream decoded, and each request's TTFT and TPOT.</summary>
+    private sealed record Round(long Tokens, double DecodeTokens, double DecodeSeconds, double[] TtftMs, double[] TpotMs);
+
+    private static async Task<Round> RoundAsync(CompletionClient client, int streams, int promptTokens, int maxTokens, int vocab, Random random, Recorder errors)
+    {
+        var bodies = Enumerable.Range(0, streams).Select(_ => client.Body(Enumerable.Range(0, promptTokens).Select(_ => random.Next(3, vocab)).ToArray(), maxTokens)).ToArray();
+        var arrivals = Enumerable.Range(0, streams).Select(_ => new List<long>(maxTokens)).ToArray();
+        using var timeout = new CancellationTokenSource(LoadLoop.RequestTimeout);
+        var outcomes = await Task.WhenAll(Enumerable.Range(0, streams).Select(i => Task.Run(async () =>
+        {
+            try
+            {
+                return await client.StreamAsync(bodies[i], (t, _) => arrivals[i].Add(t), null, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpRequestException or CompletionStreamException or IOException or OperationCanceledException)
+            {
+                lock (errors)
+                {
+                    errors.Error(e);
+                }
+                return (CompletionOutcome?)null;
+            }
+        }))).ConfigureAwait(false);
+        var done = outcomes.Select((o, i) => (Outcome: o, Times: arrivals[i])).Where(x => x.Outcome is { FirstText: > 0 }).ToArray();
+        if (done.Length < streams)
+        {
+            return new Round(done.Sum(x => (long)x.Outcome!.Value.Tokens), 0, 0, [], []);
+        }
+        var from = done.Max(x => x.Outcome!.Value.FirstText);
+        var to = done.Min(x => x.Outcome!.Value.LastText);
+        // Events inside (from, to], each request's scaled by its tokens per event.
+        var inside = to > from ? done.Sum(x => x.Times.Count(t => t > from && t <= to) * (double)x.Outcome!.Value.Tokens / x.Times.Count) : 0;
+        var f = Stopwatch.Frequency / 1000.0;
+        return new Round(
+            done.Sum(x => (long)x.Outcome!.Value.Tokens),
+            inside,
+            to > from ? (to - from) / (double)Stopwatch.Frequency : 0,
+            done.Select(x => (x.Outcome!.Value.FirstText - x.Outcome.Value.Sent) / f).ToArray(),
+            done.Where(x => x.Outcome!.Value.Tokens > 1).Select(x => (x.Outcome!.Value.LastText - x.Outcome.Value.FirstText) / f / (x.Outcome.Value.Tokens - 1)).ToArray());
+    }
+
+    private static void AddBatchingTable(BenchResults results, Dictionary<string, List<double>> decodeRates, IReadOnlyList<LoopSetting> servers, int rows, int runs)
     {
         var s = new StringBuilder();
         s.AppendLine(Invariant($"Batching at long context, server (medians over the runs, (min–max); ratios are medians of per-run ratios):")).AppendLine();
@@ -244,17 +294,17 @@ internal static class GenAiBenchmark
             {
                 var r = results.Runs(ServerCell(setting, c));
                 var batch = results.Profiles(ServerCell(setting, c)).Select(p => p.Server?.AverageBatch ?? double.NaN);
-                s.AppendLine(Invariant($"| {setting} | {c} | {GenerateRawSweep.Spread(r.Select(m => DecodeRate(m, c)))} | {GenerateRawSweep.Spread(r.Select(m => m.SamplesPerSecond))} | {BenchResults.Median(r.Select(m => m.Percentile(50))):F0} | {BenchResults.Median(r.Select(m => m.Percentile(99))):F0} | {BenchResults.Median(r.Select(m => Measurement.Percentile(m.TimePerOutputTokenMs, 50))):F2} | {BenchResults.Median(r.Select(m => Measurement.Percentile(m.TimePerOutputTokenMs, 99))):F2} | {BenchResults.Median(batch):F1} | {KvBenchmark.Errors(r)} |"));
+                s.AppendLine(Invariant($"| {setting} | {c} | {GenerateRawSweep.Spread(decodeRates[ServerCell(setting, c)])} | {GenerateRawSweep.Spread(r.Select(m => m.SamplesPerSecond))} | {BenchResults.Median(r.Select(m => m.Percentile(50))):F0} | {BenchResults.Median(r.Select(m => m.Percentile(99))):F0} | {BenchResults.Median(r.Select(m => Measurement.Percentile(m.TimePerOutputTokenMs, 50))):F2} | {BenchResults.Median(r.Select(m => Measurement.Percentile(m.TimePerOutputTokenMs, 99))):F2} | {BenchResults.Median(batch):F1} | {KvBenchmark.Errors(r)} |"));
             }
             var many = results.Runs(ServerCell(setting, rows));
             var one = results.Runs(ServerCell(setting, 1));
-            s.AppendLine(Invariant($"| {setting} | {rows} / 1 | {BenchResults.Ratio(BenchResults.Median(Enumerable.Range(0, runs).Select(run => DecodeRate(many[run], rows) / DecodeRate(one[run], 1))))} | {BenchResults.Ratio(BenchResults.Median(Enumerable.Range(0, runs).Select(run => many[run].SamplesPerSecond / one[run].SamplesPerSecond)))} | | | | | | |"));
+            s.AppendLine(Invariant($"| {setting} | {rows} / 1 | {BenchResults.Ratio(BenchResults.Median(Enumerable.Range(0, runs).Select(run => decodeRates[ServerCell(setting, rows)][run] / decodeRates[ServerCell(setting, 1)][run])))} | {BenchResults.Ratio(BenchResults.Median(Enumerable.Range(0, runs).Select(run => many[run].SamplesPerSecond / one[run].SamplesPerSecond)))} | | | | | | |"));
         }
-        s.AppendLine().Append("decode tokens/s: streams / mean TPOT, what the streams receive while they are decoding (the steps that prefill other streams' prompts included); wall tokens/s: every generated token in the window / the window, prefills included. avg running per step: the statistics extension's inferences / executions.");
+        s.AppendLine().Append("Rounds: the streams' requests sent together (fresh prompts), the next round when all have ended. decode tokens/s: the tokens arriving from the last stream's first token to the first stream's last (every stream decoding) / that time, over the rounds; wall tokens/s: generated tokens / the rounds' time, prompts included; TTFT and TPOT per request. avg running per step: the statistics extension's inferences / executions (prefill runs of joining rows count as executions too).");
         results.Table(s.ToString());
     }
 
-    private static void AddRawTable(BenchResults results, Dictionary<string, List<KvRawResult>> figures, IReadOnlyList<LoopSetting> rawSettings, IReadOnlyList<LoopSetting> servers, double[] best, double[] bestDecode, int rows, int runs)
+    private static void AddRawTable(BenchResults results, Dictionary<string, List<KvRawResult>> figures, Dictionary<string, List<double>> decodeRates, IReadOnlyList<LoopSetting> rawSettings, IReadOnlyList<LoopSetting> servers, double[] best, double[] bestDecode, int rows, int runs)
     {
         var s = new StringBuilder();
         s.AppendLine(Invariant($"Server against the in-process loops at {rows} streams (medians over the runs, (min–max); / best = median of per-run ratios to the run's best raw cell):")).AppendLine();
@@ -272,9 +322,9 @@ internal static class GenAiBenchmark
         {
             var r = results.Runs(ServerCell(setting, rows));
             var step = results.Profiles(ServerCell(setting, rows)).Select(p => p.Server is { Executions: > 0 } d ? d.ComputeInputMsPerExecution + d.ComputeInferMsPerExecution + d.ComputeOutputMsPerExecution : double.NaN);
-            s.AppendLine(Invariant($"| server | {setting} | {GenerateRawSweep.Spread(r.Select(m => m.SamplesPerSecond))} | {BenchResults.Ratio(BenchResults.Median(r.Select((m, run) => m.SamplesPerSecond / best[run])))} | {GenerateRawSweep.Spread(r.Select(m => DecodeRate(m, rows)))} | {BenchResults.Ratio(BenchResults.Median(r.Select((m, run) => DecodeRate(m, rows) / bestDecode[run])))} | {BenchResults.Median(step):F2} | | |"));
+            s.AppendLine(Invariant($"| server | {setting} | {GenerateRawSweep.Spread(r.Select(m => m.SamplesPerSecond))} | {BenchResults.Ratio(BenchResults.Median(r.Select((m, run) => m.SamplesPerSecond / best[run])))} | {GenerateRawSweep.Spread(decodeRates[ServerCell(setting, rows)])} | {BenchResults.Ratio(BenchResults.Median(decodeRates[ServerCell(setting, rows)].Select((d, run) => d / bestDecode[run])))} | {BenchResults.Median(step):F2} | | |"));
         }
-        s.AppendLine().Append(Invariant($"Baseline per run (best raw wall tokens/s): {string.Join(" / ", best.Select(v => v.ToString("F0", CultureInfo.InvariantCulture)))}. Raw and Generator: one round per run ({rows} prompts, then decoding to the last token), wall = generated tokens / the round's time, decode = tokens after each row's first / the time from the first token to the last (summed over parallel loops). Server: the closed-loop cell above; its step = the statistics extension's compute time per execution (a decode step, or a prefill run of a joining row's prompt piece)."));
+        s.AppendLine().Append(Invariant($"Baseline per run (best raw wall tokens/s): {string.Join(" / ", best.Select(v => v.ToString("F0", CultureInfo.InvariantCulture)))}. Raw and Generator: one round per run ({rows} prompts, then decoding to the last token), wall = generated tokens / the round's time, decode = tokens after each row's first / the time from the first token to the last (summed over parallel loops). Server: the rounds above (the same shape: every prompt first, then decoding together); its step = the statistics extension's compute time per execution (a decode step, or a prefill run of a joining row's prompt piece)."));
         results.Table(s.ToString());
     }
 
