@@ -124,7 +124,7 @@ internal sealed class KvEngineLoops(string modelFile, int maxModelLen, int runni
                 var joining = 0;
                 foreach (var sequence in batch)
                 {
-                    joining += sequence.Processed == 0 ? 1 : 0;
+                    joining += sequence.Processed < sequence.Tokens.Count - 1 ? 1 : 0;
                 }
                 var timings = default(ExecutionTimings);
                 var start = Stopwatch.GetTimestamp();
@@ -133,7 +133,10 @@ internal sealed class KvEngineLoops(string modelFile, int maxModelLen, int runni
                 if (end >= from)
                 {
                     recorder.Success(start);
-                    tokens += batch.Count;
+                    foreach (var sequence in batch)
+                    {
+                        tokens += sequence.HasLogits ? 1 : 0;
+                    }
                     var ms = (end - start) * 1000.0 / Stopwatch.Frequency;
                     if (joining == 0)
                     {
@@ -149,6 +152,11 @@ internal sealed class KvEngineLoops(string modelFile, int maxModelLen, int runni
                 for (var b = 0; b < batch.Count; b++)
                 {
                     var sequence = (Sequence)batch[b];
+                    if (!sequence.HasLogits)
+                    {
+                        // Its prompt is still being read (chunked prefill): no token yet.
+                        continue;
+                    }
                     var token = TensorPrimitives.IndexOfMax(logits.AsSpan(b * width, width));
                     if (++sequence.Generated < sequence.Target)
                     {

@@ -45,6 +45,8 @@ internal static class KvStepAllocations
 
     private static KvAllocationFigure MeasureOne(IBackendModel model, GenerationSettings settings, IReadOnlyList<int[]> prompts, int steps)
     {
+        // The join step reads every prompt whole (no chunking), so that every later step is a decode step.
+        settings = settings with { MaxNumBatchedTokens = int.MaxValue };
         var plan = KvCachePlan.Create(settings);
         using var decoder = new KvCacheDecoder(model, settings, plan);
         var width = settings.LogitsWidth;

@@ -66,6 +66,25 @@ public sealed record GenerationSettings
     /// <summary>The KV-cache byte budget of each engine instance (KV-cache decoders).</summary>
     public long KvCacheBytes { get; init; } = DefaultKvCacheBytes;
 
+    /// <summary>
+    /// Tokens one iteration of a KV-cache decoder computes per instance (vLLM's <c>max_num_batched_tokens</c>): one per
+    /// running sequence, and what is left for a chunk of a joining sequence's prompt (chunked prefill), so a long
+    /// prompt is read over several iterations while the running sequences keep getting a token each.
+    /// </summary>
+    public int MaxNumBatchedTokens { get; init; } = DefaultMaxNumBatchedTokens;
+
+    /// <summary>Whether the KV of prompts read is kept and reused by prompts that start with the same tokens (prefix caching).</summary>
+    public bool EnablePrefixCaching { get; init; } = true;
+
+    /// <summary>Bytes of cached prefixes each engine instance may hold (taken as prefixes are stored).</summary>
+    public long PrefixCacheBytes { get; init; } = DefaultPrefixCacheBytes;
+
+    /// <summary><see cref="MaxNumBatchedTokens"/> when the configuration sets none (or twice max_running_sequences when that is more).</summary>
+    public const int DefaultMaxNumBatchedTokens = 512;
+
+    /// <summary><see cref="PrefixCacheBytes"/> when the configuration sets none: 256 MiB per instance.</summary>
+    public const long DefaultPrefixCacheBytes = 256L << 20;
+
     /// <summary>Token ids that end a sequence besides the tokenizer's end-of-sequence id.</summary>
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
 
@@ -97,6 +116,10 @@ public sealed record GenerationSettings
             return ResolveKvCache(entry, kv, maxBatchSize, inputs, outputs);
         }
         ArgumentNullException.ThrowIfNull(entry);
+        if (entry.MaxNumBatchedTokens is not null || entry.EnablePrefixCaching is not null || entry.PrefixCacheBytes is not null)
+        {
+            throw new ModelConfigException("generation.max_num_batched_tokens, enable_prefix_caching and prefix_cache_bytes are for KV-cache decoders; a window decoder recomputes its window every step");
+        }
         if (maxBatchSize < 1)
         {
             throw new ModelConfigException("a generative model needs a batch dimension (max_batch_size >= 1): its sequences are stepped together as one batch");
@@ -179,6 +202,16 @@ public sealed record GenerationSettings
         }
         // The engine batches its own sequences (the cache bounds how many), so max_batch_size does not limit them.
         var common = Common(entry, DefaultKvRunningSequences, MaxKvRunningSequences, "the engine's limit", width);
+        var batched = entry.MaxNumBatchedTokens ?? Math.Max(DefaultMaxNumBatchedTokens, 2 * common.MaxRunningSequences);
+        if (batched <= common.MaxRunningSequences)
+        {
+            throw new ModelConfigException($"generation.max_num_batched_tokens {batched} must exceed max_running_sequences {common.MaxRunningSequences}: every iteration gives each running sequence a token and needs room for at least one prompt token");
+        }
+        var prefixBytes = entry.PrefixCacheBytes ?? DefaultPrefixCacheBytes;
+        if (prefixBytes < 0)
+        {
+            throw new ModelConfigException($"generation.prefix_cache_bytes {prefixBytes} must not be negative");
+        }
         return common with
         {
             ContextWindow = maxModelLen,
@@ -190,6 +223,9 @@ public sealed record GenerationSettings
             KvCache = kv,
             MaxModelLen = maxModelLen,
             KvCacheBytes = budget,
+            MaxNumBatchedTokens = batched,
+            EnablePrefixCaching = entry.EnablePrefixCaching ?? true,
+            PrefixCacheBytes = prefixBytes,
         };
     }
 

@@ -179,6 +179,19 @@ public sealed class ModelConfigFile
         /// <summary>Bytes of KV cache each engine instance of a KV-cache decoder may hold (default 1 GiB; per instance).</summary>
         public long? KvCacheBytes { get; set; }
 
+        /// <summary>
+        /// A KV-cache decoder's token budget per iteration and instance (vLLM's <c>max_num_batched_tokens</c>): one token
+        /// per running sequence, and the rest for a chunk of the prompt being read (chunked prefill). Default 512, or
+        /// twice max_running_sequences when that is more; it must exceed max_running_sequences.
+        /// </summary>
+        public int? MaxNumBatchedTokens { get; set; }
+
+        /// <summary>Whether a KV-cache decoder keeps the KV of prompts it has read and reuses it for prompts that start the same way (vLLM's <c>enable_prefix_caching</c>; default true).</summary>
+        public bool? EnablePrefixCaching { get; set; }
+
+        /// <summary>Bytes each engine instance may hold of cached prefixes (default 256 MiB, taken as prefixes are stored).</summary>
+        public long? PrefixCacheBytes { get; set; }
+
         /// <summary>Token ids that end a sequence besides the tokenizer's end-of-sequence token (Hugging Face's list of <c>eos_token_id</c>s).</summary>
         public List<int>? StopTokenIds { get; set; }
 

@@ -100,7 +100,7 @@ public static class ModelConfigResolver
             {
                 // The cache's shape is the graph's; the context and budget fall back to defaults when no source sets them.
                 provenance["generation.kv_cache"] = ConfigSources.Model;
-                foreach (var key in (string[])["generation.max_model_len", "generation.kv_cache_bytes", "generation.max_running_sequences"])
+                foreach (var key in (string[])["generation.max_model_len", "generation.kv_cache_bytes", "generation.max_running_sequences", "generation.max_num_batched_tokens", "generation.enable_prefix_caching", "generation.prefix_cache_bytes"])
                 {
                     provenance.TryAdd(key, ConfigSources.Default);
                 }

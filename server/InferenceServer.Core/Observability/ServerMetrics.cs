@@ -271,6 +271,23 @@ public sealed class GenerationMetrics
         _vllmRunning = metrics.Vllm.For(VllmGauges.Running, model, version);
         _vllmWaiting = metrics.Vllm.For(VllmGauges.Waiting, model, version);
         _kvCacheUsage = metrics.Vllm.For(VllmGauges.KvCacheUsage, model, version);
+        _preemptions = metrics.Vllm.For(VllmGauges.Preemptions, model, version);
+        _prefixQueries = metrics.Vllm.For(VllmGauges.PrefixCacheQueries, model, version);
+        _prefixHits = metrics.Vllm.For(VllmGauges.PrefixCacheHits, model, version);
+    }
+
+    private readonly VllmGauges.Series _preemptions;
+    private readonly VllmGauges.Series _prefixQueries;
+    private readonly VllmGauges.Series _prefixHits;
+
+    /// <summary>Counts sequences preempted (vLLM's num_preemptions).</summary>
+    public void Preempted(int count) => _preemptions.Add(count);
+
+    /// <summary>Counts prompt tokens looked up in the prefix cache and those found (vLLM's prefix_cache_queries and _hits).</summary>
+    public void PrefixCacheLookups(long queries, long hits)
+    {
+        _prefixQueries.Add(queries);
+        _prefixHits.Add(hits);
     }
 
     private readonly Gauge.Child _running;

@@ -5,8 +5,9 @@ using System.Text;
 namespace InferenceServer.Observability;
 
 /// <summary>
-/// The gauges exported under vLLM's own names (<c>vllm:num_requests_running</c>, <c>vllm:num_requests_waiting</c>,
-/// <c>vllm:kv_cache_usage_perc</c>), so dashboards and autoscalers written for vLLM read them unchanged. Their names
+/// The series exported under vLLM's own names (the gauges <c>vllm:num_requests_running</c>, <c>vllm:num_requests_waiting</c>,
+/// <c>vllm:kv_cache_usage_perc</c>; the counters <c>vllm:num_preemptions_total</c>, <c>vllm:prefix_cache_queries_total</c>,
+/// <c>vllm:prefix_cache_hits_total</c>), so dashboards and autoscalers written for vLLM read them unchanged. Their names
 /// hold a colon, which Prometheus allows but prometheus-net refuses, so these few series are kept here and written
 /// in the text exposition format after the registry's own (<see cref="WriteAsync"/>).
 /// </summary>
@@ -18,14 +19,26 @@ public sealed class VllmGauges
     /// <summary>Requests waiting for a slot or for KV-cache memory.</summary>
     public const string Waiting = "vllm:num_requests_waiting";
 
-    /// <summary>Fraction (0 to 1) of the KV cache reserved by running sequences.</summary>
+    /// <summary>Fraction (0 to 1) of the KV cache taken by running sequences.</summary>
     public const string KvCacheUsage = "vllm:kv_cache_usage_perc";
 
-    private static readonly (string Name, string Help)[] Families =
+    /// <summary>Counter: sequences preempted (their cache dropped to make room, recomputed later). Written with <c>_total</c>.</summary>
+    public const string Preemptions = "vllm:num_preemptions";
+
+    /// <summary>Counter: prompt tokens looked up in the prefix cache. Written with <c>_total</c>.</summary>
+    public const string PrefixCacheQueries = "vllm:prefix_cache_queries";
+
+    /// <summary>Counter: prompt tokens found in the prefix cache (not computed again). Written with <c>_total</c>.</summary>
+    public const string PrefixCacheHits = "vllm:prefix_cache_hits";
+
+    private static readonly (string Name, string Help, bool Counter)[] Families =
     [
-        (Running, "Sequences in the continuous batch (vLLM's name)."),
-        (Waiting, "Generation requests waiting for a slot or for KV-cache memory (vLLM's name)."),
-        (KvCacheUsage, "Fraction (0 to 1) of a KV-cache decoder's cache reserved by running sequences, over its instances (vLLM's name)."),
+        (Running, "Sequences in the continuous batch (vLLM's name).", false),
+        (Waiting, "Generation requests waiting for a slot or for KV-cache memory (vLLM's name).", false),
+        (KvCacheUsage, "Fraction (0 to 1) of a KV-cache decoder's cache taken by running sequences, over its instances (vLLM's name).", false),
+        (Preemptions, "Sequences preempted: their KV cache dropped to make room for the others, recomputed when they run again (vLLM's name).", true),
+        (PrefixCacheQueries, "Prompt tokens looked up in the prefix cache (vLLM's name).", true),
+        (PrefixCacheHits, "Prompt tokens found in the prefix cache, copied instead of computed (vLLM's name).", true),
     ];
 
     // Per family: the label text of a series ("model_name=\"lm\",version=\"1\"") -> its value.
@@ -54,10 +67,11 @@ public sealed class VllmGauges
                 continue;
             }
             text.Append("# HELP ").Append(Families[i].Name).Append(' ').Append(Families[i].Help).Append('\n');
-            text.Append("# TYPE ").Append(Families[i].Name).Append(" gauge\n");
+            text.Append("# TYPE ").Append(Families[i].Name).Append(Families[i].Counter ? " counter\n" : " gauge\n");
             foreach (var (labels, series) in _series[i].OrderBy(s => s.Key, StringComparer.Ordinal))
             {
-                text.Append(Families[i].Name).Append('{').Append(labels).Append("} ")
+                // A counter's samples carry _total, as Prometheus' client libraries (and vLLM) write them.
+                text.Append(Families[i].Name).Append(Families[i].Counter ? "_total" : "").Append('{').Append(labels).Append("} ")
                     .Append(series.Value.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
             }
         }
@@ -77,5 +91,17 @@ public sealed class VllmGauges
 
         /// <summary>Sets the value.</summary>
         public void Set(double value) => Interlocked.Exchange(ref _bits, BitConverter.DoubleToInt64Bits(value));
+
+        /// <summary>Adds to the value (a counter).</summary>
+        public void Add(double amount)
+        {
+            long seen, next;
+            do
+            {
+                seen = Interlocked.Read(ref _bits);
+                next = BitConverter.DoubleToInt64Bits(BitConverter.Int64BitsToDouble(seen) + amount);
+            }
+            while (Interlocked.CompareExchange(ref _bits, next, seen) != seen);
+        }
     }
 }

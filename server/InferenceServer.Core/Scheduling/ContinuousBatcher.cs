@@ -12,8 +12,11 @@ namespace InferenceServer.Scheduling;
 /// <summary>
 /// The iteration-level scheduler of a generative model (vLLM's scheduler): each engine instance has a thread that, at
 /// every decode step, steps all of its running sequences together as one batch. Waiting requests join between steps
-/// (first come, first served) up to <see cref="GenerationSettings.MaxRunningSequences"/>; finished and cancelled ones
-/// leave; every running sequence gets one token per step, so progress is fair. The waiting queue is bounded: beyond
+/// (first come, first served) up to <see cref="GenerationSettings.MaxRunningSequences"/> and as the decoder's memory
+/// admits them; finished and cancelled ones leave; every running sequence gets one token per step, so progress is fair
+/// (a joining one gets its first token once its prompt is read, over as many steps as the decoder's token budget takes).
+/// A sequence the decoder preempts for memory goes back to the head of the queue and is computed again when it is
+/// admitted again: no admitted request fails for memory. The waiting queue is bounded: beyond
 /// <see cref="GenerationSettings.MaxWaitingSequences"/> a request is refused at once (429 / RESOURCE_EXHAUSTED).
 /// </summary>
 internal sealed class ContinuousBatcher : IModelRunner
@@ -175,6 +178,7 @@ internal sealed class ContinuousBatcher : IModelRunner
         var batch = new List<DecoderSequence>(capacity);
         var logits = new float[capacity * width];
         var scratch = new float[width];
+        long prefixQueries = 0, prefixHits = 0;
         while (true)
         {
             lock (_waiting)
@@ -247,12 +251,26 @@ internal sealed class ContinuousBatcher : IModelRunner
                 _largestSteps[instance] = running.Count;
             }
 
+            var (queries, hits) = decoder.PrefixCacheTokens;
+            if (queries != prefixQueries)
+            {
+                _metrics.PrefixCacheLookups(queries - prefixQueries, hits - prefixHits);
+                (prefixQueries, prefixHits) = (queries, hits);
+            }
+
             now = Stopwatch.GetTimestamp();
             var kept = 0;
+            var preempted = 0;
             for (var i = 0; i < running.Count; i++)
             {
                 var sequence = running[i];
-                if (sequence.Accept(logits.AsSpan(i * width, vocabulary), scratch, now))
+                if (sequence.Preempted)
+                {
+                    preempted++;
+                    continue;
+                }
+                // A prompt still being read (or read and waiting for room) has no token yet.
+                if (sequence.HasLogits && sequence.Accept(logits.AsSpan(i * width, vocabulary), scratch, now))
                 {
                     _statistics.Success.Record(now - sequence.ArrivalTimestamp);
                     Interlocked.Decrement(ref _running);
@@ -260,9 +278,36 @@ internal sealed class ContinuousBatcher : IModelRunner
                 }
                 running[kept++] = sequence;
             }
+            if (preempted > 0)
+            {
+                Requeue(batch, preempted);
+            }
             running.RemoveRange(kept, running.Count - kept);
             _metrics.SetRunning(RunningCount);
             SetCacheUsage();
+        }
+    }
+
+    /// <summary>
+    /// Puts the <paramref name="count"/> preempted sequences of <paramref name="batch"/> back at the head of the queue,
+    /// the oldest first, past its bound: they were admitted, and are computed again (their prompt and what they have
+    /// generated) when memory frees.
+    /// </summary>
+    private void Requeue(List<DecoderSequence> batch, int count)
+    {
+        _metrics.Preempted(count);
+        lock (_waiting)
+        {
+            for (var i = batch.Count - 1; i >= 0; i--)
+            {
+                if (batch[i] is GeneratingSequence { Preempted: true } sequence)
+                {
+                    sequence.Preempted = false;
+                    sequence.WaitingNode = _waiting.AddFirst(sequence);
+                    Interlocked.Decrement(ref _running);
+                }
+            }
+            _metrics.SetWaiting(_waiting.Count);
         }
     }
 

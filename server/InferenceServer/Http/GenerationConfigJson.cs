@@ -75,6 +75,10 @@ internal static class GenerationConfigJson
             w.WriteNumber("region_tokens", plan.RegionTokens);
             w.WriteNumber("prefill_tokens", plan.PrefillTokens);
             w.WriteNumber("max_sequence_tokens", plan.MaxSequenceTokens);
+            w.WriteNumber("max_num_batched_tokens", generation.MaxNumBatchedTokens);
+            w.WriteBoolean("enable_prefix_caching", generation.EnablePrefixCaching);
+            w.WriteNumber("prefix_cache_bytes", generation.EnablePrefixCaching ? generation.PrefixCacheBytes : 0);
+            w.WriteNumber("prefix_block_tokens", PrefixCache.BlockTokens);
             w.WriteEndObject();
         }
         w.WriteEndObject();

@@ -164,8 +164,9 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
         decoder.Step(batch, logits, ref timings);
         batch.ForEach(s => s.Tokens.Add(ArgMax(logits.AsSpan(batch.IndexOf(s) * settings.LogitsWidth, settings.LogitsWidth))));
         var layout = plan.Layout;
+        // The row stride grows with the longest row, a step of 16 tokens at a time, not to the longest sequence at once.
         var width = region.Width;
-        Assert.Equal(plan.MaxSequenceTokens, width);
+        Assert.Equal(16, width);
         // Poison every column past (row length + 1) of every row, head and layer with NaN.
         for (var at = 0; at < layout.Layers * 2; at++)
         {
@@ -192,6 +193,7 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
                 batch[b].Tokens.Add(ArgMax(row));
             }
         }
+        Assert.Equal(width, region.Width);
         for (var at = 0; at < layout.Layers * 2; at++)
         {
             var floats = MemoryMarshal.Cast<byte, float>(region.Memory(at));
@@ -262,20 +264,24 @@ public sealed class KvCacheDecoderTests(ITestOutputHelper output)
     [Fact]
     public void A_sequence_that_does_not_fit_beside_the_running_ones_waits_and_a_leaving_one_frees_its_memory_at_once()
     {
-        // Room for 2 x 64 tokens: two sequences reserving 60 fit, a third does not until one leaves.
+        // A batch region of 128 tokens: two prompts of 50 fit (2 x 51), a third does not until one leaves. Memory is
+        // taken by what the rows hold, not by what they may reach (prompt + max_tokens 64 each would not fit twice).
         using var model = Load(Small, out var settings, kvCacheBytes: null, running: 4);
         var perToken = settings.KvCache!.BytesPerToken;
         settings = settings with { KvCacheBytes = 2 * ((2 * 64) + 64) * perToken, MaxModelLen = 64 };
         var plan = KvCachePlan.Create(settings);
         Assert.Equal(128, plan.RegionTokens);
         using var decoder = new KvCacheDecoder(model, settings, plan);
-        var a = new TestSequence([5, 6, 7], 60);
-        var b = new TestSequence([8, 9], 60);
-        var c = new TestSequence([10], 60);
+        TestSequence Sequence(int first) => new(Enumerable.Range(first, 50).ToList(), 64);
+        var (a, b, c) = (Sequence(3), Sequence(60), Sequence(120));
         Assert.True(decoder.TryReserve(a));
         Assert.True(decoder.TryReserve(b));
         Assert.False(decoder.TryReserve(c));
-        Assert.Equal((120L, 128L), decoder.CacheTokens);
+        var logits = new float[settings.MaxRunningSequences * settings.LogitsWidth];
+        var timings = default(ExecutionTimings);
+        decoder.Step([a, b], logits, ref timings);
+        Assert.True(a.HasLogits && b.HasLogits);
+        Assert.Equal((100L, 128L), decoder.CacheTokens);
         a.DecoderState!.Dispose();
         Assert.True(decoder.TryReserve(c));
         Assert.Equal(64, decoder.MaxSequenceTokens);

@@ -167,7 +167,8 @@ public sealed class KvCacheServingTests(ITestOutputHelper output)
     [Fact]
     public async Task A_request_waits_for_cache_memory_and_cancelling_the_running_stream_frees_it_at_once()
     {
-        // Room for one sequence of up to 1024 tokens: a second request waits for memory until the first leaves.
+        // A batch region of 1,024 tokens: a second 600-token prompt does not fit beside the first one's 600 (memory is
+        // taken by what the rows hold), so it waits for memory until the first leaves.
         var options = Export with { MaxPositions = 1024 };
         var perToken = (long)options.Layers * 2 * options.KvHeads * (options.DModel / options.Heads) * 4;
         await using var server = await RunningServer.StartAsync(HuggingFaceRepository(options, $"generation:\n  kv_cache_bytes: {4 * 1024 * perToken}\n"));
@@ -176,17 +177,17 @@ public sealed class KvCacheServingTests(ITestOutputHelper output)
         using var cancelFirst = new CancellationTokenSource();
         GenerationRequest Request(int maxTokens) => new()
         {
-            PromptTokenIds = [300, 301, 302, 303],
+            PromptTokenIds = Enumerable.Range(0, 600).Select(i => 300 + (i % 200)).ToList(),
             MaxTokens = maxTokens,
             IgnoreEos = true,
             Sampling = new SamplingParameters { Temperature = 0 },
         };
-        var first = await generator.GenerateAsync("lm", null, Request(1000), cancelFirst.Token);
+        var first = await generator.GenerateAsync("lm", null, Request(400), cancelFirst.Token);
         Assert.True(await first.Chunks.WaitToReadAsync());
         var second = await generator.GenerateAsync("lm", null, Request(8), CancellationToken.None);
         await WaitUntil(() => batcher.WaitingCount == 1, "the second request never waited for memory");
         Assert.Equal(1, batcher.RunningCount);
-        Assert.True(batcher.CacheUsage > 0.9, $"cache usage {batcher.CacheUsage}");
+        Assert.True(batcher.CacheUsage > 0.55, $"cache usage {batcher.CacheUsage}");
 
         cancelFirst.Cancel();
         var (_, usage, finish) = await ShakespeareGenerationTests.CollectAsync(second);

@@ -21,6 +21,19 @@ public abstract class DecoderSequence
 
     /// <summary>Per-sequence decoder state (its place in a KV cache); disposed when the sequence leaves the batch.</summary>
     public IDisposable? DecoderState { get; set; }
+
+    /// <summary>
+    /// Whether the last <see cref="IDecoder.Step"/> wrote this sequence's next-token logits: false while its prompt is
+    /// still being read (chunked prefill), while it waits for room after reading it, and when it was preempted.
+    /// </summary>
+    public bool HasLogits { get; set; }
+
+    /// <summary>
+    /// Set by the decoder when it dropped the sequence's cache to make room for the others (preemption): its state is
+    /// disposed and <see cref="Processed"/> is 0, and its tokens (prompt and generated) are computed again when it is
+    /// admitted again. The scheduler takes it out of the batch, puts it back at the head of the queue and clears this.
+    /// </summary>
+    public bool Preempted { get; set; }
 }
 
 /// <summary>
@@ -42,9 +55,14 @@ public interface IDecoder : IDisposable
     bool TryReserve(DecoderSequence sequence);
 
     /// <summary>
-    /// Writes the next-token logits of <paramref name="batch"/>[i] to row i of <paramref name="logits"/> (rows of
-    /// <see cref="GenerationSettings.LogitsWidth"/> floats). Every sequence in the batch was reserved. Throws
-    /// <see cref="InferenceException"/> when the engine fails.
+    /// One iteration: writes the next-token logits of <paramref name="batch"/>[i] to row i of <paramref name="logits"/>
+    /// (rows of <see cref="GenerationSettings.LogitsWidth"/> floats) and sets its <see cref="DecoderSequence.HasLogits"/>,
+    /// for every sequence that decoded a token or finished reading its prompt. A KV-cache decoder reads prompts in chunks
+    /// within its per-iteration token budget, and may preempt sequences (<see cref="DecoderSequence.Preempted"/>). Every
+    /// sequence in the batch was reserved. Throws <see cref="InferenceException"/> when the engine fails.
     /// </summary>
     void Step(IReadOnlyList<DecoderSequence> batch, Span<float> logits, ref ExecutionTimings timings);
+
+    /// <summary>Prompt tokens looked up in the prefix cache, and how many of them it held (vLLM's prefix_cache_queries and _hits); 0 without one.</summary>
+    (long Queries, long Hits) PrefixCacheTokens { get; }
 }

@@ -14,8 +14,13 @@ namespace InferenceServer.Generation;
 /// through buffers allocated once. Sequences of different lengths run together left-padded, with
 /// <c>attention_mask</c> and per-row <c>position_ids</c>; or right-padded, each row's tokens first and the mask's ones
 /// counting its length, for a graph whose attention reads lengths from the mask
-/// (<see cref="KvCacheLayout.LengthsFromMask"/>, onnxruntime-genai's GroupQueryAttention). A joining sequence's prompt is computed first (in pieces of
-/// <see cref="KvCachePlan.PrefillPiece"/> tokens), on its own, and then copied into the batch.
+/// (<see cref="KvCacheLayout.LengthsFromMask"/>, onnxruntime-genai's GroupQueryAttention).
+/// <para>An iteration (<see cref="Step"/>) computes at most <see cref="GenerationSettings.MaxNumBatchedTokens"/> tokens:
+/// one for each running sequence, then a chunk of a joining sequence's prompt with what is left (chunked prefill), read in
+/// the prefill region (in pieces of at most <see cref="KvCachePlan.PrefillPiece"/> tokens per run) and copied into the
+/// batch once read. A prompt that starts with blocks already read is started from them (<see cref="PrefixCache"/>). The
+/// rows take memory as they grow; when a step's tokens no longer fit, the newest row is preempted: its cache is dropped
+/// and its tokens computed again when it is admitted again.</para>
 /// </summary>
 public sealed class KvCacheDecoder : IDecoder
 {
@@ -25,6 +30,9 @@ public sealed class KvCacheDecoder : IDecoder
     private readonly KvCachePlan _plan;
     private readonly KvRegion[] _regions;
     private readonly KvRegion? _prefill;
+    private readonly PrefixCache? _prefixCache;
+    private readonly int[] _matched;
+    private readonly Action<KvRow> _leaving;
     private readonly EngineRun _run = new();
     private readonly Tensor _ids;
     private readonly Tensor _mask;
@@ -32,6 +40,11 @@ public sealed class KvCacheDecoder : IDecoder
     private readonly Tensor _useCache;
     private readonly EngineOutput _logits;
     private readonly int _piece;
+    // The sequence whose prompt is being read (or was read and waits for room); one at a time.
+    private KvRow? _prefilling;
+    private long _order;
+    private long _prefixQueries;
+    private long _prefixHits;
 
     /// <summary>Allocates the cache of one engine instance as <paramref name="plan"/> lays it out.</summary>
     public KvCacheDecoder(IBackendModel model, GenerationSettings settings, KvCachePlan plan)
@@ -46,9 +59,12 @@ public sealed class KvCacheDecoder : IDecoder
         _regions = new KvRegion[plan.Regions];
         for (var i = 0; i < _regions.Length; i++)
         {
-            _regions[i] = new KvRegion(_layout, plan.RegionTokens, plan.RowsPerRegion, plan.MaxSequenceTokens);
+            _regions[i] = new KvRegion(_layout, plan.RegionTokens, plan.RowsPerRegion);
         }
-        _prefill = plan.PrefillTokens > 0 ? new KvRegion(_layout, plan.PrefillTokens, 1, plan.PrefillTokens) : null;
+        _prefill = plan.PrefillTokens > 0 ? new KvRegion(_layout, plan.PrefillTokens, 1) : null;
+        _prefixCache = settings.EnablePrefixCaching && new PrefixCache(_layout, settings.PrefixCacheBytes) is { Capacity: > 0 } cache ? cache : null;
+        _matched = new int[(plan.MaxSequenceTokens / PrefixCache.BlockTokens) + 1];
+        _leaving = Leaving;
         var maxLen = settings.MaxModelLen ?? GenerationSettings.DefaultMaxModelLen;
         _piece = Math.Min(KvCachePlan.PrefillPiece, maxLen);
         var rows = Math.Max(plan.RowsPerRegion, _piece);
@@ -63,6 +79,9 @@ public sealed class KvCacheDecoder : IDecoder
     /// <summary>The first region (the batch region of a padded layout), for tests.</summary>
     internal KvRegion FirstRegion => _regions[0];
 
+    /// <summary>Sequences preempted so far (their cache dropped to make room, recomputed later).</summary>
+    public long Preemptions { get; private set; }
+
     /// <inheritdoc />
     public int MaxSequenceTokens => _plan.MaxSequenceTokens;
 
@@ -74,25 +93,31 @@ public sealed class KvCacheDecoder : IDecoder
             long used = 0;
             foreach (var region in _regions)
             {
-                used += region.ReservedTokens;
+                used += region.UsedTokens;
             }
             return (used, (long)_plan.RegionTokens * _regions.Length);
         }
     }
 
     /// <inheritdoc />
+    public (long Queries, long Hits) PrefixCacheTokens => (_prefixQueries, _prefixHits);
+
+    /// <inheritdoc />
     public bool TryReserve(DecoderSequence sequence)
     {
         ArgumentNullException.ThrowIfNull(sequence);
-        var tokens = Math.Max(sequence.MaxLength, sequence.Tokens.Count + 1);
-        if (tokens > _plan.MaxSequenceTokens)
+        var tokens = sequence.Tokens.Count;
+        if (Math.Max(sequence.MaxLength, tokens + 1) > _plan.MaxSequenceTokens)
         {
             return false;
         }
+        // The steps the running rows take while its prompt is read, at the chunk an iteration leaves for it.
+        var slack = (tokens / Math.Max(1, _settings.MaxNumBatchedTokens - _settings.MaxRunningSequences)) + 1;
         foreach (var region in _regions)
         {
-            if (region.TryReserve(sequence, tokens) is { } row)
+            if (region.TryReserve(sequence, tokens, slack, _order) is { } row)
             {
+                _order++;
                 sequence.DecoderState = row;
                 return true;
             }
@@ -104,47 +129,92 @@ public sealed class KvCacheDecoder : IDecoder
     public void Step(IReadOnlyList<DecoderSequence> batch, Span<float> logits, ref ExecutionTimings timings)
     {
         var width = _settings.LogitsWidth;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            batch[i].HasLogits = false;
+        }
+        // A sequence that left while (or right after) its prompt was read frees the prefill region.
+        if (_prefilling is { Left: true })
+        {
+            EndPrefill();
+        }
         foreach (var region in _regions)
         {
-            region.Compact();
+            region.Compact(_leaving);
+        }
+        // A prompt read earlier that waited for room joins its batch now, if there is room.
+        if (_prefilling is { State: KvRowState.Prefilled } read)
+        {
+            TryJoin(read);
         }
 
-        // The rows already in a region: one new token each.
+        // Room for every row's next token: while a region has none, its newest row is preempted.
         foreach (var region in _regions)
         {
-            if (region.Rows.Count == 0)
+            while (!region.TryGrow())
             {
+                if (region.Rows.Count < 2 || region.Newest() is not { } newest)
+                {
+                    throw new InvalidOperationException("a sequence outgrew its whole region; admission bounds it by the longest sequence");
+                }
+                Preempt(newest);
+                region.Compact(_leaving);
+            }
+        }
+
+        // The rows in a region: one new token each.
+        var decoded = 0;
+        foreach (var region in _regions)
+        {
+            if (region.Rows.Count == 0 || region.Rows[0].State != KvRowState.Joined)
+            {
+                // Empty, or its only row is reading its prompt in place.
                 continue;
             }
             Decode(region, ref timings);
+            decoded += region.Rows.Count;
             for (var i = 0; i < batch.Count; i++)
             {
-                if (batch[i].DecoderState is KvRow { Index: >= 0 } row && row.Region == region)
+                if (batch[i].DecoderState is KvRow { State: KvRowState.Joined } row && row.Region == region)
                 {
                     LogitsRows.Copy(_logits.Into!, row.Index, 1, 0, logits.Slice(i * width, width));
                     batch[i].Processed++;
+                    batch[i].HasLogits = true;
                 }
             }
         }
 
-        // The joining ones: their prompts, then a place in their region.
-        for (var i = 0; i < batch.Count; i++)
+        // The joining ones, in order, with what is left of the iteration's budget.
+        var budget = _settings.MaxNumBatchedTokens - decoded;
+        while (budget > 0)
         {
-            var sequence = batch[i];
-            var row = sequence.DecoderState as KvRow
-                ?? throw new InvalidOperationException("a sequence was stepped without a reservation (TryReserve)");
-            if (row.Index >= 0)
+            if (_prefilling is null)
             {
-                continue;
+                if (NextJoining(batch) is not { } next)
+                {
+                    break;
+                }
+                StartPrefill(next);
             }
-            var region = row.Region;
-            var target = region.Rows.Count == 0 ? region : _prefill!;
-            target.Start(row);
-            Prefill(target, sequence, logits.Slice(i * width, width), ref timings);
-            if (target != region)
+            var row = _prefilling!;
+            if (row.State == KvRowState.Prefilled)
             {
-                region.Append(target, row);
-                target.Clear();
+                // Read, and waiting for room in its batch region.
+                break;
+            }
+            var sequence = row.Sequence;
+            var at = IndexOf(batch, sequence);
+            budget -= Prefill(row, budget, logits.Slice(at * width, width), ref timings);
+            if (sequence.Processed < sequence.Tokens.Count)
+            {
+                break;
+            }
+            sequence.HasLogits = true;
+            row.State = KvRowState.Prefilled;
+            _prefixCache?.Insert(CollectionsMarshal.AsSpan(sequence.Tokens), PrefillRegion(row), 0);
+            if (!TryJoin(row))
+            {
+                break;
             }
         }
     }
@@ -165,6 +235,106 @@ public sealed class KvCacheDecoder : IDecoder
         _mask.Dispose();
         _useCache.Dispose();
         _logits.Into!.Dispose();
+    }
+
+    /// <summary>Where <paramref name="row"/>'s prompt is read: the prefill region, or in place in a region of one row.</summary>
+    private KvRegion PrefillRegion(KvRow row) => _prefill ?? row.Region;
+
+    /// <summary>The first sequence of the batch admitted and not started (one that was preempted has no state and is skipped).</summary>
+    private static KvRow? NextJoining(IReadOnlyList<DecoderSequence> batch)
+    {
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (batch[i].DecoderState is KvRow { State: KvRowState.Waiting, Left: false } row)
+            {
+                return row;
+            }
+        }
+        return null;
+    }
+
+    private static int IndexOf(IReadOnlyList<DecoderSequence> batch, DecoderSequence sequence)
+    {
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (ReferenceEquals(batch[i], sequence))
+            {
+                return i;
+            }
+        }
+        throw new InvalidOperationException("the sequence whose prompt is being read is not in the batch and has not left");
+    }
+
+    /// <summary>Starts reading <paramref name="row"/>'s prompt, from the longest run of its blocks the prefix cache holds.</summary>
+    private void StartPrefill(KvRow row)
+    {
+        var region = PrefillRegion(row);
+        var tokens = CollectionsMarshal.AsSpan(row.Sequence.Tokens);
+        var blocks = 0;
+        if (_prefixCache is not null)
+        {
+            // At least the last token is computed: its logits give the next one.
+            blocks = _prefixCache.Match(tokens, (tokens.Length - 1) / PrefixCache.BlockTokens, _matched);
+            _prefixQueries += tokens.Length;
+            _prefixHits += blocks * PrefixCache.BlockTokens;
+        }
+        region.Start(row, blocks * PrefixCache.BlockTokens);
+        for (var b = 0; b < blocks; b++)
+        {
+            _prefixCache!.CopyTo(_matched[b], region, 0, b * PrefixCache.BlockTokens);
+        }
+        row.State = KvRowState.Prefilling;
+        row.Sequence.Processed = blocks * PrefixCache.BlockTokens;
+        _prefilling = row;
+    }
+
+    /// <summary>Moves a read prompt into its batch region (in place: it is there already); false when there is no room yet.</summary>
+    private bool TryJoin(KvRow row)
+    {
+        var region = PrefillRegion(row);
+        if (region == row.Region)
+        {
+            row.State = KvRowState.Joined;
+        }
+        else if (row.Region.TryAppend(region, row))
+        {
+            region.Clear();
+        }
+        else
+        {
+            return false;
+        }
+        _prefilling = null;
+        return true;
+    }
+
+    /// <summary>Forgets the prompt being read: its sequence left. In place, the region's compaction drops the row.</summary>
+    private void EndPrefill()
+    {
+        if (_prefill is not null)
+        {
+            _prefill.Clear();
+        }
+        _prefilling = null;
+    }
+
+    /// <summary>Drops <paramref name="row"/>'s cache: its sequence is recomputed when it is admitted again.</summary>
+    private void Preempt(KvRow row)
+    {
+        var sequence = row.Sequence;
+        row.Dispose();
+        sequence.DecoderState = null;
+        sequence.Processed = 0;
+        sequence.HasLogits = false;
+        sequence.Preempted = true;
+        Preemptions++;
+    }
+
+    /// <summary>A row leaving its region (finished, cancelled or preempted): its whole blocks go to the prefix cache first.</summary>
+    private void Leaving(KvRow row)
+    {
+        var tokens = CollectionsMarshal.AsSpan(row.Sequence.Tokens);
+        _prefixCache?.Insert(tokens[..Math.Min(row.Length, tokens.Length)], row.Region, row.Index);
     }
 
     /// <summary>One token per row of <paramref name="region"/>: the newest token of each, at its own position (right after its cached tokens).</summary>
@@ -196,15 +366,21 @@ public sealed class KvCacheDecoder : IDecoder
         Run(region, 1, rows.Count, ref timings);
     }
 
-    /// <summary>Computes <paramref name="sequence"/>'s prompt into the only row of <paramref name="region"/>, writing the last position's logits.</summary>
-    private void Prefill(KvRegion region, DecoderSequence sequence, Span<float> logits, ref ExecutionTimings timings)
+    /// <summary>
+    /// Reads up to <paramref name="budget"/> more of <paramref name="row"/>'s prompt into its prefill region, writing the
+    /// last position's logits when the prompt is done; returns the tokens computed.
+    /// </summary>
+    private int Prefill(KvRow row, int budget, Span<float> logits, ref ExecutionTimings timings)
     {
+        var region = PrefillRegion(row);
+        var sequence = row.Sequence;
         var tokens = CollectionsMarshal.AsSpan(sequence.Tokens);
-        var piece = _piece;
-        var done = 0;
-        while (done < tokens.Length)
+        var done = sequence.Processed;
+        var end = done + Math.Min(budget, tokens.Length - done);
+        var computed = end - done;
+        while (done < end)
         {
-            var count = Math.Min(piece, tokens.Length - done);
+            var count = Math.Min(_piece, end - done);
             Reshape(_ids, 1, count);
             Reshape(_positions, 1, count);
             Reshape(_mask, 1, done + count);
@@ -221,7 +397,8 @@ public sealed class KvCacheDecoder : IDecoder
                 LogitsRows.Copy(_logits.Into!, 0, count, count - 1, logits);
             }
         }
-        sequence.Processed = tokens.Length;
+        sequence.Processed = done;
+        return computed;
     }
 
     private void Run(KvRegion region, int newTokens, int rows, ref ExecutionTimings timings)

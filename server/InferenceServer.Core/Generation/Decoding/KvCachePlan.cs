@@ -11,13 +11,14 @@ namespace InferenceServer.Generation;
 /// (<see cref="KvCacheLayout.LengthsFromMask"/>), whose past and present are one shared buffer: <c>T·bytes-per-token</c>.
 /// <list type="bullet">
 /// <item>A model with <c>position_ids</c> has one <b>batch region</b> of <see cref="RegionTokens"/> tokens, holding every
-/// running sequence as one left-padded <c>[rows, length]</c> rectangle, so rows × the longest reservation must fit; and a
+/// running sequence as one left-padded <c>[rows, length]</c> rectangle, so rows × the longest row must fit (the newest
+/// row is preempted when the next step's would not); and a
 /// <b>prefill region</b> of <see cref="PrefillTokens"/> tokens where a joining sequence's prompt is computed before it
 /// is copied into the batch (none when only one sequence runs at a time).</item>
 /// <item>A model whose attention takes each row's length from the mask (<see cref="KvCacheLayout.LengthsFromMask"/>:
 /// onnxruntime-genai's GroupQueryAttention) is laid out the same way, but its rectangle is right-padded (each row's
-/// tokens first) and of a fixed width, <see cref="MaxSequenceTokens"/>, bound as both the past input and the present
-/// output (the kernel appends in place), so it takes one copy of memory: <see cref="RegionTokens"/> = rows × that width.</item>
+/// tokens first) at a row stride that grows with the longest row, bound as both the past input and the present output
+/// (the kernel appends in place), so it takes one copy of memory.</item>
 /// <item>Any other model without <c>position_ids</c> (the older merged export) counts positions from the past's length, so its
 /// rows cannot be padded: it has <see cref="Regions"/> = max_running_sequences regions of one sequence each.</item>
 /// </list>
@@ -94,12 +95,6 @@ public sealed record KvCachePlan
             prefill = 0;
         }
         var longest = Math.Min(maxLen, prefill > 0 ? Math.Min(regionTokens, prefill) : regionTokens);
-        if (layout.LengthsFromMask && longest > 0)
-        {
-            // A shared region has a fixed width, the longest sequence: it holds whole rows of that width.
-            rows = (int)Math.Min(rows, regionTokens / longest);
-            regionTokens = rows * longest;
-        }
         if (longest < 2)
         {
             throw new ModelConfigException(string.Create(CultureInfo.InvariantCulture,

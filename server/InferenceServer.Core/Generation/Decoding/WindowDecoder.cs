@@ -41,6 +41,9 @@ public sealed class WindowDecoder : IDecoder
     public bool TryReserve(DecoderSequence sequence) => true;
 
     /// <inheritdoc />
+    public (long Queries, long Hits) PrefixCacheTokens => (0, 0);
+
+    /// <inheritdoc />
     public void Dispose() => _run.Dispose();
 
     /// <inheritdoc />
@@ -71,6 +74,7 @@ public sealed class WindowDecoder : IDecoder
         for (var b = 0; b < count; b++)
         {
             LogitsRows.Copy(output, b, positions, positions - 1, logits.Slice(b * width, width));
+            batch[b].HasLogits = true;
         }
     }
 
