@@ -78,6 +78,14 @@ internal sealed record BenchOptions
     /// <summary>kv: also run the engine cells with every row joining and leaving together (no ragged rows, as the raw loop's rounds).</summary>
     public bool EngineStatic { get; init; }
 
+    /// <summary>kv, genai: the one stream count of <c>--concurrency</c> (also the raw loops' rows), or <paramref name="fallback"/>.</summary>
+    public int Streams(int fallback) => Concurrency switch
+    {
+        null => fallback,
+        [var streams] => streams,
+        _ => throw new ArgumentException($"{Name}: --concurrency takes one number, the streams (and the raw loops' rows)"),
+    };
+
     /// <summary>The servers run as processes of their own (published builds): asked for, or implied by a baseline or a published build.</summary>
     public bool OutOfProcess => ServersOutOfProcess || Baseline is not null || ServerBuild is not null;
 
@@ -101,7 +109,7 @@ internal sealed record BenchOptions
           --settings LIST          engine instances x intra-op threads, e.g. 1x2,2x1 (default: mlp and resnet50 1x2,2x1; payload and overhead 1x2;
                                    generate: one IxT, the server's decode loops x parameters.intra_op_num_threads, default cores x 1;
                                    kv: the served configurations, default 1 x cores and cores x 1; genai: the batching cells' served
-                                   configurations, default cores x 1)
+                                   configurations, default 1 x cores)
           --raw-settings LIST      generate, kv, genai: the raw decode loops' configurations, parallel loops x intra-op threads (default: every
                                    LxT <= cores, L and T powers of two or the core count; genai: those with L x T = cores; the server's
                                    settings are always added)

@@ -25,12 +25,7 @@ internal static class KvBenchmark
     public static async Task RunAsync(BenchOptions o)
     {
         var cores = Environment.ProcessorCount;
-        var streams = o.Concurrency ?? [16];
-        if (streams.Count != 1)
-        {
-            throw new ArgumentException("kv: --concurrency takes one number, the streams (and the raw loops' rows)");
-        }
-        var rows = streams[0];
+        var rows = o.Streams(16);
         var promptTokens = o.PromptTokens ?? 128;
         var maxTokens = o.MaxTokens ?? 128;
         var contexts = o.Contexts ?? [128, 1024];
