@@ -40,6 +40,12 @@ public sealed class GenAiServingTests(ITestOutputHelper output)
         Assert.Equal(1, (int)kvCache["regions"]!);
         Assert.True((int)kvCache["prefill_tokens"]! > 0);
         Assert.True((int)config["generation"]!["max_running_sequences"]! > 1);
+        // The scheduling settings, their defaults and where they come from.
+        Assert.Equal(512, (int)kvCache["max_num_batched_tokens"]!);
+        Assert.True((bool)kvCache["enable_prefix_caching"]!);
+        Assert.Equal(256L << 20, (long)kvCache["prefix_cache_bytes"]!);
+        Assert.Equal(16, (int)kvCache["prefix_block_tokens"]!);
+        Assert.Equal("default", (string?)config["provenance"]!["generation.max_num_batched_tokens"]);
 
         const string text = "It was the best of times, it was the worst of times, it was the age of wisdom";
         var prompts = Enumerable.Range(0, 4).Select(i => text[..(6 + i * 17)]).ToArray();

@@ -86,6 +86,49 @@ public sealed class KvCacheServingTests(ITestOutputHelper output)
     }
 
     [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 1)]
+    [InlineData(true, 2)]
+    public async Task A_cache_too_small_for_every_stream_at_once_preempts_and_every_stream_still_ends_with_its_single_stream_output(bool genAi, int instances)
+    {
+        // 96 tokens of batch region (and a 96-token prefill region) per instance: 8 streams of prompts of 20-40
+        // characters and 40 tokens each cannot all hold their caches at once, so rows are preempted and recomputed (with
+        // two instances, a preempted stream may resume on the other); a small token budget reads the prompts in chunks
+        // beside them. Each instance's loop reads every instance's cache usage for the gauge while the others run.
+        var options = genAi ? Export with { Layout = DecoderLayout.GenAi, MaxPositions = 96 } : Export with { MaxPositions = 96 };
+        var perToken = (long)options.Layers * 2 * options.KvHeads * (options.DModel / options.Heads) * 4;
+        var copies = genAi ? 1 : 2;
+        await using var server = await RunningServer.StartAsync(HuggingFaceRepository(options,
+            $"instance_group: [{{count: {instances}, kind: KIND_CPU}}]\ngeneration:\n  kv_cache_bytes: {copies * (96 + 96) * perToken}\n  max_running_sequences: 8\n  max_num_batched_tokens: 16\n"));
+        const string text = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness";
+        var prompts = Enumerable.Range(0, 8).Select(i => text[(i * 7)..((i * 7) + 20 + (i * 3 % 21))]).ToArray();
+        string Body(string prompt, int i) => JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["model"] = "lm", ["prompt"] = prompt, ["max_tokens"] = 40, ["stream"] = true, ["ignore_eos"] = true,
+            ["temperature"] = i % 2 == 0 ? 0 : 0.8, ["seed"] = 7 + i,
+        });
+        var single = new List<string>();
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            single.Add(await StreamAsync(server.Http, Body(prompts[i], i)));
+        }
+        using var metrics = server.NewMetricsClient();
+        static double Sample(string scrape, string name) => double.Parse(
+            scrape.Split('\n').Single(l => l.StartsWith(name + "{model_name=\"lm\"", StringComparison.Ordinal)).Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture);
+        var before = await metrics.GetStringAsync("/metrics");
+        var together = await Task.WhenAll(prompts.Select((p, i) => StreamAsync(server.Http, Body(p, i))));
+        var after = await metrics.GetStringAsync("/metrics");
+        var preemptions = Sample(after, "vllm:num_preemptions_total") - Sample(before, "vllm:num_preemptions_total");
+        output.WriteLine($"{(genAi ? "genai" : "optimum")}, {instances} instance(s): {preemptions} preemptions; prefix cache queries {Sample(after, "vllm:prefix_cache_queries_total")}, hits {Sample(after, "vllm:prefix_cache_hits_total")}");
+        Assert.Equal(single, together);
+        Assert.True(preemptions > 0, "no stream was preempted");
+        Assert.Contains("# TYPE vllm:num_preemptions counter", after, StringComparison.Ordinal);
+        Assert.Contains("# TYPE vllm:prefix_cache_hits counter", after, StringComparison.Ordinal);
+        Assert.True(Sample(after, "vllm:prefix_cache_queries_total") > 0);
+        Assert.Equal(0, Sample(after, "vllm:kv_cache_usage_perc"));
+    }
+
+    [Theory]
     [InlineData("hub")]
     [InlineData("legacy-merged")]
     [InlineData("fp16")]

@@ -294,7 +294,7 @@ public sealed class KvCacheDecoder : IDecoder
         var region = PrefillRegion(row);
         if (region == row.Region)
         {
-            row.State = KvRowState.Joined;
+            region.JoinInPlace(row);
         }
         else if (row.Region.TryAppend(region, row))
         {

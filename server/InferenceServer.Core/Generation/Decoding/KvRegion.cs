@@ -87,6 +87,8 @@ internal sealed class KvRegion : IDisposable
     private readonly List<KvRow> _members = [];
     private readonly bool _fixedWidth;
     private int _current;
+    // Rows of the rectangle that joined and have not left.
+    private int _joined;
 
     public KvRegion(KvCacheLayout layout, int tokens, int rowsLimit)
     {
@@ -136,19 +138,11 @@ internal sealed class KvRegion : IDisposable
     /// <summary>The rectangle's length: its longest row.</summary>
     public int Length { get; private set; }
 
-    /// <summary>Tokens the rectangle's rows that have not left take now: rows × length (or rows × width).</summary>
-    public long UsedTokens
-    {
-        get
-        {
-            var rows = 0;
-            foreach (var row in _rows)
-            {
-                rows += row.Left || row.State != KvRowState.Joined ? 0 : 1;
-            }
-            return (long)rows * (Shared ? Width : Length);
-        }
-    }
+    /// <summary>
+    /// Tokens the rectangle's rows that have not left take now: rows × length (or rows × width). Read by other
+    /// threads (the cache-usage gauge over every instance), so it reads counters, never the rows.
+    /// </summary>
+    public long UsedTokens => (long)Volatile.Read(ref _joined) * (Shared ? Width : Length);
 
     /// <summary>The sequences admitted to the region: its rows and those still reading their prompts.</summary>
     public int Members => _members.Count;
@@ -185,7 +179,20 @@ internal sealed class KvRegion : IDisposable
     }
 
     /// <summary>Frees <paramref name="row"/>'s place (its rectangle row stays until <see cref="Compact"/>).</summary>
-    public void Release(KvRow row) => _members.Remove(row);
+    public void Release(KvRow row)
+    {
+        if (_members.Remove(row) && row.State == KvRowState.Joined)
+        {
+            Interlocked.Decrement(ref _joined);
+        }
+    }
+
+    /// <summary>A row whose prompt was read in place (a region of one row) joins: it decodes from the next step.</summary>
+    public void JoinInPlace(KvRow row)
+    {
+        row.State = KvRowState.Joined;
+        Interlocked.Increment(ref _joined);
+    }
 
     /// <summary>The newest row of the rectangle that has not left (the one preemption drops first); null when none.</summary>
     public KvRow? Newest()
@@ -363,6 +370,7 @@ internal sealed class KvRegion : IDisposable
         row.Index = rows;
         row.Length = length;
         row.State = KvRowState.Joined;
+        Interlocked.Increment(ref _joined);
         _rows.Add(row);
         return true;
     }

@@ -13,6 +13,16 @@ public sealed class KvCachePlanTests
 {
     private static KvCachePlan Plan(bool positionIds, bool useCacheBranch, bool genAi, long? kvCacheBytes = null)
     {
+        var (inputs, outputs) = Graph(positionIds, useCacheBranch);
+        var settings = GenerationSettings.Resolve(
+            new ModelConfigFile.GenerationEntry { Tokenizer = new TokenizerSpec { Kind = TokenizerSpec.Characters, Vocabulary = "abcd" }, MaxModelLen = 64, MaxRunningSequences = 4, KvCacheBytes = kvCacheBytes },
+            maxBatchSize: 0, inputs, outputs, lengthsFromMask: genAi);
+        return KvCachePlan.Create(settings);
+    }
+
+    /// <summary>A KV-cache decoder's tensors: 2 layers, 2 KV heads of 8, a vocabulary of 32.</summary>
+    internal static (List<TensorConfig> Inputs, List<TensorConfig> Outputs) Graph(bool positionIds, bool useCacheBranch)
+    {
         var inputs = new List<TensorConfig>
         {
             new("input_ids", DataType.Int64, [-1, -1]),
@@ -34,10 +44,7 @@ public sealed class KvCachePlanTests
             outputs.Add(new($"present.{l}.key", DataType.Fp32, [-1, 2, -1, 8]));
             outputs.Add(new($"present.{l}.value", DataType.Fp32, [-1, 2, -1, 8]));
         }
-        var settings = GenerationSettings.Resolve(
-            new ModelConfigFile.GenerationEntry { Tokenizer = new TokenizerSpec { Kind = TokenizerSpec.Characters, Vocabulary = "abcd" }, MaxModelLen = 64, MaxRunningSequences = 4, KvCacheBytes = kvCacheBytes },
-            maxBatchSize: 0, inputs, outputs, lengthsFromMask: genAi);
-        return KvCachePlan.Create(settings);
+        return (inputs, outputs);
     }
 
     [Theory]
