@@ -109,7 +109,7 @@ internal sealed record BenchOptions
           --settings LIST          engine instances x intra-op threads, e.g. 1x2,2x1 (default: mlp and resnet50 1x2,2x1; payload and overhead 1x2;
                                    generate: one IxT, the server's decode loops x parameters.intra_op_num_threads, default cores x 1;
                                    kv: the served configurations, default 1 x cores and cores x 1; genai: the batching cells' served
-                                   configurations, default 1 x cores)
+                                   configurations, default 1 x cores and cores x 1)
           --raw-settings LIST      generate, kv, genai: the raw decode loops' configurations, parallel loops x intra-op threads (default: every
                                    LxT <= cores, L and T powers of two or the core count; genai: those with L x T = cores; the server's
                                    settings are always added)

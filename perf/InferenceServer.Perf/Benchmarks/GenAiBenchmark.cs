@@ -38,10 +38,8 @@ internal static class GenAiBenchmark
         {
             throw new ArgumentException($"genai: --context-length {contextLength} is shorter than the longest request ({longest} tokens)");
         }
-        // One instance with a thread per core by default, as the latency cells: with two instances of a KV-cache model the
-        // server at 406d137 can fail (one decode thread reads the other instance's rows for the cache-usage gauge while
-        // that instance changes them; an unhandled exception ends the process). --settings 2x1 measures two.
-        var serverSettings = o.Settings?.Select(s => new LoopSetting(s.I, s.T)).Distinct().ToArray() ?? [new LoopSetting(1, cores)];
+        // As bench kv: one instance with a thread per core (the latency cells' configuration) and an instance per core.
+        var serverSettings = o.Settings?.Select(s => new LoopSetting(s.I, s.T)).Distinct().ToArray() ?? [new LoopSetting(1, cores), new LoopSetting(cores, 1)];
         var rawSettings = (o.RawSettings?.Select(s => new LoopSetting(s.I, s.T)) ?? LoopSetting.Sweep(cores, serverSettings[0]).Where(s => s.Loops * s.Threads == cores))
             .Concat(serverSettings).Distinct().OrderBy(s => s.Loops).ThenBy(s => s.Threads).ToArray();
         var options = KvDecoderModel.Options(o, contextLength, DecoderLayout.GenAi);
