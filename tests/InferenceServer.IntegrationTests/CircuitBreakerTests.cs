@@ -21,7 +21,7 @@ public sealed class CircuitBreakerTests
 {
     private const string Json = """{"id":"r1","inputs":[{"name":"x","datatype":"FP32","shape":[1,2],"data":[1.5,2.5]}]}""";
 
-    private static async Task<(RunningServer Server, ManualTimeProvider Time)> StartAsync(string repository, CapturedLog? log = null)
+    internal static async Task<(RunningServer Server, ManualTimeProvider Time)> StartAsync(string repository, CapturedLog? log = null)
     {
         var time = new ManualTimeProvider();
         var server = await RunningServer.StartAsync(repository, services =>
@@ -43,7 +43,7 @@ public sealed class CircuitBreakerTests
 
     private static CircuitState State(RunningServer server, string model) => server.Repository.Select(model, "").Breaker!.State;
 
-    private static async Task<double> MetricAsync(RunningServer server, string series)
+    internal static async Task<double> MetricAsync(RunningServer server, string series)
     {
         using var metrics = server.NewMetricsClient();
         var line = (await metrics.GetStringAsync("/metrics")).Split('\n').SingleOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));

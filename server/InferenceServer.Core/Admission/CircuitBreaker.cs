@@ -119,10 +119,19 @@ public sealed partial class CircuitBreaker
     }
 
     /// <summary>The permitted call succeeded (slow if it took longer than the slow-call duration).</summary>
-    public void OnSuccess(CircuitPermit permit) => Record(permit, failed: false);
+    public void OnSuccess(CircuitPermit permit) => Record(permit, failed: false, Elapsed(permit));
 
     /// <summary>The permitted call failed in the engine.</summary>
-    public void OnFailure(CircuitPermit permit) => Record(permit, failed: true);
+    public void OnFailure(CircuitPermit permit) => Record(permit, failed: true, Elapsed(permit));
+
+    /// <summary>
+    /// The permitted call ended, failed in the engine or not, and <paramref name="duration"/> is what is judged against
+    /// the slow-call duration: for a generation, its time to first token (or to its failure before one).
+    /// </summary>
+    public void OnOutcome(CircuitPermit permit, bool failed, TimeSpan duration) => Record(permit, failed, duration);
+
+    /// <summary>Time since <paramref name="permit"/> was granted, on the breaker's clock.</summary>
+    public TimeSpan Elapsed(CircuitPermit permit) => _time.GetElapsedTime(permit.Started);
 
     /// <summary>The permitted call ended without an outcome that counts (bad input, cancellation, full queue, deadline).</summary>
     public void Release(CircuitPermit permit)
@@ -169,13 +178,12 @@ public sealed partial class CircuitBreaker
             RetryAfter = retryAfter < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : retryAfter,
         };
 
-    private void Record(CircuitPermit permit, bool failed)
+    private void Record(CircuitPermit permit, bool failed, TimeSpan elapsed)
     {
         if (!permit.Granted)
         {
             return;
         }
-        var elapsed = _time.GetElapsedTime(permit.Started);
         var outcome = (byte)((failed ? FailedBit : 0) | (elapsed > Options.SlowCallDuration ? SlowBit : 0));
         lock (_lock)
         {

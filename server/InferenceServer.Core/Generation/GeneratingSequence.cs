@@ -74,6 +74,7 @@ internal sealed class GeneratingSequence : DecoderSequence
         if (CompletionTokens == 1)
         {
             _metrics.TimeToFirstToken.Observe(Seconds(now - ArrivalTimestamp));
+            (_lease as IGenerationObserver)?.FirstToken();
         }
         else
         {
@@ -178,6 +179,7 @@ internal sealed class GeneratingSequence : DecoderSequence
         }
         DecoderState?.Dispose();
         DecoderState = null;
+        (_lease as IGenerationObserver)?.Ended(engineFailed: outcome == "error", cancelled: outcome is null && Finish == FinishReason.Cancelled);
         _lease.Dispose();
     }
 

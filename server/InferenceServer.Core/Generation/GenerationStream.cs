@@ -43,6 +43,28 @@ public sealed class GenerationStream
 
     /// <summary>The generated text, chunk by chunk.</summary>
     public ChannelReader<GenerationChunk> Chunks { get; }
+
+    /// <summary>
+    /// The model the client asked for when its circuit breaker was open and this stream comes from its fallback model
+    /// (<see cref="ModelName"/>); null otherwise.
+    /// </summary>
+    public string? FallbackFor { get; set; }
+
+    /// <summary>"name/version" of the model serving the stream (the <c>x-served-by-model</c> header's value).</summary>
+    public string ServedBy => ModelName + "/" + ModelVersion;
+}
+
+/// <summary>
+/// Told, on the batcher's thread, when a generation gives its first token and how it ended: the owner of a sequence's
+/// lease implements it to judge the call (the circuit breaker's outcome of a stream).
+/// </summary>
+public interface IGenerationObserver
+{
+    /// <summary>The first token was sampled.</summary>
+    void FirstToken();
+
+    /// <summary>The generation ended: <paramref name="engineFailed"/> when the engine failed, <paramref name="cancelled"/> when the client left or the server stopped it.</summary>
+    void Ended(bool engineFailed, bool cancelled);
 }
 
 /// <summary>A generative model as the APIs list it (<c>GET /v1/models</c>).</summary>

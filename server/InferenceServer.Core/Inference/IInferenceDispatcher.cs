@@ -102,7 +102,7 @@ public readonly struct Dispatched
         }
         var stream = await (Generation ?? throw new InvalidOperationException("nothing was dispatched")).ConfigureAwait(false);
         var result = await GenerationResult.ReadAsync(stream, cancellationToken).ConfigureAwait(false);
-        var response = new InferenceResponse(stream.ModelName, stream.ModelVersion, requestId);
+        var response = new InferenceResponse(stream.ModelName, stream.ModelVersion, requestId) { FallbackFor = stream.FallbackFor };
         response.Outputs.Add(TextTensors.TextTensor(result.Text));
         return response;
     }

@@ -219,10 +219,20 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
         return Generate(model, request, lease, admitted, arrived, cancellationToken);
     }
 
-    /// <summary>Starts an admitted generation; the sequence owns both leases and releases them when the stream ends.</summary>
-    private GenerationStream Generate(string model, GenerationRequest request, ModelLease lease, IDisposable? admitted, long arrived, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts an admitted generation on the leased version (owning both leases: the sequence releases them when the
+    /// stream ends). Through the version's circuit breaker, as tensor inference: asked after the prompt is validated (bad
+    /// input is a 400 and never counts) and told the stream's outcome when it ends (<see cref="GenerationLease"/>); while
+    /// it is open, the request goes to its fallback model (<see cref="GenerateOnFallback"/>), or is refused with 503.
+    /// </summary>
+    private GenerationStream Generate(
+        string model, GenerationRequest request, ModelLease lease, IDisposable? admitted, long arrived, CancellationToken cancellationToken, string? fallbackFor = null)
     {
         Activity? activity = null;
+        var breaker = lease.Version.Breaker;
+        var permit = default(CircuitPermit);
+        string? fallback = null;
+        var retryAfter = TimeSpan.Zero;
         try
         {
             var generation = lease.Version.Generation
@@ -231,14 +241,26 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
             // The prompt's tokens, then admission by tokens: a KV-cache decoder's prompt and completion must fit its context.
             var tokens = PromptAdmission.Tokens(generation, request);
             var maxTokens = PromptAdmission.MaxTokens(generation.Settings, tokens.Count, request.MaxTokens, chat: request.Messages is not null);
-
-            activity = StartActivity(model, lease.Version, request, maxTokens);
-            IDisposable owned = admitted is null ? lease : new AdmittedLease(lease, admitted);
-            var sequence = lease.Runner.Generate(tokens, request, maxTokens, activity, owned, cancellationToken);
-            return new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks);
+            if (breaker is not null && !breaker.TryAcquire(out permit, out retryAfter))
+            {
+                // Open: the fallback model serves (one hop: a fallback's own open breaker does not pass it on), or 503.
+                fallback = fallbackFor is null ? breaker.Options.FallbackModel : null;
+                if (fallback is null)
+                {
+                    throw breaker.Refuse(retryAfter);
+                }
+            }
+            else
+            {
+                activity = StartActivity(model, lease.Version, request, maxTokens);
+                var owned = new GenerationLease(lease, admitted, breaker, permit);
+                var sequence = lease.Runner.Generate(tokens, request, maxTokens, activity, owned, cancellationToken);
+                return new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks);
+            }
         }
         catch (Exception e)
         {
+            breaker?.Release(permit);
             lease.Version.Statistics.RecordFailure(Stopwatch.GetTimestamp() - arrived, e);
             Telemetry.RecordFailure(activity, e);
             activity?.Stop();
@@ -246,6 +268,41 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
             lease.Dispose();
             throw;
         }
+        lease.Dispose();
+        return GenerateOnFallback(request, breaker!, fallback, retryAfter, admitted, arrived, cancellationToken);
+    }
+
+    /// <summary>
+    /// Serves a generation whose model's breaker is open by the fallback model, with its own tokenizer, chat template
+    /// and breaker; the request's admission lease goes with it. When the fallback cannot serve it (not loaded, not
+    /// ready, its own breaker open, or a prompt it does not accept), the answer is 503 / UNAVAILABLE: the request was
+    /// valid for the model the client asked for.
+    /// </summary>
+    private GenerationStream GenerateOnFallback(
+        GenerationRequest request, CircuitBreaker breaker, string fallback, TimeSpan retryAfter, IDisposable? admitted, long arrived, CancellationToken cancellationToken)
+    {
+        ModelLease lease;
+        try
+        {
+            lease = _repository.Acquire(fallback, "");
+        }
+        catch (InferenceException e) when (e.Kind is InferenceErrorKind.NotFound or InferenceErrorKind.Unavailable)
+        {
+            admitted?.Dispose();
+            throw breaker.FallbackFailed(fallback, e, retryAfter);
+        }
+        GenerationStream stream;
+        try
+        {
+            stream = Generate(fallback, request, lease, admitted, arrived, cancellationToken, fallbackFor: breaker.Model);
+        }
+        catch (InferenceException e) when (e.Kind is InferenceErrorKind.NotFound or InferenceErrorKind.Unavailable or InferenceErrorKind.InvalidArgument)
+        {
+            throw breaker.FallbackFailed(fallback, e, retryAfter);
+        }
+        stream.FallbackFor = breaker.Model;
+        breaker.FallbackServed();
+        return stream;
     }
 
     /// <inheritdoc />
@@ -266,12 +323,41 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
             ?? throw InferenceException.InvalidArgument($"model '{model}' is not a generative model: it has no tokenizer");
     }
 
-    /// <summary>A generation's model lease and its admission lease, released together when the stream ends.</summary>
-    private sealed class AdmittedLease(ModelLease lease, IDisposable admitted) : IDisposable
+    /// <summary>
+    /// A generation's model lease, its admission lease and its circuit-breaker permit, released together when the stream
+    /// ends. A stream's outcome for the breaker: failed when the engine failed (before or after its first token), slow
+    /// when its time to first token (or to its failure before one) passed the slow-call duration; a cancelled stream
+    /// counts for nothing, as a cancelled tensor request.
+    /// </summary>
+    private sealed class GenerationLease(ModelLease lease, IDisposable? admitted, CircuitBreaker? breaker, CircuitPermit permit) : IDisposable, IGenerationObserver
     {
+        private TimeSpan? _firstToken;
+
+        public void FirstToken()
+        {
+            if (breaker is not null)
+            {
+                _firstToken = breaker.Elapsed(permit);
+            }
+        }
+
+        public void Ended(bool engineFailed, bool cancelled)
+        {
+            if (breaker is null)
+            {
+                return;
+            }
+            if (cancelled && !engineFailed)
+            {
+                breaker.Release(permit);
+                return;
+            }
+            breaker.OnOutcome(permit, engineFailed, _firstToken ?? breaker.Elapsed(permit));
+        }
+
         public void Dispose()
         {
-            admitted.Dispose();
+            admitted?.Dispose();
             lease.Dispose();
         }
     }

@@ -233,7 +233,11 @@ internal sealed class ContinuousBatcher : IModelRunner
             }
             catch (Exception e)
             {
-                var error = e as InferenceException ?? new InferenceException(InferenceErrorKind.Internal, "model execution failed: " + e.Message);
+                // The engine's failure, whatever it says of its inputs: the server built them from a validated prompt
+                // (a 500 that counts against the circuit breaker, not the client's 400).
+                var error = e is InferenceException { Kind: InferenceErrorKind.Internal } engine
+                    ? engine
+                    : new InferenceException(InferenceErrorKind.Internal, "model execution failed: " + e.Message, e);
                 now = Stopwatch.GetTimestamp();
                 foreach (var sequence in running)
                 {

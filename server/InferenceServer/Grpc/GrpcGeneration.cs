@@ -107,6 +107,12 @@ internal sealed partial class GrpcGeneration(ILogger logger)
     private static ModelStreamInferResponse Response(ModelInferRequest request, GenerationStream stream, string text, bool raw)
     {
         var message = new ModelInferResponse { ModelName = stream.ModelName, ModelVersion = stream.ModelVersion, Id = request.Id };
+        if (stream.FallbackFor is { } requested)
+        {
+            // The breaker of the model asked for is open: its fallback model serves, and each response says so.
+            message.Parameters[Protocol.RequestMetadata.ServedByModelParameter] = new InferParameter { StringParam = stream.ServedBy };
+            message.Parameters[Protocol.RequestMetadata.FallbackForParameter] = new InferParameter { StringParam = requested };
+        }
         var tensor = new ModelInferResponse.Types.InferOutputTensor { Name = TextTensors.TextOutput, Datatype = "BYTES", Shape = { 1 } };
         if (raw)
         {

@@ -38,6 +38,11 @@ internal static class GenerateEndpoints
         var generator = context.RequestServices.GetRequiredService<ITextGenerator>();
         var stream = await generator.GenerateAsync(name, string.IsNullOrEmpty(version) ? null : version, parsed.Request, cancellationToken);
         Observability.AccessLogEntry.SetModel(context, stream.ModelName, stream.ModelVersion);
+        if (stream.FallbackFor is not null)
+        {
+            // The breaker of the model asked for is open: its fallback model serves, and says so.
+            context.Response.Headers[Protocol.RequestMetadata.ServedByModelHeader] = stream.ServedBy;
+        }
         var reply = new GenerateReply(stream.ModelName, stream.ModelVersion, parsed.Request.Id);
         // On generate_stream, "stream": false asks for the whole text as one event (Triton's vLLM backend does the same).
         if (!streaming || parsed.Stream == false)

@@ -92,6 +92,11 @@ internal static partial class OpenAiEndpoints
             throw;
         }
         Observability.AccessLogEntry.SetModel(context, streams[0].ModelName, streams[0].ModelVersion);
+        if (Array.Find(streams, s => s.FallbackFor is not null) is { } fallback)
+        {
+            // The breaker of the model asked for is open: its fallback model serves (the reply's "model" names it too).
+            context.Response.Headers[Protocol.RequestMetadata.ServedByModelHeader] = fallback.ServedBy;
+        }
         var reply = new OpenAiReply(chat, id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), streams[0].ModelName);
         try
         {
