@@ -52,19 +52,7 @@ public sealed class GenerationCircuitBreakerTests
             ["model"] = model, ["prompt"] = prompt, ["max_tokens"] = maxTokens, ["stream"] = stream, ["ignore_eos"] = true, ["temperature"] = 0,
         }), Encoding.UTF8, "application/json"));
 
-    private static Protocol.ModelInferRequest GrpcText(string prompt)
-    {
-        var request = new Protocol.ModelInferRequest { ModelName = "big" };
-        request.Inputs.Add(new Protocol.ModelInferRequest.Types.InferInputTensor
-        {
-            Name = "text_input",
-            Datatype = "BYTES",
-            Shape = { 1 },
-            Contents = new Protocol.InferTensorContents { BytesContents = { Google.Protobuf.ByteString.CopyFromUtf8(prompt) } },
-        });
-        request.Parameters["max_tokens"] = new Protocol.InferParameter { Int64Param = 4 };
-        return request;
-    }
+    private static Protocol.ModelInferRequest GrpcText(string prompt) => GenerationRequests.GrpcText("big", prompt, ("max_tokens", 4));
 
     private static CircuitState State(RunningServer server) => server.Repository.Select("big", "").Breaker!.State;
 
@@ -186,16 +174,8 @@ public sealed class GenerationCircuitBreakerTests
         var batcher = Assert.IsType<ContinuousBatcher>(server.Repository.GetReady("big", "").Runner);
         // One running slot: a long stream holds it while the second request waits in the queue, and the test's clock
         // moves 2 s past the second one's admission before its first token.
-        var generator = server.Services.GetRequiredService<ITextGenerator>();
         using var cancelFirst = new CancellationTokenSource();
-        var first = await generator.GenerateAsync("big", null, new GenerationRequest
-        {
-            Prompt = "a",
-            MaxTokens = 4000,
-            IgnoreEos = true,
-            Sampling = new SamplingParameters { Temperature = 0 },
-        }, cancelFirst.Token);
-        Assert.True(await first.Chunks.WaitToReadAsync());
+        var first = await GenerationRequests.HoldSlotAsync(server, "big", cancelFirst.Token);
         var second = CompleteAsync(server, "b", 3);
         for (var i = 0; i < 500 && batcher.WaitingCount == 0 && !second.IsCompleted; i++)
         {

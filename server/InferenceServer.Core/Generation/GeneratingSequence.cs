@@ -26,6 +26,7 @@ internal sealed class GeneratingSequence : DecoderSequence
     private volatile bool _cancelled;
     private long _lastTokenTimestamp;
     private bool _ended;
+    private bool _engineFailed;
 
     public GeneratingSequence(
         List<int> promptTokens, GenerationRequest request, int maxTokens, GenerationModel config, GenerationMetrics metrics, Activity? activity, IDisposable lease)
@@ -42,7 +43,14 @@ internal sealed class GeneratingSequence : DecoderSequence
         _activity = activity;
         _lease = lease;
         ArrivalTimestamp = Stopwatch.GetTimestamp();
+        Deadline = request.Deadline;
     }
+
+    /// <summary>When the generation must have ended (<see cref="Stopwatch.GetTimestamp"/>), 0 for none.</summary>
+    public long Deadline { get; }
+
+    /// <summary>Whether <paramref name="now"/> is past the deadline.</summary>
+    public bool Expired(long now) => Deadline > 0 && now >= Deadline;
 
     /// <summary>The reader side, handed to the protocol adapter.</summary>
     public ChannelReader<GenerationChunk> Chunks => _chunks.Reader;
@@ -115,11 +123,12 @@ internal sealed class GeneratingSequence : DecoderSequence
         _chunks.Writer.TryComplete(new OperationCanceledException("the generation was cancelled"));
     }
 
-    /// <summary>Ends the sequence with an engine error.</summary>
+    /// <summary>Ends the sequence with an engine error (or its deadline's: <see cref="InferenceErrorKind.DeadlineExceeded"/>).</summary>
     public void Fail(InferenceException error, long now)
     {
         Finish = FinishReason.Cancelled;
         Telemetry.RecordFailure(_activity, error);
+        _engineFailed = error.Kind == InferenceErrorKind.Internal;
         End(now, "error");
         _chunks.Writer.TryComplete(error);
     }
@@ -179,7 +188,7 @@ internal sealed class GeneratingSequence : DecoderSequence
         }
         DecoderState?.Dispose();
         DecoderState = null;
-        (_lease as IGenerationObserver)?.Ended(engineFailed: outcome == "error", cancelled: outcome is null && Finish == FinishReason.Cancelled);
+        (_lease as IGenerationObserver)?.Ended(engineFailed: _engineFailed, cancelled: !_engineFailed && Finish == FinishReason.Cancelled);
         _lease.Dispose();
     }
 

@@ -48,6 +48,30 @@ public sealed class GenerationRequest
     /// <summary>The client's request id, for logs and traces.</summary>
     public string Id { get; init; } = "";
 
+    /// <summary>
+    /// When the generation must have ended (<see cref="System.Diagnostics.Stopwatch.GetTimestamp"/>), 0 for none: from
+    /// the <c>timeout</c> parameter or the gRPC deadline, else the server's default for generation. Waiting then, it
+    /// leaves the queue; running, its stream ends with a deadline error (504 / DEADLINE_EXCEEDED) and its KV memory is freed.
+    /// </summary>
+    public long Deadline { get; set; }
+
+    /// <summary>Sets <see cref="Deadline"/> from a <c>timeout</c> in microseconds counted from <paramref name="received"/> and a deadline already known (0: none); the earlier wins.</summary>
+    public void SetDeadline(long received, long? timeoutMicroseconds, long deadline)
+    {
+        var byTimeout = timeoutMicroseconds is { } microseconds and > 0 and <= MaxTimeoutMicroseconds
+            ? received + (long)(microseconds / 1e6 * System.Diagnostics.Stopwatch.Frequency)
+            : 0;
+        Deadline = (byTimeout, deadline) switch
+        {
+            (0, var d) => d,
+            (var t, 0) => t,
+            var (t, d) => Math.Min(t, d),
+        };
+    }
+
+    /// <summary>A <c>timeout</c> over a year counts as none.</summary>
+    private const long MaxTimeoutMicroseconds = 365L * 24 * 3600 * 1_000_000;
+
     /// <summary>The tenant (from the configured tenant header), for per-tenant rate limits; null or empty: the shared default bucket.</summary>
     public string? Tenant { get; set; }
 }

@@ -102,7 +102,7 @@ public static class TextTensors
         }
         var sampling = new SamplingParameters { Temperature = temperature, TopK = topK, TopP = topP, Seed = seed };
         sampling.Validate();
-        return new GenerationRequest
+        var generation = new GenerationRequest
         {
             Prompt = prompt,
             MaxTokens = maxTokensInput ?? maxTokens,
@@ -113,6 +113,9 @@ public static class TextTensors
             Id = request.Id,
             Tenant = request.Tenant,
         };
+        // The request's deadline (a gRPC deadline) and Triton's timeout parameter bound the whole generation.
+        generation.SetDeadline(request.ReceivedTimestamp, request.TimeoutMicroseconds, request.Deadline);
+        return generation;
     }
 
     /// <summary>A BYTES tensor <c>text_output</c> of shape [1] holding <paramref name="text"/>.</summary>

@@ -238,6 +238,7 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
             var generation = lease.Version.Generation
                 ?? throw InferenceException.InvalidArgument($"model '{model}' is not a generative model: use infer with its tensors");
             request.Sampling.Validate();
+            _limits.ApplyGenerationTimeout(request, arrived);
             // The prompt's tokens, then admission by tokens: a KV-cache decoder's prompt and completion must fit its context.
             var tokens = PromptAdmission.Tokens(generation, request);
             var maxTokens = PromptAdmission.MaxTokens(generation.Settings, tokens.Count, request.MaxTokens, chat: request.Messages is not null);

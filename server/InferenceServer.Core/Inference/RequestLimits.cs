@@ -24,15 +24,22 @@ public sealed class RequestLimits
     /// </summary>
     public double DefaultTimeoutSeconds { get; set; } = 60;
 
+    /// <summary>
+    /// The deadline, in seconds, of a text generation whose client gave none (no <c>timeout</c> parameter, no gRPC
+    /// deadline): waiting then, it leaves the queue; running, its stream ends with a deadline error and its KV memory is
+    /// freed. 0: none.
+    /// </summary>
+    public double GenerationTimeoutSeconds { get; set; } = 600;
+
     /// <summary>Throws <see cref="ArgumentException"/> on a value no server could run with.</summary>
     public void Validate()
     {
         if (MaxTensorElements < 1 || MaxRequestTensorBytes < 1 || MaxJsonDepth < 1 || MaxJsonDepth > 1000 ||
-            !(DefaultTimeoutSeconds >= 0 && DefaultTimeoutSeconds <= 86_400))
+            !(DefaultTimeoutSeconds >= 0 && DefaultTimeoutSeconds <= 86_400) || !(GenerationTimeoutSeconds >= 0 && GenerationTimeoutSeconds <= 86_400))
         {
             throw new ArgumentException(
-                $"Limits: MaxTensorElements, MaxRequestTensorBytes must be positive, MaxJsonDepth 1..1000 and DefaultTimeoutSeconds 0..86400 " +
-                $"(got {MaxTensorElements}, {MaxRequestTensorBytes}, {MaxJsonDepth}, {DefaultTimeoutSeconds})");
+                $"Limits: MaxTensorElements, MaxRequestTensorBytes must be positive, MaxJsonDepth 1..1000, DefaultTimeoutSeconds and GenerationTimeoutSeconds 0..86400 " +
+                $"(got {MaxTensorElements}, {MaxRequestTensorBytes}, {MaxJsonDepth}, {DefaultTimeoutSeconds}, {GenerationTimeoutSeconds})");
         }
     }
 
@@ -59,6 +66,16 @@ public sealed class RequestLimits
                 $"input '{name}' has shape {TensorShape.Format(shape)} of {type.Name()}: the request's tensor data would exceed the limit of {MaxRequestTensorBytes} bytes (Limits:MaxRequestTensorBytes)");
         }
         requestBytes += count * size;
+    }
+
+    /// <summary>Gives a generation the default deadline (<see cref="GenerationTimeoutSeconds"/> after <paramref name="arrived"/>) when its client set none.</summary>
+    public void ApplyGenerationTimeout(Generation.GenerationRequest request, long arrived)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (GenerationTimeoutSeconds > 0 && request.Deadline == 0)
+        {
+            request.Deadline = arrived + (long)(GenerationTimeoutSeconds * Stopwatch.Frequency);
+        }
     }
 
     /// <summary>Gives <paramref name="request"/> the default deadline when neither the client nor the model set one.</summary>

@@ -169,6 +169,13 @@ internal sealed class ContinuousBatcher : IModelRunner
         sequence.CompleteCancelled(now);
     }
 
+    /// <summary>Ends a sequence whose deadline passed: 504 / DEADLINE_EXCEEDED (an error event on a stream under way).</summary>
+    private void Expire(GeneratingSequence sequence, long now, string what)
+    {
+        _statistics.RecordFailure(now - sequence.ArrivalTimestamp, InferenceErrorKind.DeadlineExceeded);
+        sequence.Fail(new InferenceException(InferenceErrorKind.DeadlineExceeded, $"the generation for model '{_config.Name}' {what} (the request's timeout, or the server's generation timeout)"), now);
+    }
+
     private void Loop(IDecoder decoder, int instance)
     {
         var width = _generation.Settings.LogitsWidth;
@@ -178,6 +185,7 @@ internal sealed class ContinuousBatcher : IModelRunner
         var batch = new List<DecoderSequence>(capacity);
         var logits = new float[capacity * width];
         var scratch = new float[width];
+        var expired = new List<GeneratingSequence>();
         long prefixQueries = 0, prefixHits = 0;
         while (true)
         {
@@ -196,6 +204,19 @@ internal sealed class ContinuousBatcher : IModelRunner
                 var share = _threads.Length == 1
                     ? capacity
                     : Math.Min(capacity, (Volatile.Read(ref _running) + _waiting.Count + _threads.Length - 1) / _threads.Length);
+                // Requests waiting past their deadline leave the queue (answered after the lock).
+                var checkedAt = Stopwatch.GetTimestamp();
+                for (var node = _waiting.First; node is not null;)
+                {
+                    var next = node.Next;
+                    if (node.Value.Expired(checkedAt))
+                    {
+                        _waiting.Remove(node);
+                        node.Value.WaitingNode = null;
+                        expired.Add(node.Value);
+                    }
+                    node = next;
+                }
                 // First come, first served: a sequence whose cache does not fit yet waits at the head for memory.
                 while (running.Count < share && _waiting.First is { } first && decoder.TryReserve(first.Value))
                 {
@@ -208,11 +229,23 @@ internal sealed class ContinuousBatcher : IModelRunner
                 _metrics.SetWaiting(_waiting.Count);
             }
             var now = Stopwatch.GetTimestamp();
+            foreach (var sequence in expired)
+            {
+                Expire(sequence, now, "waited in the queue past its deadline");
+            }
+            expired.Clear();
             for (var i = running.Count - 1; i >= 0; i--)
             {
                 if (running[i].IsCancelled || _stopping)
                 {
                     Drop(running[i], now);
+                    running.RemoveAt(i);
+                    Interlocked.Decrement(ref _running);
+                }
+                else if (running[i].Expired(now))
+                {
+                    // Ended with a deadline error; its KV memory is freed before the next step.
+                    Expire(running[i], now, $"ran past its deadline after {running[i].CompletionTokens} generated token(s)");
                     running.RemoveAt(i);
                     Interlocked.Decrement(ref _running);
                 }

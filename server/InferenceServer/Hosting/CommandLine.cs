@@ -22,6 +22,7 @@ public static class CommandLine
         new("--max-request-bytes", "INFERENCE_MAX_REQUEST_BYTES", "Server:MaxRequestBytes", "largest REST body (default 268435456)"),
         new("--grpc-max-message-bytes", "INFERENCE_GRPC_MAX_MESSAGE_BYTES", "Server:GrpcMaxMessageBytes", "largest gRPC message (default 268435456)"),
         new("--default-timeout", "INFERENCE_DEFAULT_TIMEOUT", "Limits:DefaultTimeoutSeconds", "seconds an inference without a client deadline may stay queued (default 60; 0 for none)"),
+        new("--generation-timeout", "INFERENCE_GENERATION_TIMEOUT", "Limits:GenerationTimeoutSeconds", "seconds a text generation without a client deadline may take, queued and running (default 600; 0 for none)"),
         new("--model-control-mode", "INFERENCE_MODEL_CONTROL_MODE", "Repository:ModelControlMode", "none (load all) or explicit (load/unload API)"),
         new("--load-model", "INFERENCE_LOAD_MODEL", "Repository:StartupModels", "explicit mode: a model to load at start-up, repeatable; * for all", Repeatable: true),
         new("--strict-readiness", "INFERENCE_STRICT_READINESS", "Repository:StrictReadiness", "ready only when every model is ready (default true)"),

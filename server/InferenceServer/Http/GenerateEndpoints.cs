@@ -29,10 +29,11 @@ internal static class GenerateEndpoints
         var name = (string)context.GetRouteValue("name")!;
         var version = context.GetRouteValue("version") as string;
         var cancellationToken = context.RequestAborted;
+        var received = System.Diagnostics.Stopwatch.GetTimestamp();
         (GenerationRequest Request, bool? Stream) parsed;
         using (var body = await RequestBody.ReadAsync(context.Request, cancellationToken))
         {
-            parsed = ReadRequest(body.Memory, context.RequestServices.GetRequiredService<RequestLimits>().MaxJsonDepth);
+            parsed = ReadRequest(body.Memory, context.RequestServices.GetRequiredService<RequestLimits>().MaxJsonDepth, received);
         }
         parsed.Request.Tenant = Protocol.RequestMetadata.TenantOf(context);
         var generator = context.RequestServices.GetRequiredService<ITextGenerator>();
@@ -115,7 +116,7 @@ internal static class GenerateEndpoints
     }
 
     /// <summary>Parses the body. Known fields are read from the top level and then from "parameters", which wins.</summary>
-    private static (GenerationRequest Request, bool? Stream) ReadRequest(ReadOnlyMemory<byte> body, int maxJsonDepth)
+    private static (GenerationRequest Request, bool? Stream) ReadRequest(ReadOnlyMemory<byte> body, int maxJsonDepth, long received)
     {
         if (body.IsEmpty)
         {
@@ -129,6 +130,7 @@ internal static class GenerateEndpoints
         }
         string? text = null;
         var id = "";
+        long? timeout = null;
         var fields = new GenerationFields();
         foreach (var property in root.EnumerateObject())
         {
@@ -144,6 +146,9 @@ internal static class GenerateEndpoints
                     break;
                 case "parameters":
                     break;
+                case "timeout":
+                    timeout = Timeout(property.Value);
+                    break;
                 default:
                     // Triton maps other top-level keys to the model's inputs and parameters; the ones we do not know are ignored.
                     fields.TryRead(property.Name, property.Value);
@@ -158,6 +163,11 @@ internal static class GenerateEndpoints
             }
             foreach (var parameter in parameters.EnumerateObject())
             {
+                if (parameter.Name == "timeout")
+                {
+                    timeout = Timeout(parameter.Value);
+                    continue;
+                }
                 fields.TryRead(parameter.Name, parameter.Value);
             }
         }
@@ -165,8 +175,16 @@ internal static class GenerateEndpoints
         {
             throw InferenceException.InvalidArgument("the request needs \"text_input\", the prompt as a string");
         }
-        return (fields.ToRequest(text, null, null, "generate", id), fields.Stream);
+        var request = fields.ToRequest(text, null, null, "generate", id);
+        // Triton's scheduling parameter: the whole generation's deadline, in microseconds.
+        request.SetDeadline(received, timeout, 0);
+        return (request, fields.Stream);
     }
+
+    private static long Timeout(JsonElement value) =>
+        value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var microseconds) && microseconds >= 0
+            ? microseconds
+            : throw InferenceException.InvalidArgument($"parameter 'timeout' must be a non-negative integer (microseconds), not {GenerationFields.Describe(value)}");
 
     private sealed record GenerateReply(string ModelName, string ModelVersion, string Id);
 

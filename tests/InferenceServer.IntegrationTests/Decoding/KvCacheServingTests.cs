@@ -239,7 +239,7 @@ public sealed class KvCacheServingTests(ITestOutputHelper output)
         await WaitUntil(() => batcher.RunningCount == 0 && batcher.CacheUsage == 0, "the cache was not freed");
     }
 
-    private static async Task WaitUntil(Func<bool> condition, string message)
+    internal static async Task WaitUntil(Func<bool> condition, string message)
     {
         for (var i = 0; i < 500 && !condition(); i++)
         {
