@@ -39,14 +39,25 @@ public sealed class GenerationDeadlineTests
     {
         await using var server = await RunningServer.StartAsync(Repository());
         var batcher = Batcher(server);
+        // Warm: the engine's first run (its own set-up) does not eat into the deadline below.
+        using (var warm = await server.Http.PostAsync("/v2/models/lm/generate", new StringContent(
+            """{"text_input": "a", "parameters": {"max_tokens": 2}}""", Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.OK, warm.StatusCode);
+        }
+        // 4,000 tokens take seconds; the deadline is 300 ms away.
         using var response = await server.Http.PostAsync("/v2/models/lm/generate_stream", new StringContent(
-            """{"text_input": "a", "parameters": {"max_tokens": 4000, "ignore_eos": true, "timeout": 100000}}""", Encoding.UTF8, "application/json"));
+            """{"text_input": "a", "parameters": {"max_tokens": 4000, "ignore_eos": true, "timeout": 300000}}""", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var events = (await response.Content.ReadAsStringAsync()).Split('\n').Where(l => l.StartsWith("data: ", StringComparison.Ordinal)).ToList();
         Assert.True(events.Count > 1, "no text before the deadline");
         using var last = JsonDocument.Parse(events[^1]["data: ".Length..]);
         Assert.Contains("ran past its deadline", last.RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
         await KvCacheServingTests.WaitUntil(() => batcher.RunningCount == 0 && batcher.CacheUsage == 0, "the stream's cache was not freed");
+        using (var admin = server.NewMetricsClient())
+        {
+            Assert.Equal(1, await RateLimitTests.RejectionsAsync(admin, "lm", "deadline"));
+        }
 
         // A bad timeout is the client's mistake.
         using var bad = await server.Http.PostAsync("/v2/models/lm/generate", new StringContent(
@@ -74,6 +85,10 @@ public sealed class GenerationDeadlineTests
         var error = await Assert.ThrowsAsync<RpcException>(async () => await server.Grpc.ModelInferAsync(request));
         Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
         Assert.Equal(0, batcher.WaitingCount);
+        using (var admin = server.NewMetricsClient())
+        {
+            Assert.Equal(2, await RateLimitTests.RejectionsAsync(admin, "lm", "deadline"));
+        }
         Assert.Equal(1, batcher.RunningCount);
         cancelFirst.Cancel();
         await KvCacheServingTests.WaitUntil(() => batcher.RunningCount == 0, "the first stream did not end");

@@ -329,7 +329,7 @@ public sealed class RateLimitTests
 
     private static WireTensor Floats() => new("x", "FP32", [1, 2], BitConverter.GetBytes(1f).Concat(BitConverter.GetBytes(2f)).ToArray());
 
-    private static async Task<double> RejectionsAsync(HttpClient admin, string model, string reason)
+    internal static async Task<double> RejectionsAsync(HttpClient admin, string model, string reason)
     {
         var prefix = $"inference_rejections_total{{model=\"{model}\",version=\"1\",reason=\"{reason}\"}} ";
         var line = (await admin.GetStringAsync("/metrics")).Split('\n').SingleOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));

@@ -71,7 +71,15 @@ public sealed class AdmissionController
     /// <paramref name="tenant"/> (null or empty: the shared default bucket). Returns the lease to dispose when the request
     /// finishes, or null when no limit applies; throws a ResourceExhausted <see cref="InferenceException"/> on a rejection.
     /// </summary>
-    public ValueTask<IDisposable?> AdmitAsync(string model, string version, string? tenant, CancellationToken cancellationToken)
+    public ValueTask<IDisposable?> AdmitAsync(string model, string version, string? tenant, CancellationToken cancellationToken) =>
+        AdmitAsync(model, version, tenant, generation: false, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="AdmitAsync(string, string, string?, CancellationToken)"/>; a <paramref name="generation"/> is also
+    /// held to the model's token budget (<see cref="AdmissionLimits.TokensPerMinute"/>), and its lease is then an
+    /// <see cref="ITokenMeter"/> to charge its tokens to.
+    /// </summary>
+    public ValueTask<IDisposable?> AdmitAsync(string model, string version, string? tenant, bool generation, CancellationToken cancellationToken)
     {
         var settings = _settings;
         if (settings.IsEmpty)
@@ -82,7 +90,7 @@ public sealed class AdmissionController
         {
             admission = Rebuild(model);
         }
-        return admission.AdmitAsync(tenant, cancellationToken, reason => _metrics.Rejections.WithLabels(model, version, reason).Inc());
+        return admission.AdmitAsync(tenant, generation, cancellationToken, reason => _metrics.Rejections.WithLabels(model, version, reason).Inc());
     }
 
     private ModelAdmission Rebuild(string model)
@@ -136,12 +144,17 @@ internal sealed class ModelAdmission
     private readonly TokenBucket? _bucket;
     private readonly TenantBuckets? _tenants;
     private readonly ConcurrencyLimiter? _concurrency;
+    private readonly TokenBudget? _tokens;
     private readonly int _permits;
 
     public ModelAdmission(AdmissionLimits limits, int maxTenants, AdmissionSettings settings)
     {
         Limits = limits;
         Settings = settings;
+        if (limits.TokensPerMinute is { } perMinute)
+        {
+            _tokens = new TokenBudget(perMinute, limits.TokenBurst ?? (long)Math.Max(1, Math.Ceiling(perMinute)));
+        }
         if (limits.RequestsPerSecond is { } rate)
         {
             _bucket = new TokenBucket(rate, AdmissionLimits.BurstOf(rate, limits.Burst));
@@ -169,6 +182,7 @@ internal sealed class ModelAdmission
         _bucket = other._bucket;
         _tenants = other._tenants;
         _concurrency = other._concurrency;
+        _tokens = other._tokens;
         _permits = other._permits;
     }
 
@@ -181,8 +195,11 @@ internal sealed class ModelAdmission
 
     public ModelAdmission WithSettings(AdmissionSettings settings) => new(this, settings);
 
-    public ValueTask<IDisposable?> AdmitAsync(string? tenant, CancellationToken cancellationToken, Action<string> rejected)
+    public ValueTask<IDisposable?> AdmitAsync(string? tenant, bool generation, CancellationToken cancellationToken, Action<string> rejected)
     {
+        // A generation first needs token budget left; a rejected one takes no request token.
+        var tokens = generation ? _tokens : null;
+        tokens?.Check(rejected);
         if (_tenants is not null)
         {
             _tenants.For(tenant).Take(rejected, "tenant");
@@ -190,20 +207,23 @@ internal sealed class ModelAdmission
         _bucket?.Take(rejected, "model");
         if (_concurrency is null)
         {
-            return ValueTask.FromResult<IDisposable?>(null);
+            return ValueTask.FromResult(Metered(null, tokens));
         }
         var lease = _concurrency.AttemptAcquire(1);
-        return lease.IsAcquired ? ValueTask.FromResult<IDisposable?>(lease) : WaitAsync(lease, cancellationToken, rejected);
+        return lease.IsAcquired ? ValueTask.FromResult(Metered(lease, tokens)) : WaitAsync(lease, tokens, cancellationToken, rejected);
     }
 
-    private async ValueTask<IDisposable?> WaitAsync(RateLimitLease failed, CancellationToken cancellationToken, Action<string> rejected)
+    /// <summary>A generation's lease, through which its tokens are charged to the budget; <paramref name="lease"/> itself otherwise.</summary>
+    private static IDisposable? Metered(IDisposable? lease, TokenBudget? tokens) => tokens is null ? lease : new MeteredLease(lease, tokens);
+
+    private async ValueTask<IDisposable?> WaitAsync(RateLimitLease failed, TokenBudget? tokens, CancellationToken cancellationToken, Action<string> rejected)
     {
         failed.Dispose();
         // Queued behind the running requests; the limiter fails at once when its queue is full.
         var lease = await _concurrency!.AcquireAsync(1, cancellationToken).ConfigureAwait(false);
         if (lease.IsAcquired)
         {
-            return lease;
+            return Metered(lease, tokens);
         }
         lease.Dispose();
         rejected(RequestMetrics.Concurrency);
@@ -213,6 +233,73 @@ internal sealed class ModelAdmission
             RetryAfter = ConcurrencyRetryAfter,
             RateLimit = new RateLimitInfo(_permits, 0, (long)ConcurrencyRetryAfter.TotalSeconds),
         };
+    }
+}
+
+/// <summary>What a generation's admission lease charges its tokens to (<see cref="AdmissionLimits.TokensPerMinute"/>).</summary>
+public interface ITokenMeter
+{
+    /// <summary>Charges <paramref name="tokens"/> (prompt or generated) to the model's token budget.</summary>
+    void Charge(long tokens);
+}
+
+/// <summary>A generation's admission: its concurrency permit (if any) and its model's token budget.</summary>
+internal sealed class MeteredLease(IDisposable? lease, TokenBudget tokens) : IDisposable, ITokenMeter
+{
+    public void Charge(long count) => tokens.Charge(count);
+
+    public void Dispose() => lease?.Dispose();
+}
+
+/// <summary>
+/// A model's token budget for text generation, in prompt and generated tokens per minute: refilled lazily by the time
+/// elapsed, up to its capacity; charged after the fact (a generation's length is not known when it starts), so it may
+/// go below zero. A generation is admitted while it is above zero; otherwise 429 with the time until it is.
+/// </summary>
+internal sealed class TokenBudget(double perMinute, long capacity)
+{
+    private readonly Lock _gate = new();
+    private double _balance = capacity;
+    private long _stamp = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    /// <summary>Admits a generation while there is budget left, or throws the rate-limit rejection (429, Retry-After).</summary>
+    public void Check(Action<string> rejected)
+    {
+        double balance;
+        lock (_gate)
+        {
+            Refill();
+            balance = _balance;
+        }
+        if (balance >= 1)
+        {
+            return;
+        }
+        var seconds = Math.Max(1, (long)Math.Ceiling((1 - balance) * 60 / perMinute));
+        rejected(RequestMetrics.RateLimit);
+        throw new InferenceException(InferenceErrorKind.ResourceExhausted,
+            $"token rate limit exceeded: {perMinute.ToString(System.Globalization.CultureInfo.InvariantCulture)} prompt and generated tokens per minute (budget {capacity}); {Math.Floor(balance).ToString(System.Globalization.CultureInfo.InvariantCulture)} left")
+        {
+            RetryAfter = TimeSpan.FromSeconds(seconds),
+            RateLimit = new RateLimitInfo(capacity, 0, seconds),
+        };
+    }
+
+    /// <summary>Charges <paramref name="tokens"/>.</summary>
+    public void Charge(long tokens)
+    {
+        lock (_gate)
+        {
+            Refill();
+            _balance -= tokens;
+        }
+    }
+
+    private void Refill()
+    {
+        var now = System.Diagnostics.Stopwatch.GetTimestamp();
+        _balance = Math.Min(capacity, _balance + ((now - _stamp) / (double)System.Diagnostics.Stopwatch.Frequency * perMinute / 60));
+        _stamp = now;
     }
 }
 

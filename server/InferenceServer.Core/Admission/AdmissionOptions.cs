@@ -63,8 +63,18 @@ public sealed record AdmissionLimits
     /// <summary>Most requests waiting for a concurrency permit; more are rejected at once.</summary>
     public int? QueueLength { get; init; }
 
+    /// <summary>
+    /// Text generation's token budget on this model, as LLM gateways meter it: prompt and generated tokens per minute.
+    /// A generation is admitted while the budget is above zero; its prompt is charged when it starts and its generated
+    /// tokens when it ends, so the budget may go below zero, and then waits until it refills. Tensor inference is not charged.
+    /// </summary>
+    public double? TokensPerMinute { get; init; }
+
+    /// <summary>The token budget's capacity (default: one minute's worth).</summary>
+    public long? TokenBurst { get; init; }
+
     /// <summary>True when no limit is set.</summary>
-    public bool IsEmpty => RequestsPerSecond is null && TenantRequestsPerSecond is null && MaxConcurrency is null;
+    public bool IsEmpty => RequestsPerSecond is null && TenantRequestsPerSecond is null && MaxConcurrency is null && TokensPerMinute is null;
 
     /// <summary>These limits with each unset field taken from <paramref name="fallback"/>.</summary>
     public AdmissionLimits Over(AdmissionLimits fallback) => new()
@@ -75,6 +85,8 @@ public sealed record AdmissionLimits
         TenantBurst = TenantBurst ?? fallback.TenantBurst,
         MaxConcurrency = MaxConcurrency ?? fallback.MaxConcurrency,
         QueueLength = QueueLength ?? fallback.QueueLength,
+        TokensPerMinute = TokensPerMinute ?? fallback.TokensPerMinute,
+        TokenBurst = TokenBurst ?? fallback.TokenBurst,
     };
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad value, prefixed by <paramref name="where"/>.</summary>
@@ -99,6 +111,14 @@ public sealed record AdmissionLimits
         if (MaxConcurrency is < 1)
         {
             throw new ArgumentException($"{where}: MaxConcurrency must be at least 1, not {MaxConcurrency}");
+        }
+        if (TokensPerMinute is { } tokens && !(tokens > 0 && double.IsFinite(tokens)))
+        {
+            throw new ArgumentException($"{where}: TokensPerMinute must be a positive number, not {tokens}");
+        }
+        if (TokenBurst is < 1)
+        {
+            throw new ArgumentException($"{where}: TokenBurst must be at least 1, not {TokenBurst}");
         }
         if (QueueLength is < 0)
         {

@@ -188,7 +188,7 @@ internal sealed class GeneratingSequence : DecoderSequence
         }
         DecoderState?.Dispose();
         DecoderState = null;
-        (_lease as IGenerationObserver)?.Ended(engineFailed: _engineFailed, cancelled: !_engineFailed && Finish == FinishReason.Cancelled);
+        (_lease as IGenerationObserver)?.Ended(engineFailed: _engineFailed, cancelled: !_engineFailed && Finish == FinishReason.Cancelled, CompletionTokens);
         _lease.Dispose();
     }
 

@@ -63,8 +63,11 @@ public interface IGenerationObserver
     /// <summary>The first token was sampled.</summary>
     void FirstToken();
 
-    /// <summary>The generation ended: <paramref name="engineFailed"/> when the engine failed, <paramref name="cancelled"/> when the client left or the server stopped it.</summary>
-    void Ended(bool engineFailed, bool cancelled);
+    /// <summary>
+    /// The generation ended, after <paramref name="completionTokens"/> generated tokens: <paramref name="engineFailed"/>
+    /// when the engine failed, <paramref name="cancelled"/> when the client left, the server stopped it or its deadline passed.
+    /// </summary>
+    void Ended(bool engineFailed, bool cancelled, int completionTokens);
 }
 
 /// <summary>A generative model as the APIs list it (<c>GET /v1/models</c>).</summary>

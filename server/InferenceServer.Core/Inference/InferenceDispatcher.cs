@@ -185,7 +185,7 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
         ValueTask<IDisposable?> admission;
         try
         {
-            admission = AdmitAsync(lease, request.Tenant, cancellationToken);
+            admission = AdmitAsync(lease, request.Tenant, cancellationToken, generation: true);
         }
         catch
         {
@@ -198,10 +198,10 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
     }
 
     /// <summary>Asks admission control (when configured) to admit a request for the leased version; null: no limits.</summary>
-    private ValueTask<IDisposable?> AdmitAsync(ModelLease lease, string? tenant, CancellationToken cancellationToken) =>
+    private ValueTask<IDisposable?> AdmitAsync(ModelLease lease, string? tenant, CancellationToken cancellationToken, bool generation = false) =>
         _admission is null
             ? ValueTask.FromResult<IDisposable?>(null)
-            : _admission.AdmitAsync(lease.Version.Name, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tenant, cancellationToken);
+            : _admission.AdmitAsync(lease.Version.Name, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tenant, generation, cancellationToken);
 
     private async ValueTask<GenerationStream> GenerateAfterAdmissionAsync(
         string model, GenerationRequest request, ModelLease lease, ValueTask<IDisposable?> admission, long arrived, CancellationToken cancellationToken)
@@ -254,6 +254,8 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
             else
             {
                 activity = StartActivity(model, lease.Version, request, maxTokens);
+                // The model's token budget (tokens per minute) is charged the prompt now and the generated tokens at the end.
+                (admitted as ITokenMeter)?.Charge(tokens.Count);
                 var owned = new GenerationLease(lease, admitted, breaker, permit);
                 var sequence = lease.Runner.Generate(tokens, request, maxTokens, activity, owned, cancellationToken);
                 return new GenerationStream(model, lease.Version.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), tokens.Count, sequence.Chunks);
@@ -342,8 +344,9 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
             }
         }
 
-        public void Ended(bool engineFailed, bool cancelled)
+        public void Ended(bool engineFailed, bool cancelled, int completionTokens)
         {
+            (admitted as ITokenMeter)?.Charge(completionTokens);
             if (breaker is null)
             {
                 return;

@@ -14,7 +14,7 @@ internal static class AdmissionEndpoints
 {
     public const string Path = "/v2/admin";
 
-    private static readonly string[] Fields = ["requests_per_second", "burst", "tenant_requests_per_second", "tenant_burst", "max_concurrency", "queue_length"];
+    private static readonly string[] Fields = ["requests_per_second", "burst", "tenant_requests_per_second", "tenant_burst", "max_concurrency", "queue_length", "tokens_per_minute", "token_burst"];
 
     public static IEndpointRouteBuilder MapAdmissionAdmin(this IEndpointRouteBuilder app)
     {
@@ -85,6 +85,8 @@ internal static class AdmissionEndpoints
         WriteOptional(w, Fields[3], limits.TenantBurst);
         WriteOptional(w, Fields[4], limits.MaxConcurrency);
         WriteOptional(w, Fields[5], limits.QueueLength);
+        WriteOptional(w, Fields[6], limits.TokensPerMinute);
+        WriteOptional(w, Fields[7], limits.TokenBurst);
         w.WriteEndObject();
     }
 
@@ -115,8 +117,9 @@ internal static class AdmissionEndpoints
             {
                 throw InferenceException.InvalidArgument($"the limits must be a JSON object with any of: {string.Join(", ", Fields)}");
             }
-            double? rate = null, tenantRate = null;
+            double? rate = null, tenantRate = null, tokensPerMinute = null;
             int? burst = null, tenantBurst = null, concurrency = null, queue = null;
+            long? tokenBurst = null;
             foreach (var property in document.RootElement.EnumerateObject())
             {
                 switch (property.Name)
@@ -127,6 +130,8 @@ internal static class AdmissionEndpoints
                     case "tenant_burst": tenantBurst = Integer(property); break;
                     case "max_concurrency": concurrency = Integer(property); break;
                     case "queue_length": queue = Integer(property); break;
+                    case "tokens_per_minute": tokensPerMinute = Number(property); break;
+                    case "token_burst": tokenBurst = Integer(property); break;
                     default:
                         throw InferenceException.InvalidArgument($"unknown field '{property.Name}'; the limits are: {string.Join(", ", Fields)}");
                 }
@@ -139,6 +144,8 @@ internal static class AdmissionEndpoints
                 TenantBurst = tenantBurst,
                 MaxConcurrency = concurrency,
                 QueueLength = queue,
+                TokensPerMinute = tokensPerMinute,
+                TokenBurst = tokenBurst,
             };
             try
             {
