@@ -165,6 +165,25 @@ public sealed class GenerationCircuitBreakerTests
     }
 
     [Fact]
+    public async Task A_grpc_stream_under_way_when_the_engine_fails_ends_with_an_error_response_and_a_unary_call_with_internal()
+    {
+        await using var server = await RunningServer.StartAsync(Repository(""));
+        using (var call = server.Grpc.ModelStreamInfer())
+        {
+            await call.RequestStream.WriteAsync(GenerationRequests.GrpcText("big", "ab", ("max_tokens", 80)));
+            await call.RequestStream.CompleteAsync();
+            var responses = await call.ResponseStream.ReadAllAsync().ToListAsync();
+            // Text, then Triton's error response (error_message, final): never a stream that just stops.
+            Assert.True(responses.Count > 2, $"{responses.Count} responses");
+            Assert.All(responses.SkipLast(1), r => Assert.Equal("", r.ErrorMessage));
+            Assert.Contains("model execution failed", responses[^1].ErrorMessage, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", responses[^1].ErrorMessage, StringComparison.Ordinal);
+        }
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await server.Grpc.ModelInferAsync(GenerationRequests.GrpcText("big", "ab", ("max_tokens", 80))));
+        Assert.Equal(StatusCode.Internal, error.StatusCode);
+    }
+
+    [Fact]
     public async Task A_stream_whose_first_token_comes_later_than_the_slow_call_duration_counts_as_slow_and_opens_the_breaker()
     {
         var (server, time) = await CircuitBreakerTests.StartAsync(Repository(
