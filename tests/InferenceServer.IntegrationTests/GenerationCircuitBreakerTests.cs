@@ -168,9 +168,16 @@ public sealed class GenerationCircuitBreakerTests
     public async Task A_grpc_stream_under_way_when_the_engine_fails_ends_with_an_error_response_and_a_unary_call_with_internal()
     {
         await using var server = await RunningServer.StartAsync(Repository(""));
+        // 80 tokens, whatever is sampled: the sequence reaches position 48, where the engine fails.
+        static Protocol.ModelInferRequest Failing()
+        {
+            var request = GenerationRequests.GrpcText("big", "ab", ("max_tokens", 80));
+            request.Parameters["ignore_eos"] = new Protocol.InferParameter { BoolParam = true };
+            return request;
+        }
         using (var call = server.Grpc.ModelStreamInfer())
         {
-            await call.RequestStream.WriteAsync(GenerationRequests.GrpcText("big", "ab", ("max_tokens", 80)));
+            await call.RequestStream.WriteAsync(Failing());
             await call.RequestStream.CompleteAsync();
             var responses = await call.ResponseStream.ReadAllAsync().ToListAsync();
             // Text, then Triton's error response (error_message, final): never a stream that just stops.
@@ -179,7 +186,7 @@ public sealed class GenerationCircuitBreakerTests
             Assert.Contains("model execution failed", responses[^1].ErrorMessage, StringComparison.Ordinal);
             Assert.DoesNotContain("   at ", responses[^1].ErrorMessage, StringComparison.Ordinal);
         }
-        var error = await Assert.ThrowsAsync<RpcException>(async () => await server.Grpc.ModelInferAsync(GenerationRequests.GrpcText("big", "ab", ("max_tokens", 80))));
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await server.Grpc.ModelInferAsync(Failing()));
         Assert.Equal(StatusCode.Internal, error.StatusCode);
     }
 
