@@ -56,21 +56,8 @@ public sealed class GenerationRequest
     public long Deadline { get; set; }
 
     /// <summary>Sets <see cref="Deadline"/> from a <c>timeout</c> in microseconds counted from <paramref name="received"/> and a deadline already known (0: none); the earlier wins.</summary>
-    public void SetDeadline(long received, long? timeoutMicroseconds, long deadline)
-    {
-        var byTimeout = timeoutMicroseconds is { } microseconds and > 0 and <= MaxTimeoutMicroseconds
-            ? received + (long)(microseconds / 1e6 * System.Diagnostics.Stopwatch.Frequency)
-            : 0;
-        Deadline = (byTimeout, deadline) switch
-        {
-            (0, var d) => d,
-            (var t, 0) => t,
-            var (t, d) => Math.Min(t, d),
-        };
-    }
-
-    /// <summary>A <c>timeout</c> over a year counts as none.</summary>
-    private const long MaxTimeoutMicroseconds = 365L * 24 * 3600 * 1_000_000;
+    public void SetDeadline(long received, long? timeoutMicroseconds, long deadline) =>
+        Deadline = Inference.InferenceRequest.DeadlineAfter(deadline, received, timeoutMicroseconds ?? 0);
 
     /// <summary>The tenant (from the configured tenant header), for per-tenant rate limits; null or empty: the shared default bucket.</summary>
     public string? Tenant { get; set; }

@@ -161,7 +161,7 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
         {
             response = await InferOnLeaseAsync(request, _repository.Acquire(fallback, ""), breaker.Model, cancellationToken).ConfigureAwait(false);
         }
-        catch (InferenceException e) when (e.Kind is InferenceErrorKind.NotFound or InferenceErrorKind.Unavailable or InferenceErrorKind.InvalidArgument)
+        catch (InferenceException e) when (FallbackCannotServe(e))
         {
             throw breaker.FallbackFailed(fallback, e, retryAfter);
         }
@@ -169,6 +169,13 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
         breaker.FallbackServed();
         return response;
     }
+
+    /// <summary>
+    /// Whether the fallback model's answer means it cannot serve a request its primary could (not loaded, not ready,
+    /// its own breaker open, inputs or a prompt it does not accept): then 503, not the client's mistake.
+    /// </summary>
+    private static bool FallbackCannotServe(InferenceException e) =>
+        e.Kind is InferenceErrorKind.NotFound or InferenceErrorKind.Unavailable or InferenceErrorKind.InvalidArgument;
 
     /// <inheritdoc />
     public ValueTask<GenerationStream> GenerateAsync(string model, string? version, GenerationRequest request, CancellationToken cancellationToken)
@@ -289,7 +296,7 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
         {
             lease = _repository.Acquire(fallback, "");
         }
-        catch (InferenceException e) when (e.Kind is InferenceErrorKind.NotFound or InferenceErrorKind.Unavailable)
+        catch (InferenceException e) when (FallbackCannotServe(e))
         {
             admitted?.Dispose();
             throw breaker.FallbackFailed(fallback, e, retryAfter);
@@ -299,7 +306,7 @@ public sealed class InferenceDispatcher : IInferenceDispatcher, ITextGenerator
         {
             stream = Generate(fallback, request, lease, admitted, arrived, cancellationToken, fallbackFor: breaker.Model);
         }
-        catch (InferenceException e) when (e.Kind is InferenceErrorKind.NotFound or InferenceErrorKind.Unavailable or InferenceErrorKind.InvalidArgument)
+        catch (InferenceException e) when (FallbackCannotServe(e))
         {
             throw breaker.FallbackFailed(fallback, e, retryAfter);
         }

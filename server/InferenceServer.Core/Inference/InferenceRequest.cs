@@ -53,11 +53,31 @@ public sealed class InferenceRequest : IDisposable
         }
         if (Parameters.TryGetValue("timeout", out var timeout))
         {
-            TimeoutMicroseconds = timeout is long microseconds && microseconds >= 0
-                ? microseconds
-                : throw InferenceException.InvalidArgument("parameter 'timeout' must be a non-negative integer (microseconds)");
+            TimeoutMicroseconds = TimeoutOf(timeout as long?);
         }
     }
+
+    /// <summary>Triton's <c>timeout</c> parameter as read (null when it is not a whole number): microseconds, never negative; else the client's mistake.</summary>
+    public static long TimeoutOf(long? microseconds) =>
+        microseconds is >= 0 ? microseconds.Value : throw InferenceException.InvalidArgument("parameter 'timeout' must be a non-negative integer (microseconds)");
+
+    /// <summary>
+    /// The earlier of <paramref name="deadline"/> (0: none) and <paramref name="received"/> + <paramref name="timeoutMicroseconds"/>
+    /// (0 or less: none; capped at a year, which is as good as none and stays clear of overflow).
+    /// </summary>
+    public static long DeadlineAfter(long deadline, long received, long timeoutMicroseconds)
+    {
+        if (timeoutMicroseconds <= 0)
+        {
+            return deadline;
+        }
+        // In floating point and capped: timeout * Frequency overflows a long past about 2.5 hours of microseconds.
+        var byTimeout = received + (long)(Math.Min(timeoutMicroseconds, MaxTimeoutMicroseconds) / 1e6 * Stopwatch.Frequency);
+        return deadline == 0 ? byTimeout : Math.Min(deadline, byTimeout);
+    }
+
+    /// <summary>A year: longer timeouts are as good as none.</summary>
+    private const long MaxTimeoutMicroseconds = 365L * 24 * 3600 * 1_000_000;
 
     /// <summary>The input tensors; the request owns them.</summary>
     public List<Tensor> Inputs { get; } = [];

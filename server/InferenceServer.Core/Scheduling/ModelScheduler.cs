@@ -88,12 +88,8 @@ internal sealed class ModelScheduler : IModelRunner
         throw InferenceException.InvalidArgument($"parameter 'priority' must be an integer from 0 (the default level) to {levels} (levels of model '{_config.Name}')");
     }
 
-    /// <summary>A year: longer timeouts are as good as none, and stay clear of overflow.</summary>
-    private const long MaxTimeoutMicroseconds = 365L * 24 * 3600 * 1_000_000;
-
     private long Deadline(InferenceRequest request)
     {
-        var deadline = request.Deadline;
         var timeout = _config.Queue.DefaultTimeoutMicroseconds;
         if (request.TimeoutMicroseconds is { } requested)
         {
@@ -103,13 +99,7 @@ internal sealed class ModelScheduler : IModelRunner
                 timeout = requested;
             }
         }
-        if (timeout > 0)
-        {
-            // In floating point and capped: timeout * Frequency overflows a long past about 2.5 hours of microseconds.
-            var byTimeout = request.ReceivedTimestamp + (long)(Math.Min(timeout, MaxTimeoutMicroseconds) / 1e6 * Stopwatch.Frequency);
-            deadline = deadline == 0 ? byTimeout : Math.Min(deadline, byTimeout);
-        }
-        return deadline;
+        return InferenceRequest.DeadlineAfter(request.Deadline, request.ReceivedTimestamp, timeout);
     }
 
     private void Work(IBackendModel instance)

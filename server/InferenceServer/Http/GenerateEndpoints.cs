@@ -182,9 +182,7 @@ internal static class GenerateEndpoints
     }
 
     private static long Timeout(JsonElement value) =>
-        value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var microseconds) && microseconds >= 0
-            ? microseconds
-            : throw InferenceException.InvalidArgument($"parameter 'timeout' must be a non-negative integer (microseconds), not {GenerationFields.Describe(value)}");
+        InferenceRequest.TimeoutOf(value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var microseconds) ? microseconds : null);
 
     private sealed record GenerateReply(string ModelName, string ModelVersion, string Id);
 

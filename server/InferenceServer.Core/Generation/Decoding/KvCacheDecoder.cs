@@ -311,10 +311,7 @@ public sealed class KvCacheDecoder : IDecoder
     /// <summary>Forgets the prompt being read: its sequence left. In place, the region's compaction drops the row.</summary>
     private void EndPrefill()
     {
-        if (_prefill is not null)
-        {
-            _prefill.Clear();
-        }
+        _prefill?.Clear();
         _prefilling = null;
     }
 

@@ -144,9 +144,6 @@ internal sealed class KvRegion : IDisposable
     /// </summary>
     public long UsedTokens => (long)Volatile.Read(ref _joined) * (Shared ? Width : Length);
 
-    /// <summary>The sequences admitted to the region: its rows and those still reading their prompts.</summary>
-    public int Members => _members.Count;
-
     /// <summary>
     /// Admits <paramref name="sequence"/>, whose prompt (with what it already generated, after a preemption) holds
     /// <paramref name="tokens"/> tokens, when the region has a row for it and its rows, the ones still reading their prompts

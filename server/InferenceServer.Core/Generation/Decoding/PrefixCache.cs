@@ -56,9 +56,6 @@ public sealed class PrefixCache
     /// <summary>Most blocks the budget holds.</summary>
     public int Capacity { get; }
 
-    /// <summary>Blocks stored now.</summary>
-    public int Count => _index.Count;
-
     /// <summary>
     /// Finds the longest run of cached blocks that <paramref name="tokens"/> starts with, at most
     /// <paramref name="maxBlocks"/>, writing their slots to <paramref name="slots"/>; returns how many.
