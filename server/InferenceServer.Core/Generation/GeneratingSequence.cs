@@ -151,8 +151,10 @@ internal sealed class GeneratingSequence : DecoderSequence
     private void Complete(string text, FinishReason reason, long now)
     {
         Finish = reason;
-        _chunks.Writer.TryWrite(new GenerationChunk(text, CompletionTokens, reason));
+        // Ended first (leases released, tokens charged, the breaker told), then the last chunk: a client that sends its
+        // next request the moment it reads this one finds the permit back and the budget charged.
         End(now);
+        _chunks.Writer.TryWrite(new GenerationChunk(text, CompletionTokens, reason));
         _chunks.Writer.TryComplete();
     }
 
